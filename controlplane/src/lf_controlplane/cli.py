@@ -1,0 +1,211 @@
+"""The `lf` command line: thin typer commands over the control plane's modules."""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import StrEnum
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import msgspec
+import typer
+import uvloop
+import yaml
+from lf_dataplane.names import DEFAULT_NAMESPACE, InvalidName, check_name
+from rich.console import Console
+from rich.table import Table
+
+from lf_controlplane import scaffolding
+from lf_controlplane.dev import state
+from lf_controlplane.dev.platform import DevPlatform, DevSettings, StartupError
+from lf_controlplane.urls import function_url
+
+app = typer.Typer(help="LiteFunctions: serverless functions on a throughput-first data plane.", no_args_is_help=True)
+console = Console()
+errors = Console(stderr=True)
+
+DEFAULT_STATE_DIR = Path(".lf")
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise typer.BadParameter(f"{name}={raw!r} is not a whole number") from None
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def dev(
+    root: Annotated[Path, typer.Argument(help="Folder of function folders (each with a function.yaml).")] = Path(),
+    host: Annotated[str, typer.Option(envvar="LF_HOST", help="Address the ingestor listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="LF_PORT", help="Port the ingestor listens on.")] = 8080,
+    state_dir: Annotated[Path, typer.Option(envvar="LF_STATE_DIR", help="Broker data, venvs, state.")] = (
+        DEFAULT_STATE_DIR
+    ),
+    secrets_dir: Annotated[
+        Path | None, typer.Option(envvar="LF_SECRETS_SOURCE", help="Where secrets are read (default ROOT/.secrets).")
+    ] = None,
+    nats_url: Annotated[
+        str | None, typer.Option(envvar="LF_NATS_URL", help="Use this broker instead of starting one.")
+    ] = None,
+    workers: Annotated[int, typer.Option(envvar="LF_WORKERS", help="Ingestor worker processes.")] = 1,
+    reload: Annotated[bool, typer.Option(help="Reload a function when its files change.")] = True,
+) -> None:
+    """Run the platform locally: broker, ingestor and every function under ROOT, reloaded on change."""
+    if not root.is_dir():
+        raise _fail(f"{root} is not a folder")
+    settings = DevSettings(
+        root=root.resolve(),
+        host=host,
+        port=port,
+        state_dir=state_dir.resolve(),
+        secrets_dir=secrets_dir,
+        nats_url=nats_url,
+        workers=workers,
+        reload=reload,
+    )
+    existing = state.read(settings.state_dir)
+    if existing is not None:
+        raise _fail(f"lf dev (pid {existing.pid}) already runs with state in {settings.state_dir}")
+    try:
+        uvloop.run(DevPlatform(settings).run())
+    except StartupError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="Function name (a DNS-1123 label).")],
+    runtime: Annotated[str, typer.Option(help="Language of the function.")] = "python",
+    parent: Annotated[Path, typer.Option("--dir", help="Where to create the folder.")] = Path(),
+) -> None:
+    """Create a function folder NAME/ with function.yaml and a handler."""
+    try:
+        folder = scaffolding.scaffold(name, parent, runtime)
+    except (InvalidName, scaffolding.ScaffoldError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"created {folder}/ (function.yaml, handler.py); run it with [bold]lf dev {parent}[/bold]")
+
+
+def _base_url(url: str | None, state_dir: Path) -> str:
+    if url:
+        return url
+    running = state.read(state_dir)
+    if running is not None:
+        return running.base_url
+    port = _env_int("LF_PORT", 8080)
+    return f"http://{os.environ.get('LF_HOST', '127.0.0.1')}:{port}"
+
+
+def _parse_header(raw: str) -> tuple[str, str]:
+    name, sep, value = raw.partition(":")
+    if not sep or not name.strip():
+        raise typer.BadParameter(f"header {raw!r} must look like 'Name: value'")
+    return name.strip(), value.strip()
+
+
+@app.command()
+def invoke(
+    name: Annotated[str, typer.Argument(help="Function name.")],
+    data: Annotated[
+        str | None, typer.Option("--data", "-d", help="Request body; '@file' reads a file, '-' stdin.")
+    ] = None,
+    method: Annotated[str | None, typer.Option("--method", "-X", help="HTTP method (POST with --data).")] = None,
+    path: Annotated[str, typer.Option(help="Path after the function, e.g. /items/1?x=2.")] = "",
+    header: Annotated[list[str] | None, typer.Option("--header", "-H", help="'Name: value', repeatable.")] = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = DEFAULT_NAMESPACE,
+    url: Annotated[
+        str | None, typer.Option(envvar="LF_URL", help="Ingestor URL (default: the running lf dev).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 70.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show status and headers.")] = False,
+    state_dir: Annotated[Path, typer.Option(envvar="LF_STATE_DIR", hidden=True)] = DEFAULT_STATE_DIR,
+) -> None:
+    """Call a function and print its answer; exits 1 when the status is 400 or above."""
+    try:
+        check_name(name)
+        check_name(namespace, "namespace")
+    except InvalidName as exc:
+        raise _fail(str(exc)) from None
+    body = _read_body(data)
+    target = function_url(_base_url(url, state_dir), namespace, name) + (
+        path if not path or path[0] in "/?" else f"/{path}"
+    )
+    headers = [_parse_header(h) for h in header or []]
+    try:
+        response = httpx.request(
+            method or ("POST" if body is not None else "GET"), target, content=body, headers=headers, timeout=timeout
+        )
+    except httpx.TransportError as exc:
+        raise _fail(f"cannot reach {target}: {exc} (is `lf dev` running?)") from None
+    if verbose:
+        errors.print(f"{response.status_code} {response.reason_phrase}")
+        for key, value in response.headers.multi_items():
+            errors.print(f"{key}: {value}")
+    sys.stdout.buffer.write(response.content)
+    sys.stdout.flush()
+    if response.status_code >= 400:
+        raise typer.Exit(1)
+
+
+def _read_body(data: str | None) -> bytes | None:
+    if data is None:
+        return None
+    if data == "-":
+        return sys.stdin.buffer.read()
+    if data.startswith("@"):
+        try:
+            return Path(data[1:]).read_bytes()
+        except OSError as exc:
+            raise _fail(f"cannot read {data[1:]}: {exc.strerror}") from None
+    return data.encode()
+
+
+@app.command("list")
+def list_functions(
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+    state_dir: Annotated[Path, typer.Option(envvar="LF_STATE_DIR")] = DEFAULT_STATE_DIR,
+) -> None:
+    """Show the functions of the running `lf dev` and their state."""
+    current = state.read(state_dir.resolve())
+    if current is None:
+        raise _fail(f"no lf dev is running with state in {state_dir.resolve()}")
+    if output is Output.json:
+        console.print_json(msgspec.json.encode(current.functions).decode())
+        return
+    if output is Output.yaml:
+        sys.stdout.write(yaml.safe_dump(msgspec.to_builtins(current.functions), sort_keys=False))
+        return
+    table = Table("NAME", "NAMESPACE", "STATE", "READY", "RESTARTS", "URL / ERROR")
+    for fn in current.functions:
+        table.add_row(
+            fn.name, fn.namespace, fn.state, f"{fn.ready}/{fn.replicas}", str(fn.restarts), fn.error or fn.url or ""
+        )
+    console.print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of the CLI and the native core."""
+    import lf_native
+
+    console.print(
+        f"lf {package_version('lf-controlplane')} (native {lf_native.__version__}, {lf_native.build_profile})"
+    )

@@ -1,0 +1,275 @@
+"""`lf dev`: the local platform. Starts the broker, the ingestor and every function, then keeps them in step
+with the folders on disk until Ctrl-C or SIGTERM.
+
+Shutdown order matters: the ingestor first (it stops accepting and finishes the calls it holds, which still
+need the runtimes), then the runtimes (they drain), then the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import nats
+from lf_dataplane.routes import encode_route, route_key, route_of
+from lf_dataplane.subjects import ROUTES_BUCKET
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
+from watchfiles import awatch
+
+from lf_controlplane.dev import state
+from lf_controlplane.dev.folders import FunctionFolder, discover, fingerprint, is_ignored
+from lf_controlplane.dev.functions import FunctionRunner, MissingSecretError, RunningFunction, RuntimePaths
+from lf_controlplane.dev.supervising import ProcessSpec, Supervised, print_line
+from lf_controlplane.dev.venvs import RequirementsError
+from lf_controlplane.natsserver import NatsServer
+from lf_controlplane.urls import function_url
+
+
+class StartupError(RuntimeError):
+    """A part of the platform did not come up; the message says which and where to look."""
+
+
+@dataclass(frozen=True)
+class DevSettings:
+    root: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    state_dir: Path = Path(".lf")
+    secrets_dir: Path | None = None
+    nats_url: str | None = None  # an existing broker; None starts the embedded one
+    workers: int = 1
+    drain_grace: float = 30.0
+    reload: bool = True
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass
+class DevPlatform:
+    settings: DevSettings
+    broker: NatsServer | None = None
+    nc: NatsClient | None = None
+    routes: KeyValue | None = None
+    ingestor: Supervised | None = None
+    runner: FunctionRunner | None = None
+    running: dict[str, RunningFunction] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    started_at: float = field(default_factory=time.time)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop_requested.set)
+        try:
+            await self.start()
+            watcher = asyncio.create_task(self._watch()) if self.settings.reload else None
+            await self.stop_requested.wait()
+            if watcher is not None:
+                watcher.cancel()
+        finally:
+            await self.shutdown()
+
+    async def start(self) -> None:
+        settings = self.settings
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        nats_url = settings.nats_url or self._start_broker()
+        self.nc = await nats.connect(nats_url, max_reconnect_attempts=-1)
+        self.routes = await _routes_bucket(self.nc)
+        self.runner = FunctionRunner(
+            paths=RuntimePaths(
+                state_dir=settings.state_dir.resolve(),
+                secrets_source=(settings.secrets_dir or settings.root / ".secrets").resolve(),
+            ),
+            nats_url=nats_url,
+            on_change=self._write_state,
+            drain_grace=settings.drain_grace,
+        )
+        await self._sync_functions(discover(settings.root), initial=True)
+        await self._start_ingestor(nats_url)
+        self._announce()
+
+    def _start_broker(self) -> str:
+        self.broker = NatsServer(state_dir=(self.settings.state_dir / "nats").resolve()).start()
+        print_line("nats", f"embedded nats-server on {self.broker.url} (JetStream in {self.broker.state_dir})")
+        return self.broker.url
+
+    async def _start_ingestor(self, nats_url: str) -> None:
+        settings = self.settings
+        env = {
+            **os.environ,
+            "LF_HOST": settings.host,
+            "LF_PORT": str(settings.port),
+            "LF_NATS_URL": nats_url,
+            "LF_WORKERS": str(settings.workers),
+            "PYTHONUNBUFFERED": "1",
+        }
+        spec = ProcessSpec(label="ingestor", argv=[sys.executable, "-m", "lf_dataplane"], env=env, cwd=Path.cwd())
+        self.ingestor = Supervised(spec=spec, on_change=self._write_state)
+        self.ingestor.start()
+        await self._wait_ready(f"{settings.base_url}/readyz", timeout=30.0)
+
+    async def _wait_ready(self, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get(url)).status_code == 200:
+                        return
+                await asyncio.sleep(0.05)
+        raise StartupError(f"the ingestor did not become ready at {url} within {timeout:.0f} s (see its output)")
+
+    def _announce(self) -> None:
+        base = self.settings.base_url
+        print_line("lf dev", f"ingestor on {base}")
+        for running in self.running.values():
+            fn = running.function
+            print_line("lf dev", f"  {fn.name:<20} {function_url(base, fn.namespace, fn.name)}")
+        for key, error in self.failed.items():
+            print_line("lf dev", f"  {key:<20} NOT STARTED: {error}")
+        print_line("lf dev", "watching for changes; Ctrl-C stops everything")
+
+    async def _sync_functions(self, folders: list[FunctionFolder], *, initial: bool = False) -> None:
+        """Bring the running set in line with `folders`: start new, replace changed, stop removed."""
+        wanted = {str(f.path): f for f in folders}
+        for path_key in [k for k in self.running if k not in wanted]:
+            await self._remove(path_key)
+        self.failed = {k: v for k, v in self.failed.items() if k in wanted}
+        for path_key, folder in wanted.items():
+            current = self.running.get(path_key)
+            if folder.function is None:
+                self._fail(path_key, folder.error or "invalid function folder", keeps_old=current is not None)
+                continue
+            if current is not None and current.fingerprint == fingerprint(folder.path):
+                continue
+            await self._replace(path_key, folder, current, initial=initial)
+        await self._publish_routes()
+        self._write_state()
+
+    async def _replace(
+        self, path_key: str, folder: FunctionFolder, current: RunningFunction | None, *, initial: bool
+    ) -> None:
+        assert self.runner is not None and folder.function is not None
+        if current is not None and (current.function.name, current.function.namespace) != (
+            folder.function.name,
+            folder.function.namespace,
+        ):
+            await self._remove(path_key)
+            current = None
+        clash = self._name_clash(path_key, folder)
+        if clash:
+            self._fail(path_key, clash, keeps_old=current is not None)
+            return
+        generation = 1 if current is None else current.generation + 1
+        try:
+            started = await self.runner.start(folder, generation=generation)
+        except (RequirementsError, MissingSecretError) as exc:
+            self._fail(path_key, str(exc), keeps_old=current is not None)
+            return
+        self.running[path_key] = started
+        self.failed.pop(path_key, None)
+        if current is not None:
+            print_line("lf dev", f"reloading {folder.function.name}: new replicas started, old ones draining")
+            await self.runner.stop(current)
+        elif not initial:
+            base = self.settings.base_url
+            fn = folder.function
+            print_line("lf dev", f"added {fn.name}: {function_url(base, fn.namespace, fn.name)}")
+
+    def _name_clash(self, path_key: str, folder: FunctionFolder) -> str | None:
+        assert folder.function is not None
+        for other_key, other in self.running.items():
+            if other_key != path_key and (other.function.namespace, other.function.name) == (
+                folder.function.namespace,
+                folder.function.name,
+            ):
+                return f"function {folder.function.name!r} is already served from {other.folder.path}"
+        return None
+
+    def _fail(self, path_key: str, error: str, *, keeps_old: bool) -> None:
+        self.failed[path_key] = error
+        note = " (the previous version keeps serving)" if keeps_old else ""
+        print_line("lf dev", f"{path_key}: {error}{note}")
+
+    async def _remove(self, path_key: str) -> None:
+        running = self.running.pop(path_key)
+        assert self.runner is not None
+        print_line("lf dev", f"removing {running.function.name}")
+        await self.runner.stop(running)
+
+    async def _publish_routes(self) -> None:
+        """Make LF_ROUTES hold exactly the running functions (stale keys of an earlier run are deleted)."""
+        assert self.routes is not None
+        wanted = {route_key(route_of(r.function)): encode_route(route_of(r.function)) for r in self.running.values()}
+        try:
+            existing = set(await self.routes.keys())
+        except NoKeysError:
+            existing = set()
+        for key in existing - wanted.keys():
+            await self.routes.delete(key)
+        for key, value in wanted.items():
+            try:
+                if (await self.routes.get(key)).value == value:
+                    continue
+            except KeyNotFoundError:
+                pass
+            await self.routes.put(key, value)
+
+    async def _watch(self) -> None:
+        root = self.settings.root
+        async for _changes in awatch(root, watch_filter=lambda _change, path: _relevant(root, path)):
+            await self._sync_functions(discover(root))
+
+    def _write_state(self) -> None:
+        state.write(
+            self.settings.state_dir,
+            state.snapshot(
+                base_url=self.settings.base_url,
+                pid=os.getpid(),
+                started_at=self.started_at,
+                running=list(self.running.values()),
+                failed=self.failed,
+                ingestor=self.ingestor,
+            ),
+        )
+
+    async def shutdown(self) -> None:
+        print_line("lf dev", "stopping: ingestor first, then functions, then the broker")
+        if self.ingestor is not None:
+            await self.ingestor.stop(self.settings.drain_grace)
+        if self.runner is not None:
+            await asyncio.gather(*(self.runner.stop(r) for r in self.running.values()))
+        self.running.clear()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        if self.broker is not None:
+            self.broker.stop()
+        state.clear(self.settings.state_dir)
+        print_line("lf dev", "stopped")
+
+
+async def _routes_bucket(nc: NatsClient) -> KeyValue:
+    js = nc.jetstream()
+    try:
+        return await js.key_value(ROUTES_BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(bucket=ROUTES_BUCKET, history=1)
+
+
+def _relevant(root: Path, path: str) -> bool:
+    try:
+        return not is_ignored(Path(path).relative_to(root))
+    except ValueError:
+        return False

@@ -1,0 +1,131 @@
+"""Child processes kept alive by `lf dev`: started, their output relayed, restarted with backoff, stopped cleanly.
+
+A process that exits on its own is restarted after a delay that doubles with each quick failure (0.2 s up to
+10 s) and resets once it has stayed up for a while. A process we stop on purpose gets SIGTERM (it drains), then
+SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Backoff:
+    first: float = 0.2
+    cap: float = 10.0
+    healthy_after: float = 10.0
+
+    def delay(self, quick_failures: int) -> float:
+        """Seconds to wait before restart number `quick_failures` (0-based) of a process that keeps failing."""
+        return float(min(self.first * (2 ** max(quick_failures, 0)), self.cap))
+
+
+class State(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    label: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+Printer = Callable[[str, str], None]
+
+
+def print_line(label: str, line: str) -> None:
+    sys.stdout.write(f"{label:>18} | {line}\n")
+    sys.stdout.flush()
+
+
+@dataclass
+class Supervised:
+    """One child process, kept running until `stop()`."""
+
+    spec: ProcessSpec
+    printer: Printer = print_line
+    backoff: Backoff = field(default_factory=Backoff)
+    on_change: Callable[[], None] = lambda: None
+    state: State = field(default=State.STOPPED, init=False)
+    restarts: int = field(default=0, init=False)
+    last_exit: int | None = field(default=None, init=False)
+    process: asyncio.subprocess.Process | None = field(default=None, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _stopping: bool = field(default=False, init=False)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._keep_running(), name=f"supervise {self.spec.label}")
+
+    async def _keep_running(self) -> None:
+        quick_failures = 0
+        while not self._stopping:
+            started = time.monotonic()
+            self._set(State.STARTING)
+            self.process = await asyncio.create_subprocess_exec(
+                *self.spec.argv,
+                env=self.spec.env,
+                cwd=self.spec.cwd,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self._set(State.RUNNING)
+            await self._relay_output(self.process)
+            self.last_exit = await self.process.wait()
+            if self._stopping:
+                break
+            quick_failures = 0 if time.monotonic() - started > self.backoff.healthy_after else quick_failures + 1
+            delay = self.backoff.delay(quick_failures - 1)
+            self.printer(self.spec.label, f"exited with {self.last_exit}; restarting in {delay:.1f} s")
+            self.restarts += 1
+            self._set(State.BACKOFF)
+            await asyncio.sleep(delay)
+        self._set(State.STOPPED)
+
+    async def _relay_output(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        while line := await process.stdout.readline():
+            self.printer(self.spec.label, line.decode(errors="replace").rstrip("\n"))
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """SIGTERM, wait up to `grace` seconds for the child to drain and exit, then SIGKILL."""
+        self._stopping = True
+        process = self.process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._set(State.STOPPED)
+
+    def _set(self, state: State) -> None:
+        self.state = state
+        self.on_change()

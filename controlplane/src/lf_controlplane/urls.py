@@ -1,0 +1,10 @@
+"""Where a function is served by an ingestor (DESIGN §4: the OpenFaaS-compatible `/function/...` URL)."""
+
+from __future__ import annotations
+
+from lf_dataplane.names import DEFAULT_NAMESPACE
+
+
+def function_url(base_url: str, namespace: str, name: str) -> str:
+    suffix = "" if namespace == DEFAULT_NAMESPACE else f".{namespace}"
+    return f"{base_url.rstrip('/')}/function/{name}{suffix}"
