@@ -1,10 +1,20 @@
-//! Placeholder until the core lands.
-#[cfg(feature = "python")]
-use pyo3::prelude::*;
+//! `LiteFunctions` native core: the HTTP routing table and the call envelope codec.
+//!
+//! `routing` and `envelope` are pure Rust (the Rust runtime uses them directly, and `cargo test` needs no
+//! interpreter); `python` is their pyo3 face, compiled with the `python` feature into `lf_native._native`.
+
+pub mod envelope;
+pub mod routing;
 
 #[cfg(feature = "python")]
-#[pymodule(gil_used = false)]
-fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    Ok(())
+mod python;
+
+#[cfg(feature = "python")]
+#[pyo3::pymodule(gil_used = false)]
+fn _native(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+    python::init_build_info(m)?;
+    python::init_routing(m)?;
+    python::init_envelope(m)?;
+    python::init_aliases(m)?;
+    python::drop_dunder_all(m)
 }
