@@ -10,7 +10,7 @@ MAX_NAME_LENGTH = 63
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
 
-class InvalidName(ValueError):
+class InvalidName(ValueError):  # noqa: N818 (named like lf_native's RouteNotFound)
     """A name that is not a DNS-1123 label."""
 
 

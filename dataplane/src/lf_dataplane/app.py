@@ -1,0 +1,231 @@
+"""The ingestor's RSGI application: a thin shell that routes, checks, forwards and answers.
+
+Per request it does one native lookup, a header-size sum, an optional body read, one native encode, one bus
+request, one native decode and one response; everything per function (subject, timeout, limits) was computed when
+the route table was built. The decisions live in pure modules: `httpmapping` (what to answer), `forwarding`
+(how to reach a replica), `routing` (which function). granian loads it with `create_app` (factory, RSGI, uvloop).
+
+Shutdown, as granian 2.8 does it: the main process turns SIGTERM into SIGTERM for each worker; a worker stops
+accepting, waits for its in-flight requests, then calls `__rsgi_del__`. Our server (`server.py`) first sends
+SIGUSR1 to the workers and waits LF_DRAIN_DELAY, so `/readyz` answers 503 while the listener is still open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from lf_native import MethodNotAllowed, RouteNotFound, encode_request
+
+from lf_dataplane import httpmapping as hm
+from lf_dataplane.callids import CallIds
+from lf_dataplane.forwarding import (
+    BadResponse,
+    BrokerUnavailable,
+    Bus,
+    BusTimeout,
+    NatsBus,
+    NoResponders,
+    PayloadTooLarge,
+    invoke,
+)
+from lf_dataplane.routing import Defaults, FunctionTarget, Routes, watch_routes
+from lf_dataplane.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Header = tuple[str, str]
+Reply = tuple[int, list[Header], bytes]
+
+_JSON: list[Header] = [("content-type", "application/json")]
+_PROBE_METHODS = ("GET", "HEAD")
+
+
+class Ingestor:
+    """The RSGI app. `background` runs for the worker's life (connect, watch routes); `close` runs at exit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        routes: Routes,
+        *,
+        background: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.routes = routes
+        self.draining = False
+        self._background = background
+        self._close = close
+        self._task: asyncio.Task[None] | None = None
+        self._next_call_id = CallIds().next_id
+        self._max_header_bytes = settings.max_header_bytes
+        self._probes: dict[str, Callable[[], Reply]] = {"/healthz": self._healthz, "/readyz": self._readyz}
+
+    # -- lifecycle (granian calls these in each worker) -----------------------------------------------------------
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_signal_handler(signal.SIGUSR1, self.begin_drain)
+        if self._background is not None:
+            self._task = loop.create_task(self._background())
+        log.info("worker started", extra={"fields": {"pid": os.getpid()}})
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.draining = True
+        if self._task is not None:
+            self._task.cancel()
+            loop.run_until_complete(asyncio.gather(self._task, return_exceptions=True))
+        if self._close is not None:
+            loop.run_until_complete(self._close())
+        log.info("worker stopped", extra={"fields": {"pid": os.getpid()}})
+
+    def begin_drain(self) -> None:
+        if not self.draining:
+            self.draining = True
+            log.info("worker draining", extra={"fields": {"pid": os.getpid()}})
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and self.bus.connected and self.routes.loaded
+
+    # -- requests --------------------------------------------------------------------------------------------------
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        start = time.perf_counter()
+        call_id = self._next_call_id()
+        path = scope.path
+        try:
+            probe = self._probes.get(path)
+            if probe is None:
+                status, headers, body = await self._call(scope, proto, path, call_id, start)
+            elif scope.method in _PROBE_METHODS:
+                status, headers, body = probe()
+            else:
+                raise hm.method_not_allowed(_PROBE_METHODS)
+        except hm.HttpError as err:
+            status, headers, body = err.status, err.headers(), err.body()
+        headers.append((hm.CALL_ID_HEADER, call_id))
+        headers.append((hm.DURATION_HEADER, f"{time.perf_counter() - start:.6f}"))
+        proto.response_bytes(status, headers, body)
+
+    async def _call(self, scope: Any, proto: Any, path: str, call_id: str, start: float) -> Reply:
+        table = self.routes.table
+        if table is None:
+            raise hm.not_ready()
+        method = scope.method
+        headers = scope.headers
+        try:
+            target, rest, params = table.lookup(method, scope.authority or headers.get("host", ""), path)
+        except MethodNotAllowed as exc:
+            raise hm.method_not_allowed(exc.args[1]) from None
+        except RouteNotFound:
+            raise hm.unrouted(path) from None
+        items = headers.items()
+        hm.check_headers_size(items, self._max_header_bytes)
+        body = await _read_body(scope, proto, headers, target.max_request_bytes)
+        query = scope.query_string
+        rest = rest or "/"
+        traceparent = headers.get("traceparent", "")
+
+        def encode(budget_ms: int) -> bytes:
+            return encode_request(call_id, method, rest, query, items, body, budget_ms, params, traceparent)
+
+        try:
+            response = await invoke(self.bus, target.subject, encode, start + target.timeout_s, clock=time.perf_counter)
+        except NoResponders:
+            raise hm.no_replica(target.label) from None
+        except BusTimeout:
+            raise hm.ingestor_timeout(target.label, target.timeout_s) from None
+        except BrokerUnavailable:
+            raise hm.broker_unavailable() from None
+        except PayloadTooLarge:
+            raise hm.broker_refused_payload(len(body)) from None
+        except BadResponse as exc:
+            raise hm.bad_response(f"the runtime's answer is not a response envelope: {exc}") from None
+        return _reply_of(response, target)
+
+    def _healthz(self) -> Reply:
+        return 200, list(_JSON), b'{"status":"alive"}'
+
+    def _readyz(self) -> Reply:
+        if self.ready:
+            return 200, list(_JSON), b'{"status":"ready"}'
+        if self.draining:
+            reason = "draining"
+        elif not self.bus.connected:
+            reason = "not connected to the broker"
+        else:
+            reason = "route table not loaded yet"
+        err = hm.HttpError(503, "not_ready", reason, hm.LAYER_INGESTOR, retry_after=hm.RETRY_AFTER_S)
+        return err.status, err.headers(), err.body()
+
+
+def _reply_of(response: Any, target: FunctionTarget) -> Reply:
+    if response.error_kind:
+        raise hm.error_for_kind(response.error_kind, response.error)
+    body = response.body
+    if len(body) > target.max_response_bytes:
+        raise hm.response_too_large(len(body), target.max_response_bytes)
+    return hm.check_status(response.status), hm.response_headers(response.headers), body
+
+
+async def _read_body(scope: Any, proto: Any, headers: Any, limit: int) -> bytes:
+    """The request body; over `limit` it is refused from Content-Length unread, or as soon as a stream passes it."""
+    declared = hm.check_content_length(headers.get("content-length"), limit)
+    if declared is not None:
+        return await proto() if declared else b""
+    if "transfer-encoding" not in headers and scope.http_version != "2":
+        return b""  # HTTP/1.x without Content-Length or Transfer-Encoding has no body
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in proto:
+        size += len(chunk)
+        if size > limit:
+            raise hm.body_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_app(
+    settings: Settings,
+    bus: Bus,
+    routes: Routes,
+    *,
+    background: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    close: Callable[[], Awaitable[None]] | None = None,
+) -> Ingestor:
+    """The ingestor over a given bus and route table (tests pass their own)."""
+    return Ingestor(settings, bus, routes, background=background, close=close)
+
+
+def create_app() -> Ingestor:
+    """granian's factory: settings from the environment, a nats-py bus, routes watched in LF_ROUTES."""
+    settings = Settings.from_env(os.environ)
+    bus = NatsBus(settings.nats_servers)
+    routes = Routes(
+        Defaults(
+            timeout_s=settings.default_timeout_s,
+            max_request_bytes=settings.default_max_request_bytes,
+            max_response_bytes=settings.default_max_response_bytes,
+        )
+    )
+
+    async def background() -> None:
+        nc = await bus.connect()
+        log.info("connected to nats", extra={"fields": {"url": nc.connected_url.netloc if nc.connected_url else ""}})
+        watcher = asyncio.ensure_future(watch_routes(nc.jetstream(), routes))
+        try:
+            await routes.wait_loaded()
+            log.info("ready", extra={"fields": {"pid": os.getpid()}})
+            await watcher
+        finally:
+            watcher.cancel()
+
+    return build_app(settings, bus, routes, background=background, close=bus.close)

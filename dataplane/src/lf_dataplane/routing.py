@@ -1,0 +1,183 @@
+"""The ingestor's route table: per-function targets built once per change, the native table over them, and the
+watcher that keeps both in step with the JetStream KV bucket LF_ROUTES.
+
+Serving only reads `Routes.table`, a reference to an immutable native `RoutingTable`; the watcher builds a new
+table from all entries on every change and swaps the reference, so a lookup never waits for the watcher and never
+sees a half-built table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import msgspec
+from lf_native import RoutingTable
+from nats.js.client import JetStreamContext
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from lf_dataplane.names import InvalidName
+from lf_dataplane.routes import FunctionRoute, decode_route
+from lf_dataplane.subjects import ROUTES_BUCKET, function_route_key, invoke_subject
+
+log = logging.getLogger(__name__)
+
+_DELETES = ("DEL", "PURGE")
+
+
+class FunctionTarget:
+    """What the hot path needs about one function, computed when the table is built, never per request."""
+
+    __slots__ = (
+        "label", "max_request_bytes", "max_response_bytes", "name", "namespace", "subject", "timeout_s",
+    )  # fmt: skip
+
+    def __init__(
+        self, namespace: str, name: str, *, timeout_s: float, max_request_bytes: int, max_response_bytes: int
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.label = f"{name}.{namespace}"
+        self.subject = invoke_subject(namespace, name)  # validates both names
+        self.timeout_s = timeout_s
+        self.max_request_bytes = max_request_bytes
+        self.max_response_bytes = max_response_bytes
+
+    def __repr__(self) -> str:
+        return f"FunctionTarget({self.label}, timeout_s={self.timeout_s:g})"
+
+
+class Defaults(msgspec.Struct, frozen=True, kw_only=True):
+    """Limits for entries that carry none (a zero or negative field)."""
+
+    timeout_s: float = 60.0
+    max_request_bytes: int = 6 * 1024 * 1024
+    max_response_bytes: int = 6 * 1024 * 1024
+
+
+def target_of(route: FunctionRoute, defaults: Defaults) -> FunctionTarget:
+    """Raises InvalidName if the entry's names are not DNS-1123 labels."""
+    return FunctionTarget(
+        route.namespace,
+        route.name,
+        timeout_s=route.timeout_ms / 1000 if route.timeout_ms > 0 else defaults.timeout_s,
+        max_request_bytes=route.max_request_bytes if route.max_request_bytes > 0 else defaults.max_request_bytes,
+        max_response_bytes=(route.max_response_bytes if route.max_response_bytes > 0 else defaults.max_response_bytes),
+    )
+
+
+def build_table(routes: Iterable[FunctionRoute], defaults: Defaults) -> RoutingTable:
+    """A native table serving each route at `/function/{name}[.{namespace}]`; bad entries are logged and skipped."""
+    targets: dict[tuple[str, str], FunctionTarget] = {}
+    for route in routes:
+        try:
+            target = target_of(route, defaults)
+        except InvalidName as exc:
+            log.warning("route entry skipped", extra={"fields": {"reason": str(exc)}})
+            continue
+        targets[(target.namespace, target.name)] = target
+    return RoutingTable.build([(ns, name, target) for (ns, name), target in targets.items()])
+
+
+def parse_entry(key: str, value: bytes) -> FunctionRoute | None:
+    """The route in a KV entry, or None (logged) when it is malformed or filed under the wrong key."""
+    try:
+        route = decode_route(value)
+        expected = function_route_key(route.namespace, route.name)
+    except (msgspec.DecodeError, msgspec.ValidationError, InvalidName) as exc:
+        log.warning("route entry skipped", extra={"fields": {"key": key, "reason": str(exc)}})
+        return None
+    if key != expected:
+        log.warning("route entry skipped", extra={"fields": {"key": key, "reason": f"expected key {expected}"}})
+        return None
+    return route
+
+
+class Routes:
+    """Holds the current native table; `table` is None until the bucket's initial content is loaded."""
+
+    def __init__(self, defaults: Defaults | None = None) -> None:
+        self.defaults = defaults or Defaults()
+        self.table: RoutingTable | None = None
+        self._entries: dict[str, FunctionRoute] = {}
+        self._loaded = asyncio.Event()
+
+    @property
+    def loaded(self) -> bool:
+        return self.table is not None
+
+    async def wait_loaded(self) -> None:
+        await self._loaded.wait()
+
+    def replace_all(self, entries: dict[str, FunctionRoute]) -> None:
+        self._entries = dict(entries)
+        self._rebuild()
+        if self.table is None:  # the initial content itself could not be built: serve no function
+            self.table = RoutingTable.build([])
+        self._loaded.set()
+
+    def put(self, key: str, route: FunctionRoute | None) -> None:
+        """Apply one change (None deletes) and swap in a rebuilt table."""
+        if route is None:
+            self._entries.pop(key, None)
+        else:
+            self._entries[key] = route
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        try:
+            table = build_table(self._entries.values(), self.defaults)
+        except ValueError as exc:  # the native builder refused: keep serving the previous table
+            log.error("route table rebuild failed", extra={"fields": {"reason": str(exc)}})
+            return
+        self.table = table  # one reference assignment: readers see the old or the new table, whole
+        log.debug("route table swapped", extra={"fields": {"functions": len(table)}})
+
+
+async def open_bucket(js: JetStreamContext) -> KeyValue:
+    """The LF_ROUTES bucket, created if missing (history 1: only the current entry matters)."""
+    try:
+        return await js.key_value(ROUTES_BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(bucket=ROUTES_BUCKET, history=1)
+
+
+async def watch_routes(js: JetStreamContext, routes: Routes, *, restart_after_s: float = 1.0) -> None:
+    """Keep `routes` in step with LF_ROUTES forever; cancel the task to stop.
+
+    Each (re)start reads the bucket's whole current content into a fresh map and swaps it in at once, so
+    entries deleted while the watch was down disappear too; after that every change swaps in a rebuilt table.
+    """
+    while True:
+        try:
+            await _watch_once(js, routes)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the broker went away, the consumer was lost...: start over
+            log.warning("route watch failed; restarting", extra={"fields": {"error": repr(exc)}})
+        await asyncio.sleep(restart_after_s)
+
+
+async def _watch_once(js: JetStreamContext, routes: Routes) -> None:
+    kv = await open_bucket(js)
+    watcher = await kv.watchall()
+    try:
+        initial: dict[str, FunctionRoute] = {}
+        live = False
+        async for entry in watcher:
+            if entry is None:  # the end of the bucket's current content: swap it in whole
+                routes.replace_all(initial)
+                log.info("routes loaded", extra={"fields": {"functions": len(initial)}})
+                live = True
+                continue
+            route = None if entry.operation in _DELETES else parse_entry(entry.key, entry.value or b"")
+            if live:
+                routes.put(entry.key, route)
+            elif route is None:
+                initial.pop(entry.key, None)
+            else:
+                initial[entry.key] = route
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
