@@ -217,9 +217,53 @@ struct Endpoint<T> {
     target: T,
 }
 
+/// Literal children. Built as a map; nodes with few children are then turned into a list, because comparing a
+/// handful of short strings is cheaper than hashing the segment.
+#[derive(Debug)]
+enum Literals<T> {
+    Few(Vec<(Box<str>, Node<T>)>),
+    Many(FxMap<Box<str>, Node<T>>),
+}
+
+/// Up to this many literal children are searched linearly.
+const FEW_LITERALS: usize = 8;
+
+impl<T> Literals<T> {
+    fn get(&self, seg: &str) -> Option<&Node<T>> {
+        match self {
+            Self::Few(list) => list.iter().find(|(k, _)| **k == *seg).map(|(_, n)| n),
+            Self::Many(map) => map.get(seg),
+        }
+    }
+
+    /// During build the children are always a map.
+    fn entry(&mut self, seg: &str) -> &mut Node<T> {
+        if let Self::Few(list) = self {
+            *self = Self::Many(std::mem::take(list).into_iter().collect());
+        }
+        match self {
+            Self::Many(map) => map.entry(seg.into()).or_default(),
+            Self::Few(_) => unreachable!("converted above"),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Self::Many(map) = self {
+            for node in map.values_mut() {
+                node.finish();
+            }
+            if map.len() <= FEW_LITERALS {
+                let mut list: Vec<_> = std::mem::take(map).into_iter().collect();
+                list.sort_by(|a, b| a.0.cmp(&b.0));
+                *self = Self::Few(list);
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Node<T> {
-    literals: FxMap<Box<str>, Node<T>>,
+    literals: Literals<T>,
     param: Option<Box<Node<T>>>,
     /// Routes ending exactly at this node.
     endpoints: Vec<Endpoint<T>>,
@@ -230,7 +274,7 @@ struct Node<T> {
 impl<T> Default for Node<T> {
     fn default() -> Self {
         Self {
-            literals: FxMap::default(),
+            literals: Literals::Few(Vec::new()),
             param: None,
             endpoints: Vec::new(),
             catch_all: Vec::new(),
@@ -245,13 +289,21 @@ struct Values<'p> {
 }
 
 impl<T> Node<T> {
+    fn finish(&mut self) {
+        self.literals.finish();
+        if let Some(p) = &mut self.param {
+            p.finish();
+        }
+    }
+
     /// Depth-first search in precedence order. `rem` is the path after a `/`. `visit` sees each path-matching
     /// endpoint list with the values collected so far and returns `true` to stop.
     fn search<'t, 'p, F>(&'t self, rem: &'p str, vals: &mut Values<'p>, visit: &mut F) -> bool
     where
         F: FnMut(&'t [Endpoint<T>], &Values<'p>) -> bool,
     {
-        let (seg, next) = match rem.find('/') {
+        // A byte scan beats `str::find`'s generic searcher on segments this short.
+        let (seg, next) = match rem.bytes().position(|b| b == b'/') {
             Some(i) => (&rem[..i], Some(&rem[i + 1..])),
             None => (rem, None),
         };
@@ -527,6 +579,10 @@ impl<T> RoutingTable<T> {
                 .map_err(|kind| BuildError { entry, kind })?;
             table.len += 1;
         }
+        for node in table.exact.values_mut().chain(table.wildcard.values_mut()) {
+            node.finish();
+        }
+        table.any.finish();
         Ok(table)
     }
 
@@ -543,7 +599,7 @@ impl<T> RoutingTable<T> {
         let mut catch_all = false;
         for seg in &segments {
             match *seg {
-                Segment::Literal(s) => node = node.literals.entry(s.into()).or_default(),
+                Segment::Literal(s) => node = node.literals.entry(s),
                 Segment::Param(name) => {
                     param_names.push(name.into());
                     node = node.param.get_or_insert_with(Box::default);
@@ -593,32 +649,34 @@ impl<T> RoutingTable<T> {
             return Err(LookupError::NotFound);
         };
         let mut buf = [0u8; MAX_HOST];
-        let host = normalize_host(host, &mut buf);
-        let mut found: Option<Match<'t, 'p, T>> = None;
+        let host = if self.exact.is_empty() && self.wildcard.is_empty() {
+            None
+        } else {
+            normalize_host(host, &mut buf)
+        };
+        // The values stay in `vals.buf` after the search unwinds (only `len` is popped), so a match is read from
+        // there once, instead of copying the array on the way up.
+        let mut vals = Values {
+            buf: [""; MAX_PARAMS],
+            len: 0,
+        };
+        let mut found: Option<&'t Endpoint<T>> = None;
         let mut path_matched = false;
         self.each_tier(host, |node| {
-            let mut vals = Values {
-                buf: [""; MAX_PARAMS],
-                len: 0,
-            };
-            node.search(rem, &mut vals, &mut |endpoints, vals| {
+            vals.len = 0;
+            node.search(rem, &mut vals, &mut |endpoints, _| {
                 path_matched = true;
-                match endpoints.iter().find(|e| e.methods.accepts(method)) {
-                    Some(e) => {
-                        found = Some(Match {
-                            target: &e.target,
-                            rest: path,
-                            names: &e.param_names,
-                            values: vals.buf,
-                        });
-                        true
-                    }
-                    None => false,
-                }
+                found = endpoints.iter().find(|e| e.methods.accepts(method));
+                found.is_some()
             })
         });
-        if let Some(m) = found {
-            return Ok(m);
+        if let Some(e) = found {
+            return Ok(Match {
+                target: &e.target,
+                rest: path,
+                names: &e.param_names,
+                values: vals.buf,
+            });
         }
         if !path_matched {
             return Err(LookupError::NotFound);
