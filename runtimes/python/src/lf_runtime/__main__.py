@@ -12,7 +12,6 @@ import sys
 import time
 import traceback
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
 import uvloop
 
@@ -20,7 +19,7 @@ from lf_runtime import secrets_files
 from lf_runtime.handlers import HandlerImportError, HandlerNotFoundError, load_handler
 from lf_runtime.logs import Log
 from lf_runtime.serving import EX_FAILURE, EX_TEMPFAIL, Replica
-from lf_runtime.settings import Settings, SettingsError
+from lf_runtime.settings import Settings, SettingsError, redacted_nats_url
 
 EX_CONFIG = 2
 
@@ -50,7 +49,7 @@ def run(env: Mapping[str, str]) -> int:
         pid=os.getpid(),
         handler=settings.handler,
         function_dir=str(settings.function_dir),
-        nats=", ".join(_without_credentials(url) for url in settings.nats_url.split(",")),
+        nats=redacted_nats_url(settings.nats_url),
         concurrency=settings.concurrency,
         queue_depth=settings.queue_depth,
     )
@@ -70,11 +69,6 @@ def run(env: Mapping[str, str]) -> int:
     except Exception as exc:  # e.g. NATS unreachable at start-up
         log.error("failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         return EX_FAILURE
-
-
-def _without_credentials(url: str) -> str:
-    parts = urlsplit(url.strip())
-    return f"{parts.scheme}://{parts.hostname}:{parts.port}" if parts.port else f"{parts.scheme}://{parts.hostname}"
 
 
 def _ms_since(start: float) -> float:

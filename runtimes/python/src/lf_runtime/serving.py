@@ -38,7 +38,7 @@ from lf_runtime import replies
 from lf_runtime.handlers import Handler, to_parts
 from lf_runtime.logs import Log
 from lf_runtime.requests import Request, RequestError
-from lf_runtime.settings import Settings
+from lf_runtime.settings import Settings, redacted_nats_url
 from lf_runtime.workers import WorkerPool
 
 EX_OK = 0
@@ -122,16 +122,7 @@ class Replica:
             loop.add_signal_handler(sig, self.stop, EX_OK, sig.name)
         settings = self._settings
         subject = invoke_subject(settings.namespace, settings.function)
-        self._nc = nc = await nats.connect(
-            servers=[url.strip() for url in settings.nats_url.split(",")],
-            name=f"lf-runtime {settings.namespace}.{settings.function}",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            error_cb=self._on_nats_error,
-            disconnected_cb=self._on_disconnected,
-            reconnected_cb=self._on_reconnected,
-            closed_cb=self._on_closed,
-        )
+        self._nc = nc = await self._connect()
         if self._pool is not None:
             self._pump_task = loop.create_task(self._pump())
         sub = await nc.subscribe(subject, queue=queue_group(settings.namespace, settings.function), cb=self._on_msg)
@@ -142,6 +133,25 @@ class Replica:
         await self._close(nc)
         self._log.event("stopped", exit_code=code)
         return code
+
+    async def _connect(self) -> Client:
+        """Connect, retrying for `connect_timeout_s`; once connected, reconnect for ever (NATS restarts)."""
+        settings = self._settings
+        connecting = nats.connect(
+            servers=[url.strip() for url in settings.nats_url.split(",")],
+            name=f"lf-runtime {settings.namespace}.{settings.function}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=self._on_nats_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+            closed_cb=self._on_closed,
+        )
+        try:
+            return await asyncio.wait_for(connecting, settings.connect_timeout_s)
+        except TimeoutError:
+            where, window = redacted_nats_url(settings.nats_url), settings.connect_timeout_s
+            raise ConnectionError(f"no NATS server reachable at {where} within {window:g}s") from None
 
     def stop(self, code: int, reason: str) -> None:
         """Begin draining; the first reason wins. Safe to call from signal handlers and timers."""

@@ -22,6 +22,7 @@ DEFAULT_CONCURRENCY = 16
 DEFAULT_MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # DESIGN §4 "Names and limits"
 DEFAULT_STUCK_LIMIT = 3
 DEFAULT_DRAIN_TIMEOUT_S = 30.0
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
 MAX_CONCURRENCY = 10_000  # the Function spec's upper bound
 
 _NATS_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
@@ -49,6 +50,7 @@ class Settings:
     stuck_limit: int = DEFAULT_STUCK_LIMIT
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     secrets_dir: Path | None = None
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -80,6 +82,7 @@ class Settings:
             stuck_limit=get.integer("LF_STUCK_LIMIT", DEFAULT_STUCK_LIMIT, low=1, high=MAX_CONCURRENCY),
             drain_timeout_s=get.seconds("LF_DRAIN_TIMEOUT", DEFAULT_DRAIN_TIMEOUT_S),
             secrets_dir=Path(secrets) if secrets else None,
+            connect_timeout_s=get.seconds("LF_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT_S),
         )
 
     @property
@@ -95,6 +98,16 @@ def parse_handler(value: str) -> tuple[str, str]:
             f"LF_HANDLER={value!r} is not 'module.function' or 'module:function' (e.g. 'handler.handle')"
         )
     return module, name
+
+
+def redacted_nats_url(value: str) -> str:
+    """The server list without user names, passwords or tokens, for logs and messages."""
+    servers = []
+    for server in value.split(","):
+        parts = urlsplit(server.strip())
+        port = f":{parts.port}" if parts.port else ""
+        servers.append(f"{parts.scheme}://{parts.hostname}{port}")
+    return ",".join(servers)
 
 
 def parse_nats_url(value: str) -> str:
