@@ -539,10 +539,13 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// A `bytes` field; a `Truncated` error points at its length prefix.
     fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], EnvelopeError> {
+        let offset = self.pos;
         let len = self.u32(field)?;
         // A u32 always fits the usize of the platforms we build for (32 and 64 bits).
         self.take(field, len as usize)
+            .map_err(|_| EnvelopeError::Truncated { field, offset })
     }
 
     fn str(&mut self, field: &'static str) -> Result<&'a str, EnvelopeError> {
