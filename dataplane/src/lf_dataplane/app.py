@@ -121,14 +121,14 @@ class Ingestor:
             raise hm.not_ready()
         method = scope.method
         headers = scope.headers
+        items = headers.items()
+        hm.check_headers_size(items, self._max_header_bytes)
         try:
             target, rest, params = table.lookup(method, scope.authority or headers.get("host", ""), path)
         except MethodNotAllowed as exc:
             raise hm.method_not_allowed(exc.args[1]) from None
         except RouteNotFound:
             raise hm.unrouted(path) from None
-        items = headers.items()
-        hm.check_headers_size(items, self._max_header_bytes)
         body = await _read_body(scope, proto, headers, target.max_request_bytes)
         query = scope.query_string
         rest = rest or "/"

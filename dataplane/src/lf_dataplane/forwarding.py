@@ -96,9 +96,12 @@ async def invoke(
         BadResponse: the reply is not a response envelope.
     """
     backoff = BUSY_BACKOFF_FIRST_S
+    busy: ResponseEnvelope | None = None
     while True:
         remaining = deadline - clock()
         if remaining <= 0:
+            if busy is not None:
+                return busy
             raise BusTimeout(subject)
         reply = await bus.request(subject, encode(int(remaining * 1000)), remaining + GRACE_S)
         try:
@@ -107,10 +110,10 @@ async def invoke(
             raise BadResponse(str(exc)) from None
         if response.error_kind != ErrorKind.BUSY:
             return response
+        busy = response
         pause = min(backoff * (0.5 + random.random()), deadline - clock())  # noqa: S311 (jitter, not crypto)
-        if pause <= 0:
-            return response
-        await sleep(pause)
+        if pause > 0:
+            await sleep(pause)
         backoff = min(backoff * 2, BUSY_BACKOFF_MAX_S)
 
 
@@ -134,6 +137,7 @@ class NatsBus:
         self.servers = servers
         self.name = name
         self.nc = NatsClient()
+        self._closing = False
 
     @property
     def connected(self) -> bool:
@@ -173,6 +177,7 @@ class NatsBus:
     async def close(self) -> None:
         """Drain the connection (finishing what is in flight) or close it if it is down."""
         nc = self.nc
+        self._closing = True
         if nc.is_closed:
             return
         if nc.is_connected:
@@ -184,7 +189,8 @@ class NatsBus:
         log.warning("nats error", extra={"fields": {"error": repr(exc)}})
 
     async def _on_disconnected(self) -> None:
-        log.warning("nats disconnected")
+        if not self._closing:
+            log.warning("nats disconnected")
 
     async def _on_reconnected(self) -> None:
         url = self.nc.connected_url

@@ -165,7 +165,11 @@ def test_response_headers_drop_framing_and_ingestor_headers() -> None:
         ("set-cookie", "a=1"),
         ("set-cookie", "b=2"),
     ]
-    assert hm.response_headers(headers) == [("Content-Type", "text/plain"), ("set-cookie", "a=1"), ("set-cookie", "b=2")]
+    assert hm.response_headers(headers) == [
+        ("Content-Type", "text/plain"),
+        ("set-cookie", "a=1"),
+        ("set-cookie", "b=2"),
+    ]
 
 
 @pytest.mark.parametrize("status", [200, 204, 302, 404, 500, 599])
