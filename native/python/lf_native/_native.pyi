@@ -9,7 +9,7 @@ ENVELOPE_VERSION: int
 
 Header = tuple[str, str]
 
-class RouteNotFound(LookupError):
+class RouteNotFound(LookupError):  # noqa: N818 (name fixed by the API)
     """No route matches the host and path."""
 
 class MethodNotAllowed(RouteNotFound):
@@ -46,13 +46,26 @@ class RoutingTable:
         and params is empty. For a route `rest` is the full path and params holds the `{param}` values.
         Precedence: function entries first; then exact host over wildcard host over any host; then, segment by
         segment, literal over `{param}` over `{*param}`.
-        Raises RouteNotFound (no match) or MethodNotAllowed (path matches, method does not).
+        Raises RouteNotFound (no match) or MethodNotAllowed (path matches, method does not; `args[1]` is the
+        sorted list of every method some matching route accepts).
+
+        Matching details: the path is matched raw, as given (`%2F` is not a separator, nothing is decoded); a
+        `{param}` never matches an empty segment; the host is compared case-insensitively after dropping a
+        `:port` and a trailing `.`; `*.example.com` matches `a.example.com` and `a.b.example.com`, not
+        `example.com`; methods compare case-insensitively. A route that matches the path but not the method
+        does not stop the search: lower-precedence routes that accept the method still match.
         """
 
     def __len__(self) -> int: ...
 
 @final
 class RequestEnvelope:
+    """A decoded request envelope (docs/protocol.md). Immutable; built only by `decode_request`.
+
+    `path` is the path the handler sees, `query` the raw query string without `?`, `headers` and `params` keep
+    order and repeats, `budget_ms` is what was left of the call's deadline when the ingestor sent it.
+    """
+
     call_id: str
     method: str
     path: str
@@ -66,6 +79,12 @@ class RequestEnvelope:
 
 @final
 class ResponseEnvelope:
+    """A decoded response envelope (docs/protocol.md). Immutable; built only by `decode_response`.
+
+    `error_kind` is 0 when the handler answered (then `status` is its own) or one of the error kinds of the
+    protocol (1 handler, 2 timeout, 3 busy, 4 bad_request, 5 response_too_large, 6 internal).
+    """
+
     status: int
     error_kind: int
     cold_start: bool
@@ -86,8 +105,16 @@ def encode_request(
     params: Sequence[Header] = (),
     traceparent: str = "",
     tracestate: str = "",
-) -> bytes: ...
-def decode_request(data: bytes) -> RequestEnvelope: ...
+) -> bytes:
+    """Encode a request envelope, sized exactly and written once into the returned bytes.
+
+    Raises TypeError for a header or param that is not a `(str, str)` tuple, OverflowError for a `budget_ms`
+    outside 0..2**32-1, EnvelopeError for a field longer than 4 GiB.
+    """
+
+def decode_request(data: bytes) -> RequestEnvelope:
+    """Decode a request envelope. Raises EnvelopeError (with the reason and offset) for anything malformed."""
+
 def encode_response(
     status: int,
     headers: Sequence[Header],
@@ -97,5 +124,9 @@ def encode_response(
     error: str = "",
     duration_ns: int = 0,
     cold_start: bool = False,
-) -> bytes: ...
-def decode_response(data: bytes) -> ResponseEnvelope: ...
+) -> bytes:
+    """Encode a response envelope. Raises TypeError for a malformed header, OverflowError for a `status`,
+    `error_kind` or `duration_ns` outside u16/u8/u64."""
+
+def decode_response(data: bytes) -> ResponseEnvelope:
+    """Decode a response envelope. Raises EnvelopeError (with the reason and offset) for anything malformed."""
