@@ -431,7 +431,7 @@ async def test_malformed_entries_are_skipped(
 async def test_sigterm_finishes_the_call_in_flight_and_exits_0(
     nats_url: str, nc: Client, kv: KeyValue, tmp_path: Path
 ) -> None:
-    ingestor = await asyncio.to_thread(start_ingestor, nats_url, tmp_path / "ingestor.log", LF_DRAIN_DELAY="1s")
+    ingestor = await asyncio.to_thread(start_ingestor, nats_url, tmp_path / "ingestor.log", LF_DRAIN_DELAY="2s")
     try:
         name = unique()
         await put_route(kv, name, timeout_ms=20_000)
@@ -455,7 +455,7 @@ async def test_sigterm_finishes_the_call_in_flight_and_exits_0(
                 async def readyz() -> int:
                     return (await probes.get(f"{ingestor.url}/readyz")).status_code
 
-                await until(lambda: readyz_is(readyz, 503), 1.0, "/readyz 503")
+                await until(lambda: readyz_is(readyz, 503), 2.0, "/readyz 503")
                 # ... then the listener closes, with the call still in flight ...
                 await until(lambda: refused(probes, f"{ingestor.url}/healthz"), 5.0, "listener closed")
                 assert not call.done()

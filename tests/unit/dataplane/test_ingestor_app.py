@@ -178,3 +178,13 @@ async def test_before_the_routes_load_calls_and_readyz_are_503() -> None:
     status, headers, body = await call(app, Scope("GET", "/function/echo"))
     assert (status, error_of(body), headers["retry-after"]) == (503, ("not_ready", "ingestor"), "1")
     assert (await call(app, Scope("GET", "/readyz")))[0] == 503
+
+
+async def test_readyz_is_503_while_the_broker_is_disconnected() -> None:
+    bus = Bus()
+    app = app_with(bus)
+    bus.connected = False
+    status, _, body = await call(app, Scope("GET", "/readyz"))
+    assert (status, json.loads(body)["error"]["message"]) == (503, "not connected to the broker")
+    bus.connected = True
+    assert (await call(app, Scope("GET", "/readyz")))[0] == 200
