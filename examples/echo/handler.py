@@ -5,11 +5,11 @@ from lf_runtime import Request, Response
 
 async def handle(req: Request) -> Response | dict[str, object]:
     if req.body and "json" not in (req.headers.get("content-type") or ""):
-        return Response({"error": "send JSON (Content-Type: application/json)"}, status=415)
+        return Response.json({"error": "send JSON (Content-Type: application/json)"}, status=415)
     return {
         "method": req.method,
         "path": req.path,
-        "query": req.query,
+        "query": req.query_string,
         "json": req.json() if req.body else None,
         "user_agent": req.headers.get("user-agent"),
     }

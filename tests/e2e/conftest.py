@@ -90,13 +90,24 @@ class LfDev:
 def start_lf_dev(root: Path, state_dir: Path, log: Path) -> LfDev:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LF_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lf_controlplane", "dev", str(root), "--port", str(port), "--state-dir", str(state_dir)],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lf_controlplane",
+                "dev",
+                str(root),
+                "--port",
+                str(port),
+                "--state-dir",
+                str(state_dir),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     dev = LfDev(root=root, state_dir=state_dir, port=port, process=process, log=log)
     try:
         wait_for(lambda: _ready(dev), 60, "lf dev to serve /readyz")

@@ -60,3 +60,16 @@ def test_a_broken_manifest_keeps_the_previous_version_serving(lf_dev: LfDev) -> 
     finally:
         manifest.write_text(original)
     wait_for(lambda: not lf_dev.function_state("echo").get("error"), 30, "the error to clear")
+
+
+def test_a_handler_that_fails_to_load_keeps_the_previous_version_serving(lf_dev: LfDev) -> None:
+    handler = lf_dev.root / "fail" / "handler.py"
+    original = handler.read_text()
+    handler.write_text(original + "\nthis is not python\n")
+    try:
+        wait_for(lambda: lf_dev.function_state("fail").get("error"), 30, "the load failure to be reported")
+        assert "did not start serving" in lf_dev.function_state("fail")["error"]
+        assert httpx.get(lf_dev.url("fail")).json()["error"]["layer"] == "function"
+    finally:
+        handler.write_text(original)
+    wait_for(lambda: not lf_dev.function_state("fail").get("error"), 30, "the error to clear")

@@ -6,6 +6,7 @@ is picked up without dropping calls.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sys
@@ -25,6 +26,13 @@ RECYCLED = 75
 
 class MissingSecretError(RuntimeError):
     pass
+
+
+class NotReadyError(RuntimeError):
+    """New replicas did not start serving; their output says why (import error, crash, ...)."""
+
+
+READY_MARKER = '"event":"ready"'
 
 
 @dataclass(frozen=True)
@@ -94,11 +102,13 @@ class FunctionRunner:
     printer: Printer = print_line
     on_change: Callable[[], None] = lambda: None
     drain_grace: float = 30.0
+    ready_timeout: float = 60.0
 
     async def start(self, folder: FunctionFolder, generation: int = 1) -> RunningFunction:
-        """Prepare the function's environment and secrets and start its replicas.
+        """Prepare the function's environment and secrets, start its replicas and wait until they serve.
 
-        Raises RequirementsError or MissingSecretError when it cannot start; nothing is left running then.
+        Raises RequirementsError, MissingSecretError or NotReadyError when it cannot start; nothing is left
+        running then.
         """
         assert folder.function is not None
         function = folder.function
@@ -120,10 +130,18 @@ class FunctionRunner:
                 argv=[sys.executable, "-m", "lf_runtime"],
                 env=process_env,
                 cwd=folder.path,
+                ready_marker=READY_MARKER,
             )
             replica = Supervised(spec=spec, printer=self.printer, on_change=self.on_change)
             replica.start()
             running.replicas.append(replica)
+        ready = await asyncio.gather(*(r.wait_ready(self.ready_timeout) for r in running.replicas))
+        if not all(ready):
+            await self.stop(running)
+            raise NotReadyError(
+                f"{function.name}: {ready.count(False)} of {len(ready)} new replicas did not start serving "
+                f"(see their output above)"
+            )
         return running
 
     async def stop(self, running: RunningFunction) -> None:

@@ -27,7 +27,13 @@ from watchfiles import awatch
 
 from lf_controlplane.dev import state
 from lf_controlplane.dev.folders import FunctionFolder, discover, fingerprint, is_ignored
-from lf_controlplane.dev.functions import FunctionRunner, MissingSecretError, RunningFunction, RuntimePaths
+from lf_controlplane.dev.functions import (
+    FunctionRunner,
+    MissingSecretError,
+    NotReadyError,
+    RunningFunction,
+    RuntimePaths,
+)
 from lf_controlplane.dev.supervising import ProcessSpec, Supervised, print_line
 from lf_controlplane.dev.venvs import RequirementsError
 from lf_controlplane.natsserver import NatsServer
@@ -152,6 +158,7 @@ class DevPlatform:
                 self._fail(path_key, folder.error or "invalid function folder", keeps_old=current is not None)
                 continue
             if current is not None and current.fingerprint == fingerprint(folder.path):
+                self.failed.pop(path_key, None)  # back to the version that runs: nothing to report
                 continue
             await self._replace(path_key, folder, current, initial=initial)
         await self._publish_routes()
@@ -174,7 +181,7 @@ class DevPlatform:
         generation = 1 if current is None else current.generation + 1
         try:
             started = await self.runner.start(folder, generation=generation)
-        except (RequirementsError, MissingSecretError) as exc:
+        except (RequirementsError, MissingSecretError, NotReadyError) as exc:
             self._fail(path_key, str(exc), keeps_old=current is not None)
             return
         self.running[path_key] = started

@@ -43,6 +43,8 @@ class ProcessSpec:
     argv: list[str]
     env: dict[str, str]
     cwd: Path
+    # A line the process prints once it serves (the runtimes log `"event":"ready"`); None: ready once started.
+    ready_marker: str | None = None
 
 
 Printer = Callable[[str, str], None]
@@ -65,6 +67,8 @@ class Supervised:
     restarts: int = field(default=0, init=False)
     last_exit: int | None = field(default=None, init=False)
     process: asyncio.subprocess.Process | None = field(default=None, init=False)
+    ready: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    failed_unready: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _stopping: bool = field(default=False, init=False)
 
@@ -89,9 +93,13 @@ class Supervised:
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
             )
-            self._set(State.RUNNING)
+            if self.spec.ready_marker is None:
+                self._mark_ready()
             await self._relay_output(self.process)
             self.last_exit = await self.process.wait()
+            if not self.ready.is_set():
+                self.failed_unready.set()
+            self.ready.clear()
             if self._stopping:
                 break
             quick_failures = 0 if time.monotonic() - started > self.backoff.healthy_after else quick_failures + 1
@@ -104,8 +112,26 @@ class Supervised:
 
     async def _relay_output(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
+        marker = self.spec.ready_marker
         while line := await process.stdout.readline():
-            self.printer(self.spec.label, line.decode(errors="replace").rstrip("\n"))
+            text = line.decode(errors="replace").rstrip("\n")
+            self.printer(self.spec.label, text)
+            if marker is not None and not self.ready.is_set() and marker in text:
+                self._mark_ready()
+
+    def _mark_ready(self) -> None:
+        self.ready.set()
+        self._set(State.RUNNING)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """True once the process serves; False if it exited before serving or did not serve within `timeout`."""
+        waiters = [asyncio.create_task(self.ready.wait()), asyncio.create_task(self.failed_unready.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return self.ready.is_set()
 
     async def stop(self, grace: float = 30.0) -> None:
         """SIGTERM, wait up to `grace` seconds for the child to drain and exit, then SIGKILL."""
