@@ -154,4 +154,4 @@ def lf_dev(functions_root: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     finally:
         code = stop(dev)
         if code != 0:
-            print(dev.output())  # noqa: T201 - shown by pytest on failure
+            print(dev.output())
