@@ -104,15 +104,21 @@ async def test_cold_start_only_on_the_first_call(start_runtime: Start, nc: Clien
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 async def test_timeout_answers_before_the_budget_ends(start_runtime: Start, nc: Client, is_async: bool) -> None:
     runtime = start_runtime(is_async=is_async)
-    budget_ms = 400
+    budget_ms = 1000  # the runtime answers 50 ms (its margin) before the budget ends
     began = time.monotonic()
-    answer = await call(nc, runtime.function, "/sleep", query="s=3", budget_ms=budget_ms, call_id="slow-call")
+    answer = await call(nc, runtime.function, "/sleep", query="s=5", budget_ms=budget_ms, call_id="slow-call")
     elapsed = time.monotonic() - began
     assert (answer.status, answer.error_kind, answer.call_id) == (504, ErrorKind.TIMEOUT, "slow-call")
-    assert 0.3 < elapsed < budget_ms / 1000, "the runtime's 504 must arrive before the caller's deadline"
+    assert 0.9 < elapsed < budget_ms / 1000, "the runtime's 504 must arrive before the caller's deadline"
     assert (await call(nc, runtime.function, "/text")).status == 200, "the runtime keeps serving"
     if is_async:
-        assert (runtime.gate / "cancelled-slow-call").exists(), "an async handler is cancelled"
+        # Cancellation is delivered right after the 504 is sent; the handler notes it in a file.
+        cancelled = runtime.gate / "cancelled-slow-call"
+        for _ in range(500):
+            if cancelled.exists():
+                break
+            await asyncio.sleep(0.01)
+        assert cancelled.exists(), "an async handler is cancelled"
     else:
         assert runtime.wait_for("stuck")["call_id"] == "slow-call"
 

@@ -40,3 +40,12 @@ def test_refuses_to_start(start_runtime: Start, env: dict[str, str], code: int, 
     assert runtime.exit_code() == code
     failure = runtime.wait_for(event)
     assert fragment in failure["error"] + failure.get("traceback", "")
+
+
+def test_the_runtime_does_not_load_typing_extensions() -> None:
+    """msgspec would pull it in for 5.9 MiB of RSS (see lf_runtime.jsoncodec); a fresh interpreter proves it."""
+    import subprocess
+    import sys
+
+    code = "import sys, lf_runtime.__main__; print('typing_extensions' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

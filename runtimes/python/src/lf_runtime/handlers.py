@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
+from lf_runtime import jsoncodec
 from lf_runtime.requests import Pairs, Response
 
-_json_encode = msgspec.json.Encoder().encode
+_json_encode = jsoncodec.encode
 
 TEXT = [("content-type", "text/plain; charset=utf-8")]
 JSON = [("content-type", "application/json")]

@@ -12,9 +12,7 @@ import threading
 import time
 from typing import IO, Any
 
-import msgspec
-
-_encode = msgspec.json.Encoder(enc_hook=repr).encode
+from lf_runtime.jsoncodec import encode_loose as _encode
 
 
 class Log:

@@ -6,9 +6,10 @@ field and the body stays empty, so the ingestor renders the one JSON error shape
 
 from __future__ import annotations
 
-import msgspec
 from lf_dataplane.protocol import ErrorKind
 from lf_native import encode_response
+
+from lf_runtime import jsoncodec
 
 STATUS = {
     ErrorKind.HANDLER: 500,
@@ -32,5 +33,5 @@ def error(call_id: str, kind: ErrorKind, message: str, duration_ns: int = 0, col
 
 def bad_input(call_id: str, message: str, duration_ns: int = 0, cold_start: bool = False) -> bytes:
     """A 400 for a request the handler could not read (`RequestError` left uncaught): the caller's fault."""
-    body = msgspec.json.encode({"error": {"code": 400, "message": message[:MAX_MESSAGE_CHARS], "layer": "function"}})
+    body = jsoncodec.encode({"error": {"code": 400, "message": message[:MAX_MESSAGE_CHARS], "layer": "function"}})
     return encode_response(400, _JSON, body, call_id, int(ErrorKind.NONE), "", duration_ns, cold_start)

@@ -11,13 +11,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar, overload
 from urllib.parse import parse_qsl
 
-import msgspec
+from lf_runtime import jsoncodec
 
 _T = TypeVar("_T")
 Pairs = list[tuple[str, str]]
 
-_json_decode = msgspec.json.Decoder().decode
-_json_encode = msgspec.json.Encoder().encode
+_json_decode = jsoncodec.decode
+_json_encode = jsoncodec.encode
 
 
 class Envelope(Protocol):
@@ -204,7 +204,7 @@ class Request:
             raise RequestError("request body is empty; expected JSON")
         try:
             return _json_decode(body)
-        except msgspec.DecodeError as exc:
+        except jsoncodec.DecodeError as exc:
             raise RequestError(f"request body is not valid JSON: {exc}") from None
 
     def remaining(self) -> float:

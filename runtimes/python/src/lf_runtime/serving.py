@@ -56,6 +56,17 @@ def usable_budget_s(budget_ms: int) -> float:
     return (budget_ms - margin) / 1000
 
 
+async def _round_trip(nc: Client) -> None:
+    """Return once the server has processed every command sent so far (SUB, UNSUB).
+
+    nats-py 2.16 writes a flush's PING straight to the socket, ahead of commands still in its pending buffer, so
+    one `flush()` can return before the server saw the SUB just issued (1 start in 30 answered "no responders"
+    right after "ready" here). The second PING leaves after the flusher task wrote that buffer.
+    """
+    await nc.flush()
+    await nc.flush()
+
+
 class Call:
     """One admitted call, owned by the event loop thread."""
 
@@ -126,7 +137,7 @@ class Replica:
         if self._pool is not None:
             self._pump_task = loop.create_task(self._pump())
         sub = await nc.subscribe(subject, queue=queue_group(settings.namespace, settings.function), cb=self._on_msg)
-        await nc.flush()
+        await _round_trip(nc)
         self._log.event("ready", subject=subject, queue=sub.queue, concurrency=self._limit, queue_depth=self._depth)
         code = await self._stopped
         await self._drain(sub)
@@ -160,8 +171,11 @@ class Replica:
             self._stopped.set_result(code)
 
     async def _drain(self, sub: Subscription) -> None:
+        assert self._nc is not None
         try:
-            await sub.drain()  # type: ignore[no-untyped-call]  # UNSUB, round trip, then the rest of what was sent
+            await self._nc._send_unsubscribe(sub._id)  # the server stops sending; nothing is dropped locally
+            await _round_trip(self._nc)  # every message the server sent before the UNSUB is read and queued
+            await sub.drain()  # type: ignore[no-untyped-call]  # hands the queued messages to _on_msg
         except Exception as exc:  # the connection may already be gone
             self._log.warning("unsubscribe_failed", error=repr(exc))
         in_flight = len(self._active) + len(self._waiting)
