@@ -119,6 +119,8 @@ class DevPlatform:
             "LF_PORT": str(settings.port),
             "LF_NATS_URL": nats_url,
             "LF_WORKERS": str(settings.workers),
+            # The ingestor may take as long to drain as lf dev waits for it.
+            "LF_DRAIN_TIMEOUT": f"{settings.drain_grace}s",
             "PYTHONUNBUFFERED": "1",
         }
         spec = ProcessSpec(label="ingestor", argv=[sys.executable, "-m", "lf_dataplane"], env=env, cwd=Path.cwd())
