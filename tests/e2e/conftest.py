@@ -148,7 +148,7 @@ def lf_dev(functions_root: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     work = tmp_path_factory.mktemp("lfdev")
     dev = start_lf_dev(functions_root, work / ".lf", work / "lf-dev.log")
     try:
-        for name in ("hello", "echo", "fail", "slow", "gate"):
+        for name in ("hello", "echo", "fail", "slow", "gate", "withdeps"):
             dev.wait_serving(name)
         yield dev
     finally:

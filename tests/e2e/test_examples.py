@@ -89,3 +89,11 @@ def test_curl_sees_the_same(lf_dev: LfDev) -> None:
     assert head.startswith(b"HTTP/1.1 200")
     assert b"x-call-id:" in head.lower()
     assert body == b"Hello, world!\n"
+
+
+def test_a_functions_requirements_live_in_its_own_venv(lf_dev: LfDev) -> None:
+    answer = httpx.get(lf_dev.url("withdeps")).json()
+    assert answer["tabulate"] == "0.9.0"
+    assert answer["from"].startswith(str(lf_dev.state_dir / "venvs" / "default.withdeps"))
+    with pytest.raises(ImportError):
+        __import__("tabulate")  # not in the platform's own environment

@@ -41,3 +41,11 @@ def test_declared_oversize_body_is_refused_without_sending_it(lf_dev: LfDev) -> 
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"1048576" in answer or b"1 MiB" in answer or b"limit" in answer.lower()
+
+
+def test_headers_over_the_limit_are_refused_with_431(lf_dev: LfDev) -> None:
+    flood = {f"x-flood-{i}": "v" * 1000 for i in range(80)}  # 80 KiB of headers, over the 64 KiB limit
+    response = httpx.get(lf_dev.url("hello"), headers=flood)
+    assert response.status_code == 431
+    assert response.json()["error"]["layer"] == "ingestor"
+    assert httpx.get(lf_dev.url("hello")).status_code == 200
