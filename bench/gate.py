@@ -1,0 +1,78 @@
+"""The CI latency gate: a short run of the sync path and the canary, compared to bench/budgets.toml."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import lf_native
+
+from bench.chains import canary, lf_dev
+from bench.harness import BenchError, Request, Result, measure
+from bench.report import canary_rps, table
+from bench.scenarios import SCENARIOS
+
+BUDGETS = Path(__file__).resolve().parent / "budgets.toml"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    scenario: str
+    share: float
+    floor: float
+    errors: int
+
+    @property
+    def passed(self) -> bool:
+        return self.share >= self.floor and self.errors == 0
+
+    def line(self) -> str:
+        mark = "ok  " if self.passed else "FAIL"
+        why = "" if self.errors == 0 else f", {self.errors} errors"
+        return f"{mark} {self.scenario}: {self.share:.1%} of the canary (floor {self.floor:.1%}{why})"
+
+
+def judge(results: dict[str, Result], budgets: dict[str, dict[str, float]], margin: float) -> list[Verdict]:
+    """Pure: one verdict per budgeted scenario."""
+    base = canary_rps(results)
+    return [
+        Verdict(name, results[name].rps / base, budget["min_share"] * (1 - margin), results[name].errors)
+        for name, budget in budgets.items()
+    ]
+
+
+def run(path: Path) -> int:
+    if lf_native.build_profile != "release":
+        raise BenchError(f"lf_native is a {lf_native.build_profile} build; the gate measures release builds only")
+    config = tomllib.loads(path.read_text())
+    gate, budgets = config["gate"], config["budgets"]
+    shape = {"duration": gate["duration_s"], "warmup": gate["warmup_s"], "connections": gate["connections"]}
+    with tempfile.TemporaryDirectory(prefix="lf-gate-") as tmp:
+        workdir = Path(tmp)
+        results: dict[str, Result] = {}
+        with canary(workdir) as endpoint:
+            results["canary (before)"] = measure(
+                endpoint.url, Request("/"), roots=endpoint.roots, workdir=workdir, **shape
+            )
+        with lf_dev(workdir) as endpoint:
+            for name in budgets:
+                results[name] = measure(
+                    endpoint.url, SCENARIOS[name].request, roots=endpoint.roots, workdir=workdir, **shape
+                )
+        with canary(workdir) as endpoint:
+            results["canary (after)"] = measure(
+                endpoint.url, Request("/"), roots=endpoint.roots, workdir=workdir, **shape
+            )
+    print(table(results))
+    verdicts = judge(results, budgets, gate["noise_margin"])
+    for verdict in verdicts:
+        print(verdict.line())
+    failed = [v for v in verdicts if not v.passed]
+    if failed:
+        print(f"bench gate: {len(failed)} regression(s) against {path}", file=sys.stderr)
+        return 1
+    print("bench gate: passed")
+    return 0
