@@ -45,5 +45,21 @@ test-integration: install ## Against a real nats-server and real processes
 test-e2e: install ## `lf dev examples/` as a user runs it, called with httpx and curl
 	$(UV_RUN) pytest tests/e2e -m e2e
 
+.PHONY: bench-gate
+bench-gate: install ## The short latency gate against bench/budgets.toml (needs wrk)
+	$(UV_RUN) python -m bench gate
+
+.PHONY: bench
+bench: install ## All load scenarios against the canary (see docs/performance.md)
+	$(UV_RUN) python -m bench run --json bench-results.json
+
+.PHONY: bench-peers
+bench-peers: install ## OpenFaaS, Knative queue-proxy and uvicorn serving the same handler
+	$(UV_RUN) python -m bench peers
+
+.PHONY: bench-micro
+bench-micro: install ## Micro-benchmarks: native router and envelope against Python baselines
+	$(UV_RUN) pytest bench/micro --benchmark-only -p no:cacheprovider
+
 .PHONY: test
-test: lint test-rust test-unit test-integration test-e2e ## The whole suite (what CI runs)
+test: lint test-rust test-unit test-integration test-e2e bench-gate ## The whole suite and the bench gate (what CI runs)

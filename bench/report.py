@@ -15,23 +15,44 @@ def canary_rps(results: Mapping[str, Result]) -> float:
     return sum(runs) / len(runs)
 
 
+def canary_cpu_us(results: Mapping[str, Result]) -> float:
+    """Mean CPU µs per call of the canary runs."""
+    runs = [sum(r.cpu_us_per_call.values()) for name, r in results.items() if name.startswith("canary")]
+    if not runs:
+        raise ValueError("no canary run in the results")
+    return sum(runs) / len(runs)
+
+
+def cpu_share(result: Result, canary_us: float) -> float:
+    """The canary's CPU per call over this chain's: the share of the canary's throughput this chain would reach
+    with one core to itself. Unlike requests/s it barely moves when other work shares the machine."""
+    total = sum(result.cpu_us_per_call.values())
+    return canary_us / total if total > 0 else 0.0
+
+
 def table(results: Mapping[str, Result]) -> str:
     base = canary_rps(results)
+    base_cpu = canary_cpu_us(results) if all(r.cpu_us_per_call for r in results.values()) else 0.0
     head = f"{'scenario':<28} {'req/s':>9} {'share':>7} {'p50':>8} {'p90':>8} {'p99':>8} {'p99.9':>8} {'errors':>7}"
-    head += "  CPU µs/call"
+    head += "  cpu-share  CPU µs/call"
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         cpu = ", ".join(f"{role} {us:.0f}" for role, us in r.cpu_us_per_call.items() if us >= 0.5)
         lines.append(
             f"{name:<28} {r.rps:>9.0f} {r.rps / base:>7.1%} {r.p50_ms:>6.2f}ms {r.p90_ms:>6.2f}ms "
-            f"{r.p99_ms:>6.2f}ms {r.p999_ms:>6.2f}ms {r.errors:>7}  {cpu}"
+            f"{r.p99_ms:>6.2f}ms {r.p999_ms:>6.2f}ms {r.errors:>7}  {cpu_share(r, base_cpu):>9.1%}  {cpu}"
         )
     return "\n".join(lines)
 
 
 def as_json(results: Mapping[str, Result]) -> dict[str, object]:
     base = canary_rps(results)
+    base_cpu = canary_cpu_us(results)
     return {
         "canary_rps": base,
-        "results": {name: {**r.as_dict(), "share_of_canary": r.rps / base} for name, r in results.items()},
+        "canary_cpu_us_per_call": base_cpu,
+        "results": {
+            name: {**r.as_dict(), "share_of_canary": r.rps / base, "cpu_share_of_canary": cpu_share(r, base_cpu)}
+            for name, r in results.items()
+        },
     }
