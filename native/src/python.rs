@@ -192,7 +192,10 @@ pub struct ResponseEnvelope {
 }
 
 /// Keeps the `(name, value)` tuples alive while their strings are borrowed.
-fn collect_tuples<'py>(seq: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+pub(crate) fn collect_tuples<'py>(
+    seq: &Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<Vec<Bound<'py, PyTuple>>> {
     let mut out = Vec::with_capacity(seq.len().unwrap_or(0));
     for item in seq.try_iter()? {
         let item = item?;
@@ -209,7 +212,10 @@ fn collect_tuples<'py>(seq: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<Boun
     Ok(out)
 }
 
-fn borrow_pairs<'a>(tuples: &'a [Bound<'_, PyTuple>], what: &str) -> PyResult<Pairs<'a>> {
+pub(crate) fn borrow_pairs<'a>(
+    tuples: &'a [Bound<'_, PyTuple>],
+    what: &str,
+) -> PyResult<Pairs<'a>> {
     let mut pairs = Vec::with_capacity(tuples.len());
     for (i, t) in tuples.iter().enumerate() {
         let name = t.get_borrowed_item(0)?.extract::<&str>();

@@ -1,4 +1,4 @@
-"""LiteFunctions native core: the routing table and the envelope codec, compiled from Rust.
+"""LiteFunctions native core: the routing table, the envelope codec and the NATS protocol codec, compiled from Rust.
 
 Everything public lives in the compiled module `lf_native._native` and is re-exported here; import from
 `lf_native`, not from `_native`.
@@ -9,6 +9,8 @@ from lf_native._native import (
     EnvelopeError,
     Header,
     MethodNotAllowed,
+    NatsParser,
+    NatsProtocolError,
     RequestEnvelope,
     ResponseEnvelope,
     RouteNotFound,
@@ -17,8 +19,15 @@ from lf_native._native import (
     build_profile,
     decode_request,
     decode_response,
+    encode_connect,
+    encode_hpub,
+    encode_inbox_pub,
+    encode_pub,
     encode_request,
     encode_response,
+    encode_sub,
+    encode_unsub,
+    parse_nats_headers,
 )
 
 __all__ = [
@@ -26,6 +35,8 @@ __all__ = [
     "EnvelopeError",
     "Header",
     "MethodNotAllowed",
+    "NatsParser",
+    "NatsProtocolError",
     "RequestEnvelope",
     "ResponseEnvelope",
     "RouteNotFound",
@@ -34,6 +45,13 @@ __all__ = [
     "build_profile",
     "decode_request",
     "decode_response",
+    "encode_connect",
+    "encode_hpub",
+    "encode_inbox_pub",
+    "encode_pub",
     "encode_request",
     "encode_response",
+    "encode_sub",
+    "encode_unsub",
+    "parse_nats_headers",
 ]

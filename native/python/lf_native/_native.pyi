@@ -130,3 +130,71 @@ def encode_response(
 
 def decode_response(data: bytes) -> ResponseEnvelope:
     """Decode a response envelope. Raises EnvelopeError (with the reason and offset) for anything malformed."""
+
+# -- NATS protocol (sans-IO) -------------------------------------------------------------------------------------
+
+class NatsProtocolError(ValueError):
+    """The server sent bytes that are not NATS protocol (or over a limit), or a value cannot be encoded as such."""
+
+@final
+class NatsParser:
+    """A streaming parser of server → client NATS ops for one connection (make a new one per connection).
+
+    `feed(chunk)` takes bytes as they come off the socket (ops split anywhere, many per chunk) and returns the
+    complete ops, one flat tuple each: `(kind, sid, key, reply, payload, status, headers)`.
+
+    - `REPLY`: a message on the inbox given at construction (`<inbox_prefix><decimal token>`); `key` is the token
+      as an int. `MSG`: any other message; `key` is its subject. For both, `sid` is the subscription id, `reply`
+      the reply subject or None, `payload` the body, `status` the code on the header block's status line (503 =
+      no responders; 0 without one), `headers` the raw header block of an HMSG (parse it with
+      `parse_nats_headers`) or None.
+    - `INFO`: `key` is the JSON text; `ERR`: `key` is the -ERR message without quotes; `PING`, `PONG`, `OK`:
+      `key` is None. The other fields are 0 or None.
+
+    Raises NatsProtocolError on garbage or a limit passed (a control line over `max_control_line`, INFO over
+    64 KiB, a message over `max_payload`); then drop the connection: the parser's state is undefined.
+    """
+
+    REPLY: int
+    MSG: int
+    PING: int
+    PONG: int
+    INFO: int
+    OK: int
+    ERR: int
+
+    def __new__(cls, inbox_prefix: str = "", max_control_line: int = 4096) -> NatsParser: ...
+    @property
+    def max_payload(self) -> int:
+        """The server's max_payload once INFO was parsed (1 MiB before)."""
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back waiting for the rest of an op."""
+
+    def feed(
+        self, data: bytes
+    ) -> list[tuple[int, int, int | str | None, str | None, bytes | None, int, bytes | None]]: ...
+
+def encode_pub(subject: str, reply: str, payload: bytes) -> bytes:
+    """`PUB <subject> [reply] <size>` and the payload; `reply` "" means none. NatsProtocolError for a subject or
+    reply that is empty or holds whitespace."""
+
+def encode_inbox_pub(subject: str, inbox_prefix: str, token: int, payload: bytes) -> bytes:
+    """A request to an inbox: `PUB <subject> <inbox_prefix><token> <size>` and the payload."""
+
+def encode_hpub(subject: str, reply: str, headers: Sequence[Header], payload: bytes) -> bytes:
+    """`HPUB` with a `NATS/1.0` header block built from `headers`, then the payload."""
+
+def encode_sub(subject: str, sid: int, queue: str = "") -> bytes:
+    """`SUB <subject> [queue] <sid>`; `queue` "" means none."""
+
+def encode_unsub(sid: int, max_msgs: int = 0) -> bytes:
+    """`UNSUB <sid> [max_msgs]`; `max_msgs` 0 means none."""
+
+def encode_connect(options_json: str) -> bytes:
+    """`CONNECT <options_json>`; the JSON must be one line."""
+
+def parse_nats_headers(block: bytes) -> tuple[int, str, list[Header]]:
+    """`(status, description, headers)` of a raw header block: status 0 and description "" when the status line
+    has no code; headers in order, repeats kept, values trimmed. NatsProtocolError when malformed."""

@@ -9,6 +9,8 @@ def test_all_is_pinned() -> None:
         "EnvelopeError",
         "Header",
         "MethodNotAllowed",
+        "NatsParser",
+        "NatsProtocolError",
         "RequestEnvelope",
         "ResponseEnvelope",
         "RouteNotFound",
@@ -17,8 +19,15 @@ def test_all_is_pinned() -> None:
         "build_profile",
         "decode_request",
         "decode_response",
+        "encode_connect",
+        "encode_hpub",
+        "encode_inbox_pub",
+        "encode_pub",
         "encode_request",
         "encode_response",
+        "encode_sub",
+        "encode_unsub",
+        "parse_nats_headers",
     ]
 
 
@@ -37,3 +46,4 @@ def test_exceptions_have_familiar_bases() -> None:
     assert issubclass(lf_native.RouteNotFound, LookupError)
     assert issubclass(lf_native.MethodNotAllowed, lf_native.RouteNotFound)
     assert issubclass(lf_native.EnvelopeError, ValueError)
+    assert issubclass(lf_native.NatsProtocolError, ValueError)
