@@ -44,8 +44,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def render_config(*, host: str, port: int, store_dir: Path, jetstream: bool = True) -> str:
-    """The nats-server configuration `lf dev` and the tests use."""
+def render_config(*, host: str, port: int, store_dir: Path, jetstream: bool = True, extra: str = "") -> str:
+    """The nats-server configuration `lf dev` and the tests use; `extra` is appended verbatim (e.g. an
+    `authorization { ... }` block or `ping_interval`)."""
     lines = [
         f'listen: "{host}:{port}"',
         f"max_payload: {MAX_PAYLOAD}",
@@ -54,6 +55,8 @@ def render_config(*, host: str, port: int, store_dir: Path, jetstream: bool = Tr
     ]
     if jetstream:
         lines += ["jetstream {", f'  store_dir: "{store_dir}"', "}"]
+    if extra:
+        lines.append(extra)
     return "\n".join(lines) + "\n"
 
 
@@ -65,6 +68,8 @@ class NatsServer:
     host: str = "127.0.0.1"
     port: int = 0
     jetstream: bool = True
+    extra_config: str = ""
+    """Appended to the generated configuration (tests: auth, ping_interval)."""
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -78,7 +83,11 @@ class NatsServer:
         config = self.state_dir / "nats-server.conf"
         config.write_text(
             render_config(
-                host=self.host, port=self.port, store_dir=self.state_dir / "jetstream", jetstream=self.jetstream
+                host=self.host,
+                port=self.port,
+                store_dir=self.state_dir / "jetstream",
+                jetstream=self.jetstream,
+                extra=self.extra_config,
             )
         )
         log = self.state_dir / "nats-server.log"
