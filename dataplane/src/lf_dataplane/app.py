@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from lf_native import MethodNotAllowed, RouteNotFound, encode_request
+from nats.aio.client import Client as NatsClient
 
 from lf_dataplane import httpmapping as hm
 from lf_dataplane.callids import CallIds
@@ -29,11 +30,11 @@ from lf_dataplane.forwarding import (
     BrokerUnavailable,
     Bus,
     BusTimeout,
-    NatsBus,
     NoResponders,
     PayloadTooLarge,
     invoke,
 )
+from lf_dataplane.natsclient import NatsRequester
 from lf_dataplane.routing import Defaults, FunctionTarget, Routes, watch_routes
 from lf_dataplane.settings import Settings
 
@@ -206,9 +207,10 @@ def build_app(
 
 
 def create_app() -> Ingestor:
-    """granian's factory: settings from the environment, a nats-py bus, routes watched in LF_ROUTES."""
+    """granian's factory: settings from the environment, the lean NATS client for calls, routes watched in
+    LF_ROUTES over a separate nats-py connection (off the hot path, and JetStream KV needs a full client)."""
     settings = Settings.from_env(os.environ)
-    bus = NatsBus(settings.nats_servers)
+    bus = NatsRequester(settings.nats_servers)
     routes = Routes(
         Defaults(
             timeout_s=settings.default_timeout_s,
@@ -216,11 +218,17 @@ def create_app() -> Ingestor:
             max_response_bytes=settings.default_max_response_bytes,
         )
     )
+    watcher_nc = NatsClient()
 
     async def background() -> None:
-        nc = await bus.connect()
-        log.info("connected to nats", extra={"fields": {"url": nc.connected_url.netloc if nc.connected_url else ""}})
-        watcher = asyncio.ensure_future(watch_routes(nc.jetstream(), routes))
+        try:
+            await bus.connect()
+        except Exception as exc:
+            log.error("cannot connect to nats", extra={"fields": {"error": str(exc)}})
+            raise
+        log.info("connected to nats", extra={"fields": {"server": bus.server.label if bus.server else ""}})
+        await _connect_watcher(watcher_nc, settings.nats_servers)
+        watcher = asyncio.ensure_future(watch_routes(watcher_nc.jetstream(), routes))
         try:
             await routes.wait_loaded()
             log.info("ready", extra={"fields": {"pid": os.getpid()}})
@@ -228,4 +236,25 @@ def create_app() -> Ingestor:
         finally:
             watcher.cancel()
 
-    return build_app(settings, bus, routes, background=background, close=bus.close)
+    async def close() -> None:
+        await bus.close()
+        if watcher_nc.is_connected or watcher_nc.is_reconnecting:
+            await watcher_nc.close()
+
+    return build_app(settings, bus, routes, background=background, close=close)
+
+
+async def _connect_watcher(nc: NatsClient, servers: list[str]) -> None:
+    """The route watcher's nats-py connection, reconnecting forever in the background once up."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats (route watcher) error", extra={"fields": {"error": repr(exc)}})
+
+    await nc.connect(
+        servers=servers,
+        name="lf-ingestor-routes",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        connect_timeout=2,
+        error_cb=on_error,
+    )

@@ -1,9 +1,9 @@
-"""Forwarding a call to a function's replicas: the narrow `Bus` the ingestor depends on, its nats-py
-implementation, and `invoke`, which sends one call and retries "busy" answers until the deadline.
+"""Forwarding a call to a function's replicas: the narrow `Bus` the ingestor depends on and `invoke`, which sends
+one call and retries "busy" answers until the deadline.
 
-The boundary is `Bus.request(subject, payload, timeout) -> bytes`, raising only the errors defined here, so a
-faster client (one reply inbox, a dict of futures, writes batched per loop turn; DESIGN §7) can replace
-`NatsBus` without touching the HTTP side.
+The boundary is `Bus.request(subject, payload, timeout) -> bytes`, raising only the errors defined here; the
+ingestor's implementation is `natsclient.NatsRequester` (one reply inbox, a dict of futures, writes batched per
+loop turn; DESIGN §7), and tests pass fakes.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-import nats.errors
 from lf_native import EnvelopeError, ResponseEnvelope, decode_response
-from nats.aio.client import Client as NatsClient
 
 from lf_dataplane.protocol import ErrorKind
 
@@ -115,83 +113,3 @@ async def invoke(
         if pause > 0:
             await sleep(pause)
         backoff = min(backoff * 2, BUSY_BACKOFF_MAX_S)
-
-
-_DISCONNECTED = (
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.ConnectionDrainingError,
-    nats.errors.OutboundBufferLimitError,
-    nats.errors.StaleConnectionError,
-)
-
-
-class NatsBus:
-    """`Bus` over one nats-py connection, which reconnects forever in the background once connected.
-
-    nats-py's `request` costs 30-40 µs of the ingestor's time per call (DESIGN §7); it is the first thing to
-    replace when the ingestor is the bottleneck.
-    """
-
-    def __init__(self, servers: list[str], *, name: str = "lf-ingestor") -> None:
-        self.servers = servers
-        self.name = name
-        self.nc = NatsClient()
-        self._closing = False
-
-    @property
-    def connected(self) -> bool:
-        return bool(self.nc.is_connected)
-
-    async def connect(self) -> NatsClient:
-        """Connect, trying until the broker answers (with `max_reconnect_attempts=-1` nats-py retries the first
-        connect forever too); meanwhile the ingestor serves /healthz and answers 503 on /readyz."""
-        await self.nc.connect(
-            servers=self.servers,
-            name=self.name,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=1,
-            connect_timeout=2,
-            error_cb=self._on_error,
-            disconnected_cb=self._on_disconnected,
-            reconnected_cb=self._on_reconnected,
-        )
-        return self.nc
-
-    async def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
-        nc = self.nc
-        if not nc.is_connected:
-            raise BrokerUnavailable("not connected to NATS")
-        try:
-            msg = await nc.request(subject, payload, timeout=timeout)
-        except nats.errors.NoRespondersError:
-            raise NoResponders(subject) from None
-        except nats.errors.TimeoutError:
-            raise BusTimeout(subject) from None
-        except nats.errors.MaxPayloadError:
-            raise PayloadTooLarge(subject) from None
-        except _DISCONNECTED as exc:
-            raise BrokerUnavailable(repr(exc)) from None
-        return msg.data
-
-    async def close(self) -> None:
-        """Drain the connection (finishing what is in flight) or close it if it is down."""
-        nc = self.nc
-        self._closing = True
-        if nc.is_closed:
-            return
-        if nc.is_connected:
-            await nc.drain()
-        else:
-            await nc.close()
-
-    async def _on_error(self, exc: Exception) -> None:
-        log.warning("nats error", extra={"fields": {"error": repr(exc)}})
-
-    async def _on_disconnected(self) -> None:
-        if not self._closing:
-            log.warning("nats disconnected")
-
-    async def _on_reconnected(self) -> None:
-        url = self.nc.connected_url
-        log.info("nats reconnected", extra={"fields": {"url": url.netloc if url else ""}})

@@ -1,0 +1,236 @@
+"""The ingestor's lean NATS client against real nats-servers, with nats-py responders on the other side.
+
+Servers that a test stops, freezes or configures (auth, ping interval) are its own; the rest share the session's.
+Every wait is on a condition, with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from lf_controlplane.natsserver import MAX_PAYLOAD, NatsServer
+from lf_dataplane.forwarding import BrokerUnavailable, BusTimeout, NoResponders, PayloadTooLarge
+from lf_dataplane.natsclient import AuthorizationError, NatsRequester, Server
+from nats.aio.client import Client
+
+pytestmark = pytest.mark.integration
+
+
+async def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[Callable[..., NatsServer]]:
+    """Start servers private to the test (config extras allowed); stopped at the end."""
+    started: list[NatsServer] = []
+
+    def start(extra: str = "") -> NatsServer:
+        server = NatsServer(state_dir=tmp_path / f"nats-{len(started)}", jetstream=False, extra_config=extra)
+        started.append(server.start())
+        return server
+
+    yield start
+    for server in started:
+        server.signal(signal.SIGCONT)
+        server.stop()
+
+
+@pytest.fixture
+async def requester(nats_url: str) -> AsyncIterator[NatsRequester]:
+    client = NatsRequester([nats_url])
+    await client.connect()
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    client = await nats.connect(nats_url)
+    yield client
+    await client.close()
+
+
+async def serve(nc: Client, subject: str, answer: Callable[[bytes], bytes | None]) -> None:
+    """A nats-py responder on `subject` replying `answer(data)`, or never when it returns None."""
+
+    async def on_message(msg: Any) -> None:
+        reply = answer(msg.data)
+        if reply is not None:
+            await msg.respond(reply)
+
+    await nc.subscribe(subject, cb=on_message)
+    await nc.flush()
+
+
+async def test_request_gets_the_responders_reply(requester: NatsRequester, nc: Client) -> None:
+    await serve(nc, "t.echo", lambda data: b"echo:" + data)
+    assert await requester.request("t.echo", b"hi", 2.0) == b"echo:hi"
+    assert await requester.request("t.echo", b"", 2.0) == b"echo:"
+    assert requester.pending == {}
+
+
+async def test_many_concurrent_requests_each_get_their_own_reply(requester: NatsRequester, nc: Client) -> None:
+    await serve(nc, "t.many", lambda data: data[::-1])
+    payloads = [f"request-{i}".encode() for i in range(2000)]
+    replies = await asyncio.gather(*(requester.request("t.many", p, 10.0) for p in payloads))
+    assert replies == [p[::-1] for p in payloads]
+    assert requester.pending == {}
+
+
+async def test_no_responders_fails_fast(requester: NatsRequester) -> None:
+    start = time.monotonic()
+    with pytest.raises(NoResponders):
+        await requester.request("t.nobody.home", b"x", 5.0)
+    assert time.monotonic() - start < 1.0
+    assert requester.pending == {}
+
+
+async def test_timeout_fails_the_request_and_forgets_it(requester: NatsRequester, nc: Client) -> None:
+    await serve(nc, "t.silent", lambda data: None)
+    start = time.monotonic()
+    with pytest.raises(BusTimeout):
+        await requester.request("t.silent", b"x", 0.2)
+    assert 0.15 < time.monotonic() - start < 2.0
+    assert requester.pending == {}
+
+
+async def test_payload_over_max_payload_is_refused_before_sending(requester: NatsRequester, nc: Client) -> None:
+    await serve(nc, "t.size", lambda data: str(len(data)).encode())
+    assert requester.max_payload == MAX_PAYLOAD
+    with pytest.raises(PayloadTooLarge):
+        await requester.request("t.size", bytes(MAX_PAYLOAD + 1), 2.0)
+    assert requester.connected
+    assert await requester.request("t.size", bytes(MAX_PAYLOAD), 10.0) == str(MAX_PAYLOAD).encode()
+
+
+async def test_server_restart_fails_pending_then_reconnects(own_server: Callable[..., NatsServer]) -> None:
+    server = own_server()
+    client = NatsRequester([server.url], ping_interval=0.2)
+    await client.connect()
+    responder = await nats.connect(server.url, reconnect_time_wait=0.05, max_reconnect_attempts=-1)
+    try:
+        await serve(responder, "t.restart", lambda data: None if data == b"hang" else b"ok")
+        assert await client.request("t.restart", b"x", 2.0) == b"ok"
+        hanging = [asyncio.ensure_future(client.request("t.restart", b"hang", 30.0)) for _ in range(20)]
+        await wait_for(lambda: len(client.pending) == 20, 5, "the requests to be sent")
+        server.stop()
+        results = await asyncio.gather(*hanging, return_exceptions=True)
+        assert all(isinstance(r, BrokerUnavailable) for r in results), results
+        assert not client.connected
+        with pytest.raises(BrokerUnavailable):
+            await client.request("t.restart", b"x", 2.0)
+        server.start()
+        await wait_for(lambda: client.connected and responder.is_connected, 15, "both clients to reconnect")
+        assert client.reconnects == 1
+        assert await retry_while_no_responders(lambda: client.request("t.restart", b"x", 2.0)) == b"ok"
+    finally:
+        await responder.close()
+        await client.close()
+
+
+async def retry_while_no_responders(call: Callable[[], Any], timeout: float = 10) -> Any:
+    """The responder's subscription comes back with its own reconnect; until then NoResponders is right."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await call()
+        except NoResponders:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.02)
+
+
+async def test_server_pings_are_answered_and_ours_get_pongs(own_server: Callable[..., NatsServer]) -> None:
+    server = own_server('ping_interval: "50ms"\nping_max: 2')
+    # The server skips its PING to a client that sent something lately, so one client stays quiet and one pings.
+    quiet = NatsRequester([server.url], ping_interval=60)
+    pinging = NatsRequester([server.url], ping_interval=0.05, max_pings_out=2)
+    await quiet.connect()
+    await pinging.connect()
+    try:
+        # The server drops a client that misses 2 of its PINGs, so 10 answered ones mean the answers work.
+        await wait_for(lambda: quiet.server_pings >= 10, 10, "the server's pings")
+        await wait_for(lambda: pinging.pongs_received >= 10, 10, "pongs to our pings")
+        assert quiet.connected and pinging.connected
+        assert quiet.reconnects == pinging.reconnects == 0
+    finally:
+        await quiet.close()
+        await pinging.close()
+
+
+async def test_a_server_that_stops_answering_is_detected(own_server: Callable[..., NatsServer]) -> None:
+    server = own_server()
+    client = NatsRequester([server.url], ping_interval=0.1, max_pings_out=2)
+    await client.connect()
+    silent = await nats.connect(server.url, allow_reconnect=False)
+    try:
+        await serve(silent, "t.frozen", lambda data: None)
+        hanging = asyncio.ensure_future(client.request("t.frozen", b"x", 30.0))
+        await wait_for(lambda: client.pending, 5, "the request to be sent")
+        server.signal(signal.SIGSTOP)
+        start = time.monotonic()
+        with pytest.raises(BrokerUnavailable):
+            await hanging
+        assert not client.connected
+        assert time.monotonic() - start < 5.0
+        server.signal(signal.SIGCONT)
+        await wait_for(lambda: client.connected, 15, "the client to reconnect")
+        with pytest.raises(NoResponders):
+            await client.request("t.nobody", b"x", 2.0)
+    finally:
+        server.signal(signal.SIGCONT)
+        await client.close()
+        await silent.close()
+
+
+def with_credentials(url: str, credentials: str) -> str:
+    return url.replace("nats://", f"nats://{credentials}@")
+
+
+@pytest.mark.parametrize(
+    ("config", "good", "bad"),
+    [
+        ("authorization { user: alice, password: s3cr3t }", "alice:s3cr3t", "alice:wrong"),
+        ("authorization { user: alice, password: s3cr3t }", "alice:s3cr3t", ""),
+        ("authorization { token: t0k3n }", "t0k3n", "other"),
+    ],
+    ids=["user-password", "user-password-missing", "token"],
+)
+async def test_auth_from_the_url(own_server: Callable[..., NatsServer], config: str, good: str, bad: str) -> None:
+    server = own_server(config)
+    good_url = with_credentials(server.url, good)
+    responder = await nats.connect(good_url)
+    client = NatsRequester([good_url])
+    try:
+        await serve(responder, "t.auth", lambda data: b"ok")
+        await client.connect()
+        assert await client.request("t.auth", b"x", 2.0) == b"ok"
+        bad_url = with_credentials(server.url, bad) if bad else server.url
+        refused = NatsRequester([bad_url])
+        with pytest.raises(AuthorizationError, match="refused the credentials.*[Aa]uthorization"):
+            await asyncio.wait_for(refused.connect(), 10)
+        assert not refused.connected
+    finally:
+        await client.close()
+        await responder.close()
+
+
+def test_server_urls_carry_credentials() -> None:
+    assert Server.parse("nats://a:b@h:1") == Server("h", 1, user="a", password="b")
+    assert Server.parse("nats://tok@h") == Server("h", 4222, token="tok")
+    assert Server.parse("h:5") == Server("h", 5)
+    assert Server.parse("nats://a%40x:p%3Aq@h:1").credentials() == {"user": "a@x", "pass": "p:q"}
+    with pytest.raises(ValueError, match="scheme"):
+        Server.parse("tls://h:1")
