@@ -175,7 +175,11 @@ def queue_proxy_granian(workdir: Path) -> Iterator[Endpoint]:
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/", proc=proc)
         check_proxied(url + "/")
-        yield Endpoint(url=url, roots=[proc.pid, granian])
+        try:
+            yield Endpoint(url=url, roots=[proc.pid, granian])
+        finally:
+            proc.kill()  # on SIGTERM it drains for 30 s (for Kubernetes' endpoints to catch up): nothing to wait for
+            proc.wait()
 
 
 @contextmanager
