@@ -6,6 +6,7 @@ Building blocks only; `bench.scenarios` says what to measure and `bench.__main__
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -176,6 +177,10 @@ ROLES = (
     ("bench.responder", "runtime"),
     ("lf_controlplane", "lf dev"),
     ("granian", "granian"),
+    ("uvicorn", "uvicorn"),
+    ("flask_hello", "flask/waitress"),
+    ("/queue", "queue-proxy"),
+    ("openfaas-model", "openfaas model"),
 )
 
 
@@ -225,6 +230,17 @@ def cpu_by_role(roots: list[int]) -> dict[str, float]:
     return roles
 
 
+@contextmanager
+def exclusive(path: Path = Path("/tmp/lf-bench.lock")) -> Iterator[None]:
+    """One measurement at a time on this machine: two benches sharing the SUT core would skew both."""
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def measure(
     base_url: str,
     request: Request,
@@ -236,11 +252,12 @@ def measure(
     warmup: float = 2.0,
 ) -> Result:
     """Warm up, then one measured wrk run with the CPU each role of `roots` used during it."""
-    if warmup > 0:
-        wrk(base_url, request, duration=warmup, connections=connections, workdir=workdir)
-    before = cpu_by_role(roots)
-    result = wrk(base_url, request, duration=duration, connections=connections, workdir=workdir)
-    after = cpu_by_role(roots)
+    with exclusive():
+        if warmup > 0:
+            wrk(base_url, request, duration=warmup, connections=connections, workdir=workdir)
+        before = cpu_by_role(roots)
+        result = wrk(base_url, request, duration=duration, connections=connections, workdir=workdir)
+        after = cpu_by_role(roots)
     calls = max(result.requests, 1)
     result.cpu_us_per_call = {
         role: round((after[role] - before.get(role, 0.0)) / calls * 1e6, 1) for role in sorted(after)

@@ -33,15 +33,21 @@ def cpu_share(result: Result, canary_us: float) -> float:
 def table(results: Mapping[str, Result]) -> str:
     base = canary_rps(results)
     base_cpu = canary_cpu_us(results) if all(r.cpu_us_per_call for r in results.values()) else 0.0
-    head = f"{'scenario':<28} {'req/s':>9} {'share':>7} {'p50':>8} {'p90':>8} {'p99':>8} {'p99.9':>8} {'errors':>7}"
+    width = max(28, *(len(name) for name in results))
+    head = (
+        f"{'scenario':<{width}} {'req/s':>9} {'share':>7} {'p50':>8} {'p90':>8} {'p99':>8} {'p99.9':>8} {'errors':>7}"
+    )
     head += "  cpu-share  CPU µs/call"
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         cpu = ", ".join(f"{role} {us:.0f}" for role, us in r.cpu_us_per_call.items() if us >= 0.5)
         lines.append(
-            f"{name:<28} {r.rps:>9.0f} {r.rps / base:>7.1%} {r.p50_ms:>6.2f}ms {r.p90_ms:>6.2f}ms "
+            f"{name:<{width}} {r.rps:>9.0f} {r.rps / base:>7.1%} {r.p50_ms:>6.2f}ms {r.p90_ms:>6.2f}ms "
             f"{r.p99_ms:>6.2f}ms {r.p999_ms:>6.2f}ms {r.errors:>7}  {cpu_share(r, base_cpu):>9.1%}  {cpu}"
         )
+    failed = [name for name, r in results.items() if r.errors]
+    if failed:
+        lines.append(f"WARNING: requests failed in {', '.join(failed)}: their figures are not comparable")
     return "\n".join(lines)
 
 

@@ -26,13 +26,6 @@ from bench.peers.build import ensure
 from bench.scenarios import Scenario
 
 APPS = Path(__file__).resolve().parent / "apps"
-PEER_PYTHON_DEFAULT = Path.home() / ".cache" / "lf" / "peers" / "pyenv" / "bin" / "python"
-
-
-def peer_python() -> str:
-    """The interpreter for uvicorn and Flask/waitress: $LF_PEERS_PYTHON, else the peers' venv, else ours."""
-    chosen = os.environ.get("LF_PEERS_PYTHON") or (str(PEER_PYTHON_DEFAULT) if PEER_PYTHON_DEFAULT.exists() else "")
-    return chosen or sys.executable
 
 
 def check_proxied(url: str, body: bytes = BODY, header: str | None = None) -> None:
@@ -114,7 +107,7 @@ def gateway_watchdog_granian(workdir: Path) -> Iterator[Endpoint]:
 def gateway_watchdog_flask(workdir: Path) -> Iterator[Endpoint]:
     with ExitStack() as stack:
         port = free_port()
-        argv = [peer_python(), str(APPS / "flask_hello.py"), str(port)]
+        argv = [sys.executable, str(APPS / "flask_hello.py"), str(port)]
         flask = stack.enter_context(service(argv, log=workdir / "flask.log"))
         upstream = f"http://127.0.0.1:{port}"
         wait_http(upstream + "/", proc=flask)
@@ -186,7 +179,7 @@ def queue_proxy_granian(workdir: Path) -> Iterator[Endpoint]:
 def uvicorn_hello(workdir: Path) -> Iterator[Endpoint]:
     port = free_port()
     argv = [
-        peer_python(), "-m", "uvicorn", "--app-dir", str(APPS), "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, "-m", "uvicorn", "--app-dir", str(APPS), "--host", "127.0.0.1", "--port", str(port),
         "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--lifespan", "off", "--log-level", "warning",
         "asgi_hello:app",
     ]  # fmt: skip
