@@ -8,25 +8,39 @@ from __future__ import annotations
 
 import msgspec
 
-from lf_dataplane.specs import Function
+from lf_dataplane.specs import CacheRule, Function, RateRule
 from lf_dataplane.subjects import function_route_key
 
 
 class FunctionRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """One function as the ingestor sees it. Fields added later have defaults, so older entries still decode;
+    older ingestors ignore fields they do not know (msgspec's default)."""
+
     namespace: str
     name: str
     timeout_ms: int
     max_request_bytes: int
     max_response_bytes: int
+    revision: str = ""
+    """Changes on every deploy of new code or spec; the ingestors drop the function's cached answers."""
+    max_inflight: int = 0
+    """Calls one ingestor worker forwards at once (concurrency x replicas); more wait in a bounded queue. 0: no cap."""
+    cache: CacheRule | None = None
+    rate_limit: RateRule | None = None
 
 
-def route_of(function: Function) -> FunctionRoute:
+def route_of(function: Function, revision: str = "") -> FunctionRoute:
+    """The route entry of `function`; `revision` names the deployed code (lf dev: the folder's fingerprint)."""
     return FunctionRoute(
         namespace=function.namespace,
         name=function.name,
         timeout_ms=round(function.timeout_s * 1000),
         max_request_bytes=function.max_request_bytes,
         max_response_bytes=function.max_response_bytes,
+        revision=revision,
+        max_inflight=function.concurrency * max(function.replicas, 1),
+        cache=function.cache,
+        rate_limit=function.rate_limit,
     )
 
 

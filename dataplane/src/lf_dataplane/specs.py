@@ -6,6 +6,7 @@ integers. Both are checked when a manifest is decoded, so a bad value is refused
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -72,6 +73,44 @@ class Scaling(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_field
     mode: Literal["builtin", "keda", "none"] = "builtin"
 
 
+_CACHEABLE_METHODS = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class Cache(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Response caching in the ingestor: `ttl` how long an answer is served again, `vary` the request headers that
+    tell answers apart. Only GET and HEAD are cached unless `methods` opts others in (their body is then part of
+    the key)."""
+
+    ttl: Duration
+    vary: list[str] = msgspec.field(default_factory=list)
+    methods: list[_CACHEABLE_METHODS] = msgspec.field(default_factory=lambda: ["GET", "HEAD"])
+
+
+class RateLimit(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Token bucket in the ingestor: `rps` sustained calls per second, `burst` the bucket size (default: rps
+    rounded up), `key` what is limited: each client IP or the function as a whole."""
+
+    rps: Annotated[float, msgspec.Meta(gt=0)]
+    burst: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    key: Literal["ip", "function"] = "ip"
+
+
+class CacheRule(msgspec.Struct, frozen=True, kw_only=True):
+    """A resolved `cache`: what the ingestor acts on (header names lowercased)."""
+
+    ttl_s: float
+    vary: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ("GET", "HEAD")
+
+
+class RateRule(msgspec.Struct, frozen=True, kw_only=True):
+    """A resolved `rateLimit`."""
+
+    rps: float
+    burst: int
+    key: str = "ip"
+
+
 class InlineSource(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Code carried in the manifest itself: file name → content."""
 
@@ -90,6 +129,8 @@ class FunctionSpec(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_
     replicas: Annotated[int, msgspec.Meta(ge=0, le=1_000)] | None = None
     scaling: Scaling = msgspec.field(default_factory=Scaling)
     limits: Limits = msgspec.field(default_factory=Limits)
+    cache: Cache | None = None
+    rate_limit: RateLimit | None = None
 
 
 class Metadata(msgspec.Struct, kw_only=True):
@@ -120,6 +161,8 @@ class Function(msgspec.Struct, frozen=True, kw_only=True):
     replicas: int
     max_request_bytes: int
     max_response_bytes: int
+    cache: CacheRule | None = None
+    rate_limit: RateRule | None = None
 
 
 def load_manifest(data: Any, *, source: str = "manifest") -> Function:
@@ -156,4 +199,25 @@ def resolve(manifest: FunctionManifest) -> Function:
         replicas=replicas,
         max_request_bytes=parse_quantity(spec.limits.request_body, "spec.limits.requestBody"),
         max_response_bytes=parse_quantity(spec.limits.response_body, "spec.limits.responseBody"),
+        cache=_cache_rule(spec.cache),
+        rate_limit=_rate_rule(spec.rate_limit),
     )
+
+
+def _cache_rule(cache: Cache | None) -> CacheRule | None:
+    if cache is None:
+        return None
+    vary = tuple(dict.fromkeys(h.strip().lower() for h in cache.vary))
+    if any(not h or not h.isascii() or " " in h or ":" in h for h in vary):
+        raise ManifestError(f"spec.cache.vary: {cache.vary!r} must be header names")
+    methods = set(cache.methods)
+    if "GET" in methods:
+        methods.add("HEAD")  # a HEAD is answered from the GET's entry
+    return CacheRule(ttl_s=parse_duration(cache.ttl, "spec.cache.ttl"), vary=vary, methods=tuple(sorted(methods)))
+
+
+def _rate_rule(limit: RateLimit | None) -> RateRule | None:
+    if limit is None:
+        return None
+    burst = limit.burst if limit.burst is not None else max(1, math.ceil(limit.rps))
+    return RateRule(rps=limit.rps, burst=burst, key=limit.key)

@@ -220,7 +220,8 @@ class DevPlatform:
     async def _publish_routes(self) -> None:
         """Make LF_ROUTES hold exactly the running functions (stale keys of an earlier run are deleted)."""
         assert self.routes is not None
-        wanted = {route_key(route_of(r.function)): encode_route(route_of(r.function)) for r in self.running.values()}
+        routes = [route_of(r.function, revision=r.fingerprint[:16]) for r in self.running.values()]
+        wanted = {route_key(route): encode_route(route) for route in routes}
         try:
             existing = set(await self.routes.keys())
         except NoKeysError:
