@@ -111,16 +111,84 @@ class RateRule(msgspec.Struct, frozen=True, kw_only=True):
     key: str = "ip"
 
 
-class InlineSource(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Code carried in the manifest itself: file name → content."""
+_DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=63, pattern=_DNS_LABEL)]
 
-    files: dict[str, str]
+
+class ArchiveSource(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A tar.gz or zip of the function folder, checked against its SHA-256 before use."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048, pattern="^(https?|s3)://")]
+    sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class GitSource(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A folder of a git repository at a ref (branch, tag or commit)."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+    ref: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "main"
+    path: Annotated[str, msgspec.Meta(max_length=1024)] = "."
+
+
+class Source(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where the code comes from, exactly one of: `files` (inline: file path → text, what `lf deploy` fills in),
+    `archive` or `git`. A spec without `source` (and without `image`) means "the code next to function.yaml"."""
+
+    files: dict[str, str] | None = None
+    archive: ArchiveSource | None = None
+    git: GitSource | None = None
+
+    def kinds(self) -> list[str]:
+        return [kind for kind in ("files", "archive", "git") if getattr(self, kind) is not None]
+
+
+InlineSource = Source  # the name of the first version, which only had `files`
+
+
+class Resources(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """CPU and memory of each replica, as in a Kubernetes container (`cpu: 100m`, `memory: 128Mi`)."""
+
+    requests: dict[str, str | int] | None = None
+    limits: dict[str, str | int] | None = None
+
+
+class Auth(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Who may invoke: anyone (`public`), holders of an API key, or bearers of a JWT with one of `roles`."""
+
+    mode: Literal["public", "apiKey", "jwt"] = "public"
+    roles: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=63)]], msgspec.Meta(max_length=32)] = (
+        msgspec.field(default_factory=list)
+    )
+
+
+class AsyncOptions(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Async calls: `retries` after the first attempt on retryable failures (backoff doubling from `backoff`),
+    calls older than `maxAge` dropped to the dead letters, results kept `resultTTL`."""
+
+    retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
+    backoff: Duration = "1s"
+    max_age: Duration | None = None
+    result_ttl: Duration = msgspec.field(default="24h", name="resultTTL")
+
+
+class Version(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A named version of the function that `traffic` can send a share of calls to."""
+
+    name: Name
+    image: str | None = None
+    source: Source | None = None
+    env: dict[str, str] | None = None
+
+
+class TrafficTarget(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    version: Name
+    percent: Annotated[int, msgspec.Meta(ge=0, le=100)]
 
 
 class FunctionSpec(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
     runtime: Literal["python", "go", "rust"] = "python"
     handler: str = "handler.handle"
-    source: InlineSource | None = None
+    source: Source | None = None
     image: str | None = None
     env: dict[str, str] = msgspec.field(default_factory=dict)
     secrets: list[str] = msgspec.field(default_factory=list)
@@ -131,6 +199,11 @@ class FunctionSpec(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_
     limits: Limits = msgspec.field(default_factory=Limits)
     cache: Cache | None = None
     rate_limit: RateLimit | None = None
+    resources: Resources | None = None
+    auth: Auth | None = None
+    async_: AsyncOptions | None = msgspec.field(default=None, name="async")
+    versions: Annotated[list[Version], msgspec.Meta(max_length=16)] | None = None
+    traffic: Annotated[list[TrafficTarget], msgspec.Meta(max_length=16)] | None = None
 
 
 class Metadata(msgspec.Struct, kw_only=True):
@@ -186,6 +259,7 @@ def resolve(manifest: FunctionManifest) -> Function:
     spec = manifest.spec
     if spec.handler.count(".") < 1 and ":" not in spec.handler:
         raise ManifestError(f"spec.handler: {spec.handler!r} must name 'module.function'")
+    check_cluster_fields(spec)
     replicas = spec.replicas if spec.replicas is not None else max(spec.scaling.min, 1)
     return Function(
         name=check_name(manifest.metadata.name, "metadata.name"),
@@ -221,3 +295,140 @@ def _rate_rule(limit: RateLimit | None) -> RateRule | None:
         return None
     burst = limit.burst if limit.burst is not None else max(1, math.ceil(limit.rps))
     return RateRule(rps=limit.rps, burst=burst, key=limit.key)
+
+
+def check_cluster_fields(spec: FunctionSpec) -> None:
+    """Check what the schema cannot: one kind of source, durations, traffic naming known versions summing to 100.
+
+    The CRD's CEL rules say the same for `kubectl apply`; this is the check `lf dev`, `lf deploy` and the operator
+    share. Raises ManifestError naming the field.
+    """
+    _check_source(spec.source, "spec.source")
+    if spec.async_ is not None:
+        parse_duration(spec.async_.backoff, "spec.async.backoff")
+        parse_duration(spec.async_.result_ttl, "spec.async.resultTTL")
+        if spec.async_.max_age is not None:
+            parse_duration(spec.async_.max_age, "spec.async.maxAge")
+    _check_versions(spec)
+    if spec.resources is not None:
+        for field, values in (("requests", spec.resources.requests), ("limits", spec.resources.limits)):
+            for key, value in (values or {}).items():
+                if not _RESOURCE_QUANTITY.fullmatch(str(value)):
+                    raise ManifestError(f"spec.resources.{field}.{key}: {value!r} is not a Kubernetes quantity")
+
+
+def _check_source(source: Source | None, field: str) -> None:
+    if source is not None and len(source.kinds()) != 1:
+        raise ManifestError(f"{field}: set exactly one of files, archive, git (got {source.kinds() or 'none'})")
+
+
+def _check_versions(spec: FunctionSpec) -> None:
+    versions = [v.name for v in spec.versions or ()]
+    if len(set(versions)) != len(versions):
+        raise ManifestError(f"spec.versions: names must be unique, got {versions}")
+    for version in spec.versions or ():
+        _check_source(version.source, f"spec.versions[{version.name}].source")
+    if spec.traffic:
+        unknown = [t.version for t in spec.traffic if t.version not in versions]
+        if unknown:
+            raise ManifestError(f"spec.traffic: unknown versions {unknown} (declare them in spec.versions)")
+        total = sum(t.percent for t in spec.traffic)
+        if total != 100:
+            raise ManifestError(f"spec.traffic: percents must add up to 100, got {total}")
+
+
+_RESOURCE_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?")
+
+
+# -- Trigger -----------------------------------------------------------------------------------------------------
+
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class HttpTrigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Serve the function at `path` (segments literal, `{param}` or a last `{*rest}`) on `host` ("" any host,
+    "api.example.com", or "*.example.com"), for `methods` (empty: any)."""
+
+    path: Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern="^/")]
+    host: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    methods: Annotated[list[HttpMethod], msgspec.Meta(max_length=7)] = msgspec.field(default_factory=list)
+
+
+class CronTrigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Call the function on a cron `schedule` (5 fields) in `timezone`, with `body`."""
+
+    schedule: Annotated[str, msgspec.Meta(min_length=9, max_length=128)]
+    timezone: Annotated[str, msgspec.Meta(max_length=64)] = "UTC"
+    body: Annotated[str, msgspec.Meta(max_length=65536)] = ""
+
+
+class NatsTrigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Call the function for each message on `subject` (in queue group `queue`, from JetStream `stream` if set)."""
+
+    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    queue: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    stream: Annotated[str, msgspec.Meta(max_length=255)] = ""
+
+
+class TriggerSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What calls `function` (in the trigger's namespace): exactly one of `http`, `cron`, `nats`."""
+
+    function: Name
+    http: HttpTrigger | None = None
+    cron: CronTrigger | None = None
+    nats: NatsTrigger | None = None
+
+    def kinds(self) -> list[str]:
+        return [kind for kind in ("http", "cron", "nats") if getattr(self, kind) is not None]
+
+
+class TriggerManifest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    api_version: str
+    kind: Literal["Trigger"]
+    metadata: Metadata
+    spec: TriggerSpec
+
+
+class Trigger(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated trigger: `kind` names the one of `http`, `cron`, `nats` that is set."""
+
+    name: str
+    namespace: str
+    function: str
+    kind: str
+    http: HttpTrigger | None = None
+    cron: CronTrigger | None = None
+    nats: NatsTrigger | None = None
+
+
+def resolve_trigger(name: str, namespace: str, spec: TriggerSpec) -> Trigger:
+    """Raises ManifestError when the spec is not exactly one kind of trigger or names are not DNS labels."""
+    kinds = spec.kinds()
+    if len(kinds) != 1:
+        raise ManifestError(f"spec: set exactly one of http, cron, nats (got {kinds or 'none'})")
+    try:
+        return Trigger(
+            name=check_name(name, "metadata.name"),
+            namespace=check_name(namespace, "metadata.namespace"),
+            function=check_name(spec.function, "spec.function"),
+            kind=kinds[0],
+            http=spec.http,
+            cron=spec.cron,
+            nats=spec.nats,
+        )
+    except InvalidName as exc:
+        raise ManifestError(str(exc)) from None
+
+
+def load_trigger(data: Any, *, source: str = "manifest") -> Trigger:
+    """Validate a decoded Trigger manifest (a mapping). Raises ManifestError naming `source` and the field."""
+    try:
+        manifest = msgspec.convert(data, TriggerManifest)
+    except msgspec.ValidationError as exc:
+        raise ManifestError(f"{source}: {exc}") from None
+    if manifest.api_version != API_VERSION:
+        raise ManifestError(f"{source}: apiVersion must be {API_VERSION!r}, got {manifest.api_version!r}")
+    try:
+        return resolve_trigger(manifest.metadata.name, manifest.metadata.namespace, manifest.spec)
+    except ManifestError as exc:
+        raise ManifestError(f"{source}: {exc}") from None
