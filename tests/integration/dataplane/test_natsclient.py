@@ -1,4 +1,5 @@
-"""The ingestor's lean NATS client against real nats-servers, with nats-py responders on the other side.
+"""The lean NATS clients against real nats-servers, with nats-py on the other side: the ingestor's requester and
+the connection underneath it that the runtime subscribes with.
 
 Servers that a test stops, freezes or configures (auth, ping interval) are its own; the rest share the session's.
 Every wait is on a condition, with a deadline.
@@ -18,6 +19,7 @@ import pytest
 from lf_controlplane.natsserver import MAX_PAYLOAD, NatsServer
 from lf_dataplane.forwarding import BrokerUnavailable, BusTimeout, NoResponders, PayloadTooLarge
 from lf_dataplane.natsclient import AuthorizationError, NatsRequester, Server
+from lf_dataplane.natsconn import NatsConnection
 from nats.aio.client import Client
 
 pytestmark = pytest.mark.integration
@@ -71,6 +73,9 @@ async def serve(nc: Client, subject: str, answer: Callable[[bytes], bytes | None
             await msg.respond(reply)
 
     await nc.subscribe(subject, cb=on_message)
+    # nats-py writes a flush's PING ahead of the SUB still in its buffer; the second PING leaves after it, so
+    # once it returns the server has the subscription (one run in ~6 answered "no responders" with one flush).
+    await nc.flush()
     await nc.flush()
 
 
@@ -234,3 +239,153 @@ def test_server_urls_carry_credentials() -> None:
     assert Server.parse("nats://a%40x:p%3Aq@h:1").credentials() == {"user": "a@x", "pass": "p:q"}
     with pytest.raises(ValueError, match="scheme"):
         Server.parse("tls://h:1")
+
+
+# -- NatsConnection: the subscriber side the runtime uses -----------------------------------------------------------
+
+
+class Inbox:
+    """A subscription callback that records `(reply, payload)` and can answer through the connection."""
+
+    def __init__(self, conn: NatsConnection | None = None, answer: Callable[[bytes], bytes] | None = None) -> None:
+        self.conn = conn
+        self.answer = answer
+        self.got: list[tuple[str | None, bytes]] = []
+
+    def __call__(self, reply: str | None, payload: bytes) -> None:
+        self.got.append((reply, payload))
+        if self.conn is not None and self.answer is not None and reply:
+            self.conn.publish(reply, self.answer(payload))
+
+
+@pytest.fixture
+async def conn(nats_url: str) -> AsyncIterator[NatsConnection]:
+    client = NatsConnection([nats_url], name="test")
+    await client.connect()
+    yield client
+    await client.close()
+
+
+async def test_subscription_in_a_queue_group_answers_requests(conn: NatsConnection, nc: Client) -> None:
+    inbox = Inbox(conn, lambda data: b"re:" + data)
+    conn.subscribe("t.sub.echo", inbox, queue="q")
+    await conn.flush(2)
+    replies = await asyncio.gather(*(nc.request("t.sub.echo", f"{i}".encode(), timeout=5) for i in range(200)))
+    assert [r.data for r in replies] == [f"re:{i}".encode() for i in range(200)]
+    assert len(inbox.got) == 200 and all(reply for reply, _ in inbox.got)
+    await nc.publish("t.sub.echo", b"no reply subject")
+    await nc.flush()
+    await wait_for(lambda: inbox.got[-1] == (None, b"no reply subject"), 5, "the message without a reply")
+
+
+async def test_drain_delivers_what_was_sent_before_the_unsubscribe_and_nothing_after(
+    conn: NatsConnection, nc: Client, nats_url: str
+) -> None:
+    inbox = Inbox()
+    sid = conn.subscribe("t.sub.drain", inbox)
+    await conn.flush(2)
+    publisher = NatsConnection([nats_url], name="publisher")  # nats-py's flush() may return before its PUBs left
+    await publisher.connect()
+    for i in range(500):
+        publisher.publish("t.sub.drain", str(i).encode())
+    await publisher.flush(2)  # the server has them all, so it sends them to us before it sees our UNSUB
+    await publisher.close()
+    await conn.drain(sid, 5)
+    assert [p for _, p in inbox.got] == [str(i).encode() for i in range(500)], "nothing lost, in order"
+    with pytest.raises(nats.errors.NoRespondersError):
+        await nc.request("t.sub.drain", b"after", timeout=2)
+    assert len(inbox.got) == 500
+
+
+async def test_a_callback_that_raises_costs_neither_the_connection_nor_the_next_messages(
+    conn: NatsConnection, nc: Client
+) -> None:
+    inbox = Inbox()
+
+    def flaky(reply: str | None, payload: bytes) -> None:
+        if payload == b"boom":
+            raise RuntimeError("a bug in the callback")
+        inbox(reply, payload)
+
+    conn.subscribe("t.sub.flaky", flaky)
+    await conn.flush(2)
+    for payload in (b"a", b"boom", b"b"):
+        await nc.publish("t.sub.flaky", payload)
+    await nc.flush()
+    await wait_for(lambda: len(inbox.got) == 2, 5, "the messages around the failing one")
+    assert [p for _, p in inbox.got] == [b"a", b"b"]
+    assert conn.connected and conn.reconnects == 0
+
+
+async def test_publish_refuses_a_payload_over_max_payload_and_drops_while_disconnected(nats_url: str) -> None:
+    client = NatsConnection([nats_url], name="test")
+    assert client.publish("t.x", b"x") is False, "not connected yet: dropped"
+    await client.connect()
+    try:
+        with pytest.raises(PayloadTooLarge):
+            client.publish("t.x", bytes(client.max_payload + 1))
+        assert client.publish("t.x", b"x") is True
+        assert client.connected
+    finally:
+        await client.close()
+    assert client.publish("t.x", b"x") is False
+
+
+async def test_reconnect_after_a_server_restart_subscribes_again_and_serves(
+    own_server: Callable[..., NatsServer],
+) -> None:
+    server = own_server()
+    events: list[str] = []
+    client = NatsConnection([server.url], name="test", report=lambda level, event, fields: events.append(event))
+    await client.connect()
+    inbox = Inbox(client, lambda data: b"ok:" + data)
+    client.subscribe("t.sub.restart", inbox, queue="q")
+    drained = Inbox()
+    gone = client.subscribe("t.sub.gone", drained)
+    await client.flush(2)
+    await client.drain(gone, 2)
+    requester = NatsRequester([server.url])
+    await requester.connect()
+    try:
+        assert await requester.request("t.sub.restart", b"1", 2.0) == b"ok:1"
+        server.stop()
+        await wait_for(lambda: not client.connected, 10, "the client to notice")
+        with pytest.raises(BrokerUnavailable):
+            await client.flush(1)
+        server.start()
+        await wait_for(lambda: client.connected and requester.connected, 15, "both clients to reconnect")
+        assert client.reconnects == 1
+        assert "nats_disconnected" in events and "nats_reconnected" in events
+        # The subscription is part of the handshake: served as soon as the client counts as connected.
+        assert await requester.request("t.sub.restart", b"2", 2.0) == b"ok:2"
+        with pytest.raises(NoResponders):  # a drained subscription is not sent again
+            await requester.request("t.sub.gone", b"x", 2.0)
+    finally:
+        await requester.close()
+        await client.close()
+
+
+async def test_round_trips_wait_for_their_own_pong_between_keepalive_pings(
+    own_server: Callable[..., NatsServer],
+) -> None:
+    server = own_server()
+    client = NatsConnection([server.url], name="test", ping_interval=0.01, max_pings_out=5)
+    # The publisher is one of ours too: nats-py's flush() can return before its PUB left (see lf_runtime.natspy).
+    publisher = NatsConnection([server.url], name="publisher", ping_interval=60)
+    await client.connect()
+    await publisher.connect()
+    inbox = Inbox()
+    try:
+        for round_trip in range(30):
+            sid = client.subscribe(f"t.sub.ping.{round_trip}", inbox)
+            await client.flush(2)
+            # flush returned on our PONG, not on a keepalive PONG that came first: the SUB is in place.
+            publisher.publish(f"t.sub.ping.{round_trip}", b"x")
+            await publisher.flush(2)
+            await client.drain(sid, 2)
+            assert len(inbox.got) == round_trip + 1
+            await asyncio.sleep(0.005)
+        assert client.pongs_received >= 60 and client.connected and client.reconnects == 0
+    finally:
+        await publisher.close()
+        await client.close()

@@ -5,7 +5,7 @@ Flow of a call (all bookkeeping happens on the event loop thread, so it needs no
 1. `_on_msg` runs inside the connection's read callback, once per message (see `lf_dataplane.natsconn`). It
    decodes the envelope and admits the call: it starts if fewer than `concurrency` handlers run, waits in a
    queue of at most `queue_depth` calls otherwise, or is answered BUSY.
-2. An async handler's first step runs right there (`_run_eager`), in a copy of the context, as Python 3.12's
+2. An async handler's first step runs right there (`_run_eager`), in its own context, as Python 3.12's
    eager tasks do: a handler that returns without waiting on anything is answered in the same loop turn with no
    task and no timer. Only one that suspends gets a task (resuming where it stopped) and a timer at its deadline
    (the budget minus the protocol's margin). A sync handler runs on a `WorkerPool` thread, which also maps and
@@ -56,7 +56,6 @@ ROUND_TRIP_TIMEOUT_S = 5.0
 _QUEUED, _RUNNING, _DONE, _TIMED_OUT = range(4)
 _perf_ns = time.perf_counter_ns
 _monotonic = time.monotonic
-_copy_context = contextvars.copy_context
 _LEVELS = {logging.DEBUG: "", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}
 
 
@@ -135,6 +134,9 @@ class Replica:
         self._idle: asyncio.Future[None] | None = None
         self._stopped: asyncio.Future[int] | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set first thing in run()
+        # Every call runs in a copy of this one, not of whatever context admits it (a finishing call's task
+        # starts the next queued call: copying its context would leak the handler's context variables).
+        self._context = contextvars.copy_context()
         self._conn: connecting.Connection = connecting.open_connection(settings, self._report)
 
     # ----------------------------------------------------------------------------------------- life cycle
@@ -266,7 +268,7 @@ class Replica:
 
     def _run_eager(self, call: Call) -> None:
         """Run an async handler's first step now; give it a task and a timer only if it suspends."""
-        context = _copy_context()
+        context = self._context.copy()
         try:
             coro = self._func(Request(call.envelope, call.deadline))
             yielded = context.run(coro.send, None)
@@ -299,7 +301,7 @@ class Replica:
     def _run_sync(self, call: Call) -> None:
         """On a worker thread: run the handler, encode its answer, hand the bytes to the loop."""
         try:
-            value = self._func(Request(call.envelope, call.deadline))
+            value = self._context.copy().run(self._func, Request(call.envelope, call.deadline))
         except BaseException as exc:
             payload = self._failure(call, exc)
         else:
