@@ -6,10 +6,12 @@ bucket and rebuilds its native routing table from the entries it holds.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from lf_dataplane.specs import CacheRule, Function, RateRule
-from lf_dataplane.subjects import function_route_key
+from lf_dataplane.subjects import function_route_key, trigger_route_key
 
 
 class FunctionRoute(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,3 +57,31 @@ def encode_route(route: FunctionRoute) -> bytes:
 def decode_route(data: bytes) -> FunctionRoute:
     """Raises msgspec.ValidationError / DecodeError on a malformed entry."""
     return msgspec.json.decode(data, type=FunctionRoute)
+
+
+class HttpTriggerRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """An HTTP Trigger, under `tr.{namespace}.{name}`: requests for `methods` (empty: any) on `host` ("" any,
+    exact, or "*.suffix") whose path matches `path` go to `function` in the same namespace, with that function's
+    timeout and limits. It serves only while the function's own entry exists. Ingestors that predate triggers skip
+    these keys (they log the entry as malformed), so the bucket stays readable by them."""
+
+    kind: Literal["http"] = "http"
+    namespace: str
+    name: str
+    function: str
+    path: str
+    host: str = ""
+    methods: tuple[str, ...] = ()
+
+
+def trigger_key(route: HttpTriggerRoute) -> str:
+    return trigger_route_key(route.namespace, route.name)
+
+
+def encode_trigger_route(route: HttpTriggerRoute) -> bytes:
+    return msgspec.json.encode(route)
+
+
+def decode_trigger_route(data: bytes) -> HttpTriggerRoute:
+    """Raises msgspec.ValidationError / DecodeError on a malformed entry."""
+    return msgspec.json.decode(data, type=HttpTriggerRoute)

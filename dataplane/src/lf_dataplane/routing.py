@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import msgspec
 from lf_native import RoutingTable
@@ -19,12 +19,15 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from lf_dataplane.names import InvalidName
-from lf_dataplane.routes import FunctionRoute, decode_route
-from lf_dataplane.subjects import ROUTES_BUCKET, function_route_key, invoke_subject
+from lf_dataplane.routes import FunctionRoute, HttpTriggerRoute, decode_route, decode_trigger_route
+from lf_dataplane.subjects import ROUTES_BUCKET, function_route_key, invoke_subject, trigger_route_key
 
 log = logging.getLogger(__name__)
 
 _DELETES = ("DEL", "PURGE")
+_TRIGGER_PREFIX = "tr."
+
+Entry = FunctionRoute | HttpTriggerRoute
 
 
 class FunctionTarget:
@@ -68,24 +71,55 @@ def target_of(route: FunctionRoute, defaults: Defaults) -> FunctionTarget:
     )
 
 
-def build_table(routes: Iterable[FunctionRoute], defaults: Defaults) -> RoutingTable:
-    """A native table serving each route at `/function/{name}[.{namespace}]`; bad entries are logged and skipped."""
+def build_table(routes: Iterable[Entry], defaults: Defaults) -> RoutingTable:
+    """A native table serving each function at `/function/{name}[.{namespace}]` and each HTTP Trigger at its own
+    host and path (with its function's target); bad entries are logged and skipped, and so is a trigger whose
+    function has no entry."""
     targets: dict[tuple[str, str], FunctionTarget] = {}
+    triggers: list[HttpTriggerRoute] = []
     for route in routes:
+        if isinstance(route, HttpTriggerRoute):
+            triggers.append(route)
+            continue
         try:
             target = target_of(route, defaults)
         except InvalidName as exc:
             log.warning("route entry skipped", extra={"fields": {"reason": str(exc)}})
             continue
         targets[(target.namespace, target.name)] = target
-    return RoutingTable.build([(ns, name, target) for (ns, name), target in targets.items()])
-
-
-def parse_entry(key: str, value: bytes) -> FunctionRoute | None:
-    """The route in a KV entry, or None (logged) when it is malformed or filed under the wrong key."""
+    functions = [(ns, name, target) for (ns, name), target in targets.items()]
+    entries = []
+    for trigger in sorted(triggers, key=lambda t: (t.namespace, t.name)):
+        routed = targets.get((trigger.namespace, trigger.function))
+        if routed is None:
+            log.debug("trigger route waits for its function", extra={"fields": {"trigger": trigger.name}})
+            continue
+        entries.append((",".join(trigger.methods) or "*", trigger.host, trigger.path, routed))
     try:
-        route = decode_route(value)
-        expected = function_route_key(route.namespace, route.name)
+        return RoutingTable.build(functions, entries)
+    except ValueError:
+        pass
+    kept: list[tuple[str, str, str, FunctionTarget]] = []
+    for entry in entries:  # one entry is bad (a pattern, or the same route twice): keep every other one
+        try:
+            RoutingTable.build([], [*kept, entry])
+        except ValueError as exc:
+            log.warning("trigger route skipped", extra={"fields": {"path": entry[2], "reason": str(exc)}})
+            continue
+        kept.append(entry)
+    return RoutingTable.build(functions, kept)
+
+
+def parse_entry(key: str, value: bytes) -> Entry | None:
+    """The route in a KV entry, or None (logged) when it is malformed or filed under the wrong key."""
+    route: Entry
+    try:
+        if key.startswith(_TRIGGER_PREFIX):
+            route = decode_trigger_route(value)
+            expected = trigger_route_key(route.namespace, route.name)
+        else:
+            route = decode_route(value)
+            expected = function_route_key(route.namespace, route.name)
     except (msgspec.DecodeError, msgspec.ValidationError, InvalidName) as exc:
         log.warning("route entry skipped", extra={"fields": {"key": key, "reason": str(exc)}})
         return None
@@ -101,7 +135,7 @@ class Routes:
     def __init__(self, defaults: Defaults | None = None) -> None:
         self.defaults = defaults or Defaults()
         self.table: RoutingTable | None = None
-        self._entries: dict[str, FunctionRoute] = {}
+        self._entries: dict[str, Entry] = {}
         self._loaded = asyncio.Event()
 
     @property
@@ -111,14 +145,14 @@ class Routes:
     async def wait_loaded(self) -> None:
         await self._loaded.wait()
 
-    def replace_all(self, entries: dict[str, FunctionRoute]) -> None:
+    def replace_all(self, entries: Mapping[str, Entry]) -> None:
         self._entries = dict(entries)
         self._rebuild()
         if self.table is None:  # the initial content itself could not be built: serve no function
             self.table = RoutingTable.build([])
         self._loaded.set()
 
-    def put(self, key: str, route: FunctionRoute | None) -> None:
+    def put(self, key: str, route: Entry | None) -> None:
         """Apply one change (None deletes) and swap in a rebuilt table."""
         if route is None:
             self._entries.pop(key, None)
@@ -164,7 +198,7 @@ async def _watch_once(js: JetStreamContext, routes: Routes) -> None:
     kv = await open_bucket(js)
     watcher = await kv.watchall()
     try:
-        initial: dict[str, FunctionRoute] = {}
+        initial: dict[str, Entry] = {}
         live = False
         async for entry in watcher:
             if entry is None:  # the end of the bucket's current content: swap it in whole

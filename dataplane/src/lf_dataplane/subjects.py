@@ -25,3 +25,8 @@ def scale_subject(namespace: str, function: str) -> str:
 def function_route_key(namespace: str, function: str) -> str:
     """Key of a function's entry in the LF_ROUTES bucket."""
     return f"fn.{check_name(namespace, 'namespace')}.{check_name(function)}"
+
+
+def trigger_route_key(namespace: str, trigger: str) -> str:
+    """Key of an HTTP Trigger's entry in the LF_ROUTES bucket."""
+    return f"tr.{check_name(namespace, 'namespace')}.{check_name(trigger, 'trigger name')}"
