@@ -37,8 +37,7 @@ import json
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import unquote, urlsplit
 
 from lf_native import NatsParser, NatsProtocolError, encode_connect, encode_pub, encode_sub, encode_unsub
@@ -73,9 +72,9 @@ def log_report(level: int, event: str, fields: dict[str, Any]) -> None:
     log.log(level, event.replace("_", " "), extra={"fields": fields})
 
 
-@dataclass(frozen=True)
-class Server:
-    """One broker address with the credentials to send it."""
+class Server(NamedTuple):
+    """One broker address with the credentials to send it. (A NamedTuple rather than a frozen dataclass: the
+    runtime imports this module at start-up, and a dataclass costs a millisecond to define.)"""
 
     host: str
     port: int
@@ -109,13 +108,15 @@ class Server:
         return {}
 
 
-@dataclass
 class _Subscription:
-    subject: str
-    queue: str
-    callback: MessageCallback
-    live: bool = True
-    """False once unsubscribed: not sent again on reconnect, messages still delivered until the round trip."""
+    __slots__ = ("callback", "live", "queue", "subject")
+
+    def __init__(self, subject: str, queue: str, callback: MessageCallback) -> None:
+        self.subject = subject
+        self.queue = queue
+        self.callback = callback
+        self.live = True
+        """False once unsubscribed: not sent again on reconnect, messages still delivered until the round trip."""
 
 
 class _Link(asyncio.Protocol):

@@ -19,14 +19,11 @@ import importlib
 import inspect
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lf_runtime import jsoncodec
 from lf_runtime.requests import Pairs, Response
-
-_json_encode = jsoncodec.encode
 
 TEXT = [("content-type", "text/plain; charset=utf-8")]
 JSON = [("content-type", "application/json")]
@@ -46,8 +43,7 @@ class UnsupportedReturnError(TypeError):
     """The handler returned something the runtime cannot send."""
 
 
-@dataclass(frozen=True, slots=True)
-class Handler:
+class Handler(NamedTuple):
     """The loaded handler: `func(req)` returns the answer, or a coroutine of it when `is_async`."""
 
     func: Callable[..., Any]
@@ -140,7 +136,7 @@ def _response_parts(response: Response) -> tuple[int, Pairs, bytes]:
 
 def _encode_json(value: object) -> bytes:
     try:
-        return _json_encode(value)
+        return jsoncodec.encode(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise UnsupportedReturnError(
             f"handler returned a {_type_name(value)} that is not JSON-serializable: {exc}"

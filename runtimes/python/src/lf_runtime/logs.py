@@ -7,12 +7,15 @@ stdout is left to the handler's own `print()`.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
 from typing import IO, Any
 
-from lf_runtime.jsoncodec import encode_loose as _encode
+# The standard library's json, not msgspec: a replica that never handles JSON doesn't import msgspec at all
+# (see jsoncodec.py), and log lines are off the hot path. An odd value is written as its repr.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=repr).encode
 
 
 class Log:
@@ -32,7 +35,7 @@ class Log:
             **self._context,
             **fields,
         }
-        line = _encode(record).decode() + "\n"
+        line = _encode(record) + "\n"
         stream = self._stream or sys.stderr
         with self._lock:
             stream.write(line)

@@ -16,9 +16,6 @@ from lf_runtime import jsoncodec
 _T = TypeVar("_T")
 Pairs = list[tuple[str, str]]
 
-_json_decode = jsoncodec.decode
-_json_encode = jsoncodec.encode
-
 
 class Envelope(Protocol):
     """The fields of a decoded request envelope that `Request` reads (`lf_native.RequestEnvelope` has them)."""
@@ -203,7 +200,7 @@ class Request:
         if not body:
             raise RequestError("request body is empty; expected JSON")
         try:
-            return _json_decode(body)
+            return jsoncodec.decode(body)
         except jsoncodec.DecodeError as exc:
             raise RequestError(f"request body is not valid JSON: {exc}") from None
 
@@ -253,7 +250,7 @@ class Response:
         cls, data: Any, status: int = 200, headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None
     ) -> Response:
         """`data` encoded as JSON (msgspec: dicts, lists, dataclasses, Structs, datetimes, ...)."""
-        return cls(_json_encode(data), status, headers, "application/json")
+        return cls(jsoncodec.encode(data), status, headers, "application/json")
 
     @classmethod
     def text(
