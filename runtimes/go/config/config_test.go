@@ -1,0 +1,52 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaults(t *testing.T) {
+	s, err := New([]string{"LF_FUNCTION=hello", "LF_NAMESPACE="})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Namespace != "default" || s.Concurrency != 16 || s.QueueDepth != 16 || s.NatsURL != DefaultNatsURL ||
+		s.MaxResponseBytes != 6<<20 || s.DrainTimeout != 30*time.Second || s.StuckLimit != 3 {
+		t.Fatalf("unexpected defaults %+v", s)
+	}
+}
+
+func TestValues(t *testing.T) {
+	s, err := New([]string{
+		"LF_FUNCTION=hello", "LF_CONCURRENCY=4", "LF_DRAIN_TIMEOUT=2.5s", "LF_MAX_RESPONSE_BYTES=1_000",
+		"LF_NATS_URL=nats://u:p@a:4222, nats://b:4223", "LF_QUEUE_DEPTH=0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Concurrency != 4 || s.QueueDepth != 0 || s.DrainTimeout != 2500*time.Millisecond || s.MaxResponseBytes != 1000 {
+		t.Fatalf("unexpected %+v", s)
+	}
+	if got := RedactedNatsURL(s.NatsURL); got != "nats://a:4222,nats://b:4223" {
+		t.Fatalf("redacted %q", got)
+	}
+}
+
+func TestErrorsNameTheVariable(t *testing.T) {
+	for env, variable := range map[string]string{
+		"LF_FUNCTION=":             "LF_FUNCTION",
+		"LF_FUNCTION=Bad_Name":     "LF_FUNCTION",
+		"LF_CONCURRENCY=0":         "LF_CONCURRENCY",
+		"LF_CONCURRENCY=x":         "LF_CONCURRENCY",
+		"LF_DRAIN_TIMEOUT=-1":      "LF_DRAIN_TIMEOUT",
+		"LF_NATS_URL=http://x":     "LF_NATS_URL",
+		"LF_MAX_RESPONSE_BYTES=-1": "LF_MAX_RESPONSE_BYTES",
+		"LF_CONNECT_TIMEOUT=soon":  "LF_CONNECT_TIMEOUT",
+	} {
+		environ := []string{"LF_FUNCTION=ok", env}
+		if _, err := New(environ); err == nil || !strings.Contains(err.Error(), variable) {
+			t.Errorf("%s: expected an error naming %s, got %v", env, variable, err)
+		}
+	}
+}

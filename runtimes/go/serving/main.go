@@ -1,0 +1,54 @@
+// Package serving runs one replica of one Go function over NATS (DESIGN §4 "Runtimes"). The generated main
+// package of a function is one line: serving.Main(handler.Handle).
+package serving
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"litefunctions.io/runtime/config"
+	"litefunctions.io/runtime/lf"
+)
+
+// Exit codes, the same as the Python runtime's (docs/operations.md).
+const (
+	ExitOK       = 0
+	ExitFailure  = 1  // NATS unreachable at start
+	ExitConfig   = 2  // a bad LF_* variable
+	ExitTempFail = 75 // recycled after LF_STUCK_LIMIT handlers overran their deadline and kept running
+)
+
+// Main configures from the environment, serves handler until SIGTERM/SIGINT, drains and exits.
+func Main(handler lf.HandlerFunc) {
+	os.Exit(Run(os.Environ(), handler))
+}
+
+// Run is Main without the exit, for tests.
+func Run(environ []string, handler lf.HandlerFunc) int {
+	settings, err := config.New(environ)
+	if err != nil {
+		NewLog().Error("bad_settings", "error", err.Error())
+		return ExitConfig
+	}
+	log := NewLog("function", settings.Function, "namespace", settings.Namespace)
+	log.Info("started", "pid", os.Getpid(), "runtime", "go", "nats", config.RedactedNatsURL(settings.NatsURL),
+		"concurrency", settings.Concurrency, "queue_depth", settings.QueueDepth)
+	if settings.SecretsDir != "" {
+		_ = os.Setenv("LF_SECRETS_DIR", settings.SecretsDir) // what lf.Secret reads
+	}
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	replica := NewReplica(settings, handler, log)
+	go func() {
+		sig := <-signals
+		replica.Stop(ExitOK, fmt.Sprint(sig))
+	}()
+	code, err := replica.Run()
+	if err != nil {
+		log.Error("failed", "error", err.Error())
+		return ExitFailure
+	}
+	return code
+}

@@ -1,0 +1,440 @@
+package serving
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"litefunctions.io/runtime/config"
+	"litefunctions.io/runtime/envelope"
+	"litefunctions.io/runtime/lf"
+)
+
+// Flow of a call (the Python runtime's, docs/protocol.md):
+//
+//  1. onMsg (nats.go runs it for one message at a time) decodes and admits the call: it starts on its own
+//     goroutine if fewer than Concurrency handlers run, waits in a queue of at most QueueDepth otherwise, or is
+//     answered BUSY. Each admitted call gets a context whose deadline is the budget minus the runtime's margin.
+//  2. Whoever comes first wins, by a compare-and-swap on the call's state: the handler's answer, or the
+//     deadline (TIMEOUT is answered and the slot freed). A goroutine cannot be killed: a handler that ignores
+//     ctx keeps running, counted as stuck until it returns; StuckLimit of them recycle the replica (exit 75).
+//  3. SIGTERM drains: the subscription is drained (the server stops sending, what it sent is still admitted),
+//     in-flight calls finish within DrainTimeout (else they are answered INTERNAL), the connection is flushed
+//     and closed.
+
+const (
+	stateQueued int32 = iota
+	stateRunning
+	stateDone
+	stateTimedOut
+)
+
+const (
+	marginFraction = 0.05
+	marginMax      = 50 * time.Millisecond
+	maxMessage     = 4096 // an error's message can be anything; the envelope carries a readable prefix
+)
+
+var statusOf = map[envelope.ErrorKind]uint16{
+	envelope.ErrHandler: 500, envelope.ErrTimeout: 504, envelope.ErrBusy: 503, envelope.ErrBadRequest: 502,
+	envelope.ErrResponseTooLarge: 502, envelope.ErrInternal: 502,
+}
+
+// UsableBudget is how long the handler may take: the budget minus min(5 % of it, 50 ms).
+func UsableBudget(budgetMS uint32) time.Duration {
+	budget := time.Duration(budgetMS) * time.Millisecond
+	margin := min(time.Duration(float64(budget)*marginFraction), marginMax)
+	return budget - margin
+}
+
+type call struct {
+	reply   string
+	req     *envelope.Request
+	started time.Time
+	state   atomic.Int32
+	cold    bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	stop    func() bool // stops the deadline's AfterFunc
+}
+
+// Replica serves one function until stopped.
+type Replica struct {
+	settings *config.Settings
+	handler  lf.HandlerFunc
+	log      *Log
+	nc       *nats.Conn
+
+	mu      sync.Mutex
+	running int
+	queued  int // live calls in queue (timed-out ones are skipped when popped)
+	queue   []*call
+	active  map[*call]struct{}
+	stuck   int
+	cold    bool
+	idle    chan struct{}
+
+	stopOnce sync.Once
+	stopped  chan int
+}
+
+// NewReplica prepares a replica; Run connects and serves.
+func NewReplica(settings *config.Settings, handler lf.HandlerFunc, log *Log) *Replica {
+	return &Replica{
+		settings: settings, handler: handler, log: log,
+		active: make(map[*call]struct{}), cold: true, stopped: make(chan int, 1),
+	}
+}
+
+// Stop begins draining; the first reason wins. Safe from any goroutine.
+func (r *Replica) Stop(code int, reason string) {
+	r.stopOnce.Do(func() {
+		r.log.Info("stopping", "reason", reason, "exit_code", code)
+		r.stopped <- code
+	})
+}
+
+// Run connects, subscribes, logs "ready", serves until stopped, drains; it returns the exit code, or an error
+// when NATS could not be reached or subscribed to.
+func (r *Replica) Run() (int, error) {
+	s := r.settings
+	subject := "lf.invoke." + s.Namespace + "." + s.Function
+	queue := s.Namespace + "." + s.Function
+	nc, err := r.connect()
+	if err != nil {
+		return ExitFailure, err
+	}
+	r.nc = nc
+	sub, err := nc.QueueSubscribe(subject, queue, r.onMsg)
+	if err != nil {
+		nc.Close()
+		return ExitFailure, fmt.Errorf("subscribing to %s: %w", subject, err)
+	}
+	// Pending messages are handed off at once (the callback never runs a handler), so no count limit; the byte
+	// limit keeps a burst of 6 MiB bodies from being dropped as a slow consumer.
+	_ = sub.SetPendingLimits(-1, 256<<20)
+	if err := nc.Flush(); err != nil { // the server has the SUB: "ready" means calls reach us
+		nc.Close()
+		return ExitFailure, fmt.Errorf("subscribing to %s: %w", subject, err)
+	}
+	r.log.Info("ready", "subject", subject, "queue", queue, "concurrency", s.Concurrency, "queue_depth", s.QueueDepth)
+	code := <-r.stopped
+	r.drain(sub)
+	if nc.IsConnected() {
+		if err := nc.FlushTimeout(2 * time.Second); err != nil {
+			r.log.Warning("flush_failed", "error", err.Error())
+		}
+	}
+	nc.Close()
+	r.log.Info("stopped", "exit_code", code)
+	return code, nil
+}
+
+func (r *Replica) connect() (*nats.Conn, error) {
+	s := r.settings
+	opts := []nats.Option{
+		nats.Name("lf-runtime-go " + s.Namespace + "." + s.Function),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			r.log.Warning("nats_error", "error", err.Error())
+		}),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { r.log.Warning("nats_disconnected") }),
+		nats.ReconnectHandler(func(*nats.Conn) { r.log.Info("nats_reconnected") }),
+		nats.ClosedHandler(func(*nats.Conn) { r.Stop(ExitFailure, "the NATS connection closed") }),
+	}
+	deadline := time.Now().Add(s.ConnectTimeout)
+	for {
+		nc, err := nats.Connect(s.NatsURL, opts...)
+		if err == nil {
+			return nc, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no NATS server reachable at %s within %s: %w",
+				config.RedactedNatsURL(s.NatsURL), s.ConnectTimeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ------------------------------------------------------------------------------------------------ admission
+
+func (r *Replica) onMsg(msg *nats.Msg) {
+	started := time.Now()
+	req, err := envelope.DecodeRequest(msg.Data)
+	if err != nil {
+		r.log.Warning("bad_request", "error", err.Error(), "size", len(msg.Data))
+		if msg.Reply != "" {
+			r.publish(msg.Reply, errorReply("", envelope.ErrBadRequest, "bad request envelope: "+err.Error(), 0, false))
+		}
+		return
+	}
+	if msg.Reply == "" {
+		r.log.Warning("no_reply_subject", "call_id", req.CallID)
+		return
+	}
+	budget := UsableBudget(req.BudgetMS)
+	if budget <= 0 {
+		message := fmt.Sprintf("no time left to run the handler (budget %d ms)", req.BudgetMS)
+		r.publish(msg.Reply, errorReply(req.CallID, envelope.ErrTimeout, message, 0, false))
+		return
+	}
+	s := r.settings
+	r.mu.Lock()
+	if r.running >= s.Concurrency && r.queued >= s.QueueDepth {
+		running, queued := r.running, r.queued
+		r.mu.Unlock()
+		message := fmt.Sprintf("replica busy: %d running, %d queued", running, queued)
+		r.publish(msg.Reply, errorReply(req.CallID, envelope.ErrBusy, message, time.Since(started), false))
+		return
+	}
+	c := &call{reply: msg.Reply, req: req, started: started}
+	c.ctx, c.cancel = context.WithDeadline(context.Background(), started.Add(budget))
+	c.stop = context.AfterFunc(c.ctx, func() { r.expire(c) })
+	r.active[c] = struct{}{}
+	if r.running < s.Concurrency {
+		r.startLocked(c)
+	} else {
+		c.state.Store(stateQueued)
+		r.queue = append(r.queue, c)
+		r.queued++
+	}
+	r.mu.Unlock()
+}
+
+// startLocked marks c running and starts its goroutine; r.mu is held.
+func (r *Replica) startLocked(c *call) {
+	c.state.Store(stateRunning)
+	r.running++
+	if r.cold {
+		c.cold, r.cold = true, false
+	}
+	go r.execute(c)
+}
+
+// release frees a slot and starts queued calls in order.
+func (r *Replica) release(c *call) {
+	r.mu.Lock()
+	delete(r.active, c)
+	r.running--
+	for r.running < r.settings.Concurrency && len(r.queue) > 0 {
+		next := r.queue[0]
+		r.queue[0] = nil
+		r.queue = r.queue[1:]
+		if next.state.Load() == stateQueued { // else it timed out while waiting
+			r.queued--
+			r.startLocked(next)
+		}
+	}
+	r.checkIdleLocked()
+	r.mu.Unlock()
+}
+
+func (r *Replica) checkIdleLocked() {
+	if r.idle != nil && len(r.active) == 0 {
+		close(r.idle)
+		r.idle = nil
+	}
+}
+
+// ------------------------------------------------------------------------------------------------ execution
+
+func (r *Replica) execute(c *call) {
+	resp, err, panicked := r.invoke(c)
+	if !c.state.CompareAndSwap(stateRunning, stateDone) {
+		// expire answered TIMEOUT already; this handler was stuck and is back.
+		c.cancel()
+		r.mu.Lock()
+		r.stuck--
+		stuck := r.stuck
+		r.mu.Unlock()
+		r.log.Info("stuck_returned", "call_id", c.req.CallID, "stuck", stuck)
+		return
+	}
+	c.stop()
+	c.cancel()
+	r.publish(c.reply, r.answer(c, resp, err, panicked))
+	r.release(c)
+}
+
+// invoke runs the handler, turning a panic into a value (the replica never dies of one).
+func (r *Replica) invoke(c *call) (resp *lf.Response, err error, panicked any) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = p
+			r.log.Error("call_failed", "call_id", c.req.CallID, "error_kind", "HANDLER",
+				"error", fmt.Sprintf("panic: %v", p), "traceback", string(debug.Stack()))
+		}
+	}()
+	req := c.req
+	deadline, _ := c.ctx.Deadline()
+	resp, err = r.handler(c.ctx, &lf.Request{
+		CallID: req.CallID, Method: req.Method, Path: req.Path, RawQuery: req.Query,
+		Headers: lf.Headers(req.Headers), Params: req.Params, Body: req.Body,
+		TraceParent: req.TraceParent, TraceState: req.TraceState, Deadline: deadline,
+	})
+	return resp, err, nil
+}
+
+// expire runs at the call's deadline: answer TIMEOUT now, whatever the handler is doing.
+func (r *Replica) expire(c *call) {
+	budget := c.req.BudgetMS
+	message := fmt.Sprintf("the handler did not answer within the call's budget (%d ms)", budget)
+	if c.state.CompareAndSwap(stateQueued, stateTimedOut) {
+		r.mu.Lock()
+		r.queued--
+		delete(r.active, c)
+		r.checkIdleLocked()
+		r.mu.Unlock()
+		r.publish(c.reply, errorReply(c.req.CallID, envelope.ErrTimeout, message, time.Since(c.started), c.cold))
+		return
+	}
+	if !c.state.CompareAndSwap(stateRunning, stateTimedOut) {
+		return
+	}
+	r.publish(c.reply, errorReply(c.req.CallID, envelope.ErrTimeout, message, time.Since(c.started), c.cold))
+	r.mu.Lock()
+	r.stuck++
+	stuck := r.stuck
+	r.mu.Unlock()
+	r.log.Warning("stuck", "call_id", c.req.CallID, "stuck", stuck, "limit", r.settings.StuckLimit)
+	if stuck >= r.settings.StuckLimit {
+		r.Stop(ExitTempFail, fmt.Sprintf("%d handlers are stuck past their deadline", stuck))
+	}
+	r.release(c)
+}
+
+// -------------------------------------------------------------------------------------------------- answers
+
+func (r *Replica) answer(c *call, resp *lf.Response, err error, panicked any) []byte {
+	id, took := c.req.CallID, time.Since(c.started)
+	var bad *lf.BadRequestError
+	switch {
+	case panicked != nil:
+		return errorReply(id, envelope.ErrHandler, fmt.Sprintf("panic: %v", panicked), took, c.cold)
+	case errors.As(err, &bad):
+		return badInput(id, bad.Message, took, c.cold)
+	case err != nil:
+		r.log.Error("call_failed", "call_id", id, "error_kind", "HANDLER", "error", err.Error())
+		return errorReply(id, envelope.ErrHandler, err.Error(), took, c.cold)
+	case resp == nil:
+		return encode(&envelope.Response{Status: 204, CallID: id, DurationNS: uint64(took), ColdStart: c.cold})
+	}
+	status := resp.Status
+	if status == 0 {
+		status = 200
+	}
+	var kind envelope.ErrorKind
+	var message string
+	switch {
+	case status < 100 || status > 599:
+		kind, message = envelope.ErrInternal, fmt.Sprintf("Response.Status %d is not an HTTP status code (100-599)", status)
+	case len(resp.Body) > r.settings.MaxResponseBytes:
+		kind = envelope.ErrResponseTooLarge
+		message = fmt.Sprintf("response body of %d bytes exceeds the limit of %d bytes", len(resp.Body), r.settings.MaxResponseBytes)
+	default:
+		return encode(&envelope.Response{
+			Status: uint16(status), CallID: id, Headers: resp.Headers, Body: resp.Body, //nolint:gosec // checked above
+			DurationNS: uint64(took), ColdStart: c.cold,
+		})
+	}
+	r.log.Error("call_failed", "call_id", id, "error_kind", kindName(kind), "error", message)
+	return errorReply(id, kind, message, took, c.cold)
+}
+
+func kindName(kind envelope.ErrorKind) string {
+	return [...]string{"NONE", "HANDLER", "TIMEOUT", "BUSY", "BAD_REQUEST", "RESPONSE_TOO_LARGE", "INTERNAL"}[kind]
+}
+
+func errorReply(callID string, kind envelope.ErrorKind, message string, took time.Duration, cold bool) []byte {
+	if len(message) > maxMessage {
+		message = strings.ToValidUTF8(message[:maxMessage-3], "") + "…"
+	}
+	return encode(&envelope.Response{
+		Status: statusOf[kind], ErrorKind: kind, Error: message, CallID: callID,
+		DurationNS: uint64(max(took, 0)), ColdStart: cold,
+	})
+}
+
+func badInput(callID, message string, took time.Duration, cold bool) []byte {
+	if len(message) > maxMessage {
+		message = strings.ToValidUTF8(message[:maxMessage], "")
+	}
+	body, _ := lf.JSON(400, map[string]any{"error": map[string]any{"code": 400, "message": message, "layer": "function"}})
+	return encode(&envelope.Response{
+		Status: 400, CallID: callID, Headers: body.Headers, Body: body.Body, DurationNS: uint64(max(took, 0)), ColdStart: cold,
+	})
+}
+
+func encode(resp *envelope.Response) []byte {
+	payload, err := resp.Encode()
+	if err != nil { // only a field over 4 GiB; the body limit stops that first
+		payload, _ = (&envelope.Response{Status: 502, ErrorKind: envelope.ErrInternal, CallID: resp.CallID, Error: err.Error()}).Encode()
+	}
+	return payload
+}
+
+func (r *Replica) publish(reply string, payload []byte) {
+	if err := r.nc.Publish(reply, payload); err != nil { // closed, or reconnecting with a full buffer
+		r.log.Warning("reply_failed", "error", err.Error())
+	}
+}
+
+// ---------------------------------------------------------------------------------------------------- drain
+
+func (r *Replica) drain(sub *nats.Subscription) {
+	if err := sub.Drain(); err != nil {
+		r.log.Warning("unsubscribe_failed", "error", err.Error())
+	} else {
+		// nats.go flushes (every message sent before the UNSUB arrives), delivers what is pending to onMsg,
+		// then closes the subscription.
+		for deadline := time.Now().Add(r.settings.DrainTimeout); sub.IsValid() && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	r.mu.Lock()
+	inFlight, stuck := len(r.active), r.stuck
+	var idle chan struct{}
+	if inFlight > 0 {
+		idle = make(chan struct{})
+		r.idle = idle
+	}
+	r.mu.Unlock()
+	r.log.Info("draining", "in_flight", inFlight, "stuck", stuck)
+	if idle == nil {
+		return
+	}
+	timer := time.NewTimer(r.settings.DrainTimeout)
+	defer timer.Stop()
+	select {
+	case <-idle:
+	case <-timer.C:
+		r.abandon()
+	}
+}
+
+// abandon answers every call still in flight after the drain timeout, so none waits for its deadline.
+func (r *Replica) abandon() {
+	r.mu.Lock()
+	calls := make([]*call, 0, len(r.active))
+	ids := make([]string, 0, len(r.active))
+	for c := range r.active {
+		calls = append(calls, c)
+		ids = append(ids, c.req.CallID)
+	}
+	r.mu.Unlock()
+	r.log.Warning("drain_timeout", "calls", ids)
+	for _, c := range calls {
+		if c.state.CompareAndSwap(stateRunning, stateTimedOut) || c.state.CompareAndSwap(stateQueued, stateTimedOut) {
+			message := "the replica stopped before the handler answered"
+			r.publish(c.reply, errorReply(c.req.CallID, envelope.ErrInternal, message, time.Since(c.started), c.cold))
+		}
+	}
+}

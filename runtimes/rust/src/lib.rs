@@ -1,0 +1,84 @@
+//! `LiteFunctions` Rust runtime: serves one function over NATS (DESIGN §4 "Runtimes").
+//!
+//! A function is a crate exporting `pub fn handle(req: Request) -> Result<Response>` (or an `async fn`);
+//! `lf dev` and the image build generate a binary crate whose `main` is `lf_runtime::main(handler::handle)`.
+//! The envelope codec is `lf-native`'s pure-Rust core.
+
+pub mod config;
+pub mod handlers;
+pub mod logs;
+pub mod serving;
+pub mod types;
+
+pub use handlers::Handler;
+pub use types::{secret, BadRequest, Error, Request, Response, Result};
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+/// Exit codes, the same as the Python runtime's (docs/operations.md).
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_CONFIG: i32 = 2;
+pub const EXIT_TEMPFAIL: i32 = 75;
+
+/// Configure from the environment, serve `handler` until SIGTERM/SIGINT, drain and exit.
+pub fn main<M: 'static, H: Handler<M>>(handler: H) -> ! {
+    let code = run(std::env::vars(), handler);
+    std::process::exit(code)
+}
+
+/// `main` without the exit, for tests: returns the exit code.
+pub fn run<M: 'static, H: Handler<M>>(
+    vars: impl IntoIterator<Item = (String, String)>,
+    handler: H,
+) -> i32 {
+    let settings = match config::Settings::from_env(vars) {
+        Ok(settings) => settings,
+        Err(error) => {
+            logs::Log::default().error("bad_settings", &[("error", json!(error))]);
+            return EXIT_CONFIG;
+        }
+    };
+    let log = logs::Log::new(vec![
+        ("function", json!(settings.function)),
+        ("namespace", json!(settings.namespace)),
+    ]);
+    log.info(
+        "started",
+        &[
+            ("pid", json!(std::process::id())),
+            ("runtime", json!("rust")),
+            ("nats", json!(config::redacted_nats_url(&settings.nats_url))),
+            ("concurrency", json!(settings.concurrency)),
+            ("queue_depth", json!(settings.queue_depth)),
+        ],
+    );
+    let panic_log = log.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        // A handler's panic is answered 500 and logged here as JSON, not as the default hook's text.
+        panic_log.error("handler_panicked", &[("error", json!(info.to_string()))]);
+    }));
+    if let Some(dir) = &settings.secrets_dir {
+        std::env::set_var("LF_SECRETS_DIR", dir); // what `secret()` reads; before any thread starts
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            log.error("failed", &[("error", json!(error.to_string()))]);
+            return EXIT_FAILURE;
+        }
+    };
+    let replica = serving::Replica::new(settings, Arc::new(handler), log.clone());
+    match runtime.block_on(replica.run()) {
+        Ok(code) => code,
+        Err(error) => {
+            log.error("failed", &[("error", json!(error))]);
+            EXIT_FAILURE
+        }
+    }
+}
