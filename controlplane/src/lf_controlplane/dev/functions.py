@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lf_dataplane.specs import Function
 
-from lf_controlplane.dev import venvs
+from lf_controlplane.dev import builds, venvs
 from lf_controlplane.dev.folders import FunctionFolder, fingerprint
 from lf_controlplane.dev.supervising import Printer, ProcessSpec, Supervised, print_line
 
@@ -107,8 +106,8 @@ class FunctionRunner:
     async def start(self, folder: FunctionFolder, generation: int = 1) -> RunningFunction:
         """Prepare the function's environment and secrets, start its replicas and wait until they serve.
 
-        Raises RequirementsError, MissingSecretError or NotReadyError when it cannot start; nothing is left
-        running then.
+        Raises RequirementsError, MissingSecretError or NotReadyError (a failed Go/Rust build too) when it cannot
+        start; nothing is left running then.
         """
         assert folder.function is not None
         function = folder.function
@@ -123,11 +122,15 @@ class FunctionRunner:
             pythonpath=env.pythonpath(folder.path),
             secrets_dir=secrets_dir,
         )
+        try:  # the interpreter for Python; Go and Rust are built with their runtime first (cached)
+            argv = await builds.runtime_argv(function, folder.path, self.paths.state_dir / "builds", self.printer)
+        except builds.BuildError as exc:
+            raise NotReadyError(f"{function.name}: {exc}") from exc
         running = RunningFunction(folder=folder, function=function, fingerprint=digest, generation=generation)
         for index in range(function.replicas):
             spec = ProcessSpec(
                 label=f"{function.name}-{generation}.{index}",
-                argv=[sys.executable, "-m", "lf_runtime"],
+                argv=argv,
                 env=process_env,
                 cwd=folder.path,
                 ready_marker=READY_MARKER,
