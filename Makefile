@@ -28,10 +28,13 @@ lint: install ## ruff, mypy (strict), import contracts, rustfmt, clippy
 	cargo fmt --all --check
 	cargo clippy -p lf-native --all-targets -- -D warnings
 	cargo clippy -p lf-native --all-targets --features python -- -D warnings
+	cargo clippy -p lf-runtime --all-targets -- -D warnings
 
 .PHONY: test-rust
 test-rust: ## Rust unit and integration tests (no interpreter needed)
 	cargo test -p lf-native
+	cargo test -p lf-runtime
+	cd runtimes/go && go vet ./... && go test ./...
 
 .PHONY: test-unit
 test-unit: install ## Python unit tests (no sockets)
@@ -44,6 +47,10 @@ test-integration: install ## Against a real nats-server and real processes
 .PHONY: test-e2e
 test-e2e: install ## `lf dev examples/` as a user runs it, called with httpx and curl
 	$(UV_RUN) pytest tests/e2e -m e2e
+
+.PHONY: test-conformance
+test-conformance: install ## The runtime conformance suite: Python, Go and Rust behind the real ingestor and NATS
+	$(UV_RUN) pytest runtimes/conformance -m conformance
 
 .PHONY: bench-gate
 bench-gate: install ## The short latency gate against bench/budgets.toml (needs wrk)
@@ -62,4 +69,4 @@ bench-micro: install ## Micro-benchmarks: native router and envelope against Pyt
 	$(UV_RUN) pytest bench/micro --benchmark-only -p no:cacheprovider
 
 .PHONY: test
-test: lint test-rust test-unit test-integration test-e2e bench-gate ## The whole suite and the bench gate (what CI runs)
+test: lint test-rust test-unit test-integration test-conformance test-e2e bench-gate ## The whole suite and the bench gate (what CI runs)

@@ -1,0 +1,97 @@
+// Package conformance is the conformance function in Go: one behaviour per first path segment (see the
+// suite's README).
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"litefunctions.io/runtime/lf"
+)
+
+// Handle answers one call.
+func Handle(_ context.Context, req *lf.Request) (*lf.Response, error) {
+	action, arg, _ := strings.Cut(strings.Trim(req.Path, "/"), "/")
+	switch action {
+	case "echo":
+		contentType := req.Headers.Get("content-type")
+		if contentType == "" {
+			contentType = "application/octet-stream"
+		}
+		resp := &lf.Response{Status: 200, Body: req.Body}
+		resp.Headers.Add("content-type", contentType)
+		for _, v := range req.Headers.Values("x-echo") {
+			resp.Headers.Add("x-echo", v)
+		}
+		return resp, nil
+	case "headers":
+		resp := lf.Text(200, "headers")
+		resp.Headers = lf.Headers{{Name: "content-type", Value: "text/plain"}}
+		for _, h := range [][2]string{{"set-cookie", "a=1"}, {"set-cookie", "b=2"}, {"x-multi", "one"}, {"x-multi", "two"}} {
+			resp.Headers.Add(h[0], h[1])
+		}
+		return resp, nil
+	case "status":
+		code, err := strconv.Atoi(arg)
+		if err != nil {
+			return nil, err
+		}
+		return &lf.Response{Status: code, Headers: lf.Headers{{Name: "content-type", Value: "text/plain"}}, Body: []byte("status " + arg)}, nil
+	case "empty":
+		return &lf.Response{Status: 200}, nil
+	case "size":
+		n, err := strconv.Atoi(arg)
+		if err != nil {
+			return nil, err
+		}
+		return lf.Bytes(200, bytes.Repeat([]byte("x"), n)), nil
+	case "error":
+		return nil, errors.New("conformance failure")
+	case "panic":
+		panic("conformance panic")
+	case "json":
+		var received any
+		if err := req.JSON(&received); err != nil {
+			return nil, err
+		}
+		return lf.JSON(200, map[string]any{"received": received})
+	case "sleep":
+		ms, _ := strconv.Atoi(arg)
+		time.Sleep(time.Duration(ms) * time.Millisecond) // ignores ctx on purpose
+		return &lf.Response{Status: 200, Headers: lf.Headers{{Name: "content-type", Value: "text/plain"}}, Body: []byte("slept")}, nil
+	}
+	return inspect(req)
+}
+
+func inspect(req *lf.Request) (*lf.Response, error) {
+	query := map[string][]string{}
+	for _, part := range strings.Split(req.RawQuery, "&") {
+		if part == "" {
+			continue
+		}
+		name, value, _ := strings.Cut(part, "=")
+		name, _ = url.QueryUnescape(name)
+		value, _ = url.QueryUnescape(value)
+		query[name] = append(query[name], value)
+	}
+	headers := [][2]string{}
+	for _, h := range req.Headers {
+		headers = append(headers, [2]string{strings.ToLower(h.Name), h.Value})
+	}
+	params := [][2]string{}
+	for _, p := range req.Params {
+		params = append(params, [2]string{p.Name, p.Value})
+	}
+	sum := sha256.Sum256(req.Body)
+	return lf.JSON(200, map[string]any{
+		"method": req.Method, "path": req.Path, "query": req.RawQuery, "query_params": query,
+		"headers": headers, "params": params, "body_size": len(req.Body), "body_sha256": hex.EncodeToString(sum[:]),
+	})
+}

@@ -1,0 +1,46 @@
+"""The conformance function in Python: one behaviour per first path segment (see the suite's README)."""
+
+import hashlib
+import time
+
+from lf_runtime import Request, Response
+
+
+def handle(req: Request) -> Response | dict[str, object]:
+    parts = req.path.strip("/").split("/")
+    action, arg = parts[0], (parts[1] if len(parts) > 1 else "")
+    if action == "echo":
+        headers = [("content-type", req.headers.get("content-type", "application/octet-stream"))]
+        headers += [("x-echo", value) for value in req.headers.get_all("x-echo")]
+        return Response(req.body, status=200, headers=headers)
+    if action == "headers":
+        headers = [("set-cookie", "a=1"), ("set-cookie", "b=2"), ("x-multi", "one"), ("x-multi", "two")]
+        return Response(b"headers", headers=[("content-type", "text/plain"), *headers])
+    if action == "status":
+        return Response(f"status {arg}", status=int(arg), headers=[("content-type", "text/plain")])
+    if action == "empty":
+        return Response(b"", status=200, headers=[])
+    if action == "size":
+        return Response(b"x" * int(arg), headers=[("content-type", "application/octet-stream")])
+    if action == "error":
+        raise RuntimeError("conformance failure")
+    if action == "panic":
+        raise ZeroDivisionError("conformance panic")
+    if action == "json":
+        return {"received": req.json()}
+    if action == "sleep":
+        time.sleep(int(arg) / 1000)  # ignores the deadline on purpose
+        return Response(b"slept", headers=[("content-type", "text/plain")])
+    query: dict[str, list[str]] = {}
+    for name, value in req.query.multi_items():
+        query.setdefault(name, []).append(value)
+    return {
+        "method": req.method,
+        "path": req.path,
+        "query": req.query_string,
+        "query_params": query,
+        "headers": [[n.lower(), v] for n, v in req.headers.multi_items()],
+        "params": [list(p) for p in req.params.items()],
+        "body_size": len(req.body),
+        "body_sha256": hashlib.sha256(req.body).hexdigest(),
+    }

@@ -1,0 +1,67 @@
+//! The conformance function in Rust: one behaviour per first path segment (see the suite's README).
+
+use lf_runtime::{Request, Response, Result};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+pub fn handle(req: Request) -> Result<Response> {
+    let path = req.path.trim_matches('/').to_owned();
+    let (action, arg) = path.split_once('/').unwrap_or((path.as_str(), ""));
+    Ok(match action {
+        "echo" => {
+            let content_type = req.header("content-type").unwrap_or("application/octet-stream");
+            let mut resp = Response::default().with_header("content-type", content_type);
+            for value in req.header_all("x-echo") {
+                resp = resp.with_header("x-echo", value);
+            }
+            resp.with_body(req.body.clone())
+        }
+        "headers" => Response::default()
+            .with_header("content-type", "text/plain")
+            .with_header("set-cookie", "a=1")
+            .with_header("set-cookie", "b=2")
+            .with_header("x-multi", "one")
+            .with_header("x-multi", "two")
+            .with_body("headers"),
+        "status" => Response::empty(arg.parse()?)
+            .with_header("content-type", "text/plain")
+            .with_body(format!("status {arg}")),
+        "empty" => Response::empty(200),
+        "size" => Response::bytes(vec![b'x'; arg.parse()?]),
+        "error" => return Err("conformance failure".into()),
+        "panic" => panic!("conformance panic"),
+        "json" => Response::json(&json!({ "received": req.json()? })),
+        "sleep" => {
+            // Ignores the deadline on purpose (a sync handler cannot be cancelled).
+            std::thread::sleep(std::time::Duration::from_millis(arg.parse()?));
+            Response::default()
+                .with_header("content-type", "text/plain")
+                .with_body("slept")
+        }
+        _ => inspect(&req),
+    })
+}
+
+fn inspect(req: &Request) -> Response {
+    let mut query = serde_json::Map::new();
+    for (name, value) in req.query_pairs() {
+        let values = query.entry(name).or_insert_with(|| json!([]));
+        values.as_array_mut().expect("array").push(json!(value));
+    }
+    let headers: Vec<_> = req
+        .headers
+        .iter()
+        .map(|(n, v)| json!([n.to_lowercase(), v]))
+        .collect();
+    let params: Vec<_> = req.params.iter().map(|(n, v)| json!([n, v])).collect();
+    Response::json(&json!({
+        "method": req.method,
+        "path": req.path,
+        "query": req.query,
+        "query_params": query,
+        "headers": headers,
+        "params": params,
+        "body_size": req.body.len(),
+        "body_sha256": format!("{:x}", Sha256::digest(&req.body)),
+    }))
+}
