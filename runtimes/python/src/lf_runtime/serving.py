@@ -213,7 +213,9 @@ class Replica:
             message = f"replica busy: {running} running, {len(self._waiting)} queued"
             self._publish(reply, replies.error(envelope.call_id, ErrorKind.BUSY, message, _perf_ns() - started))
             return
-        budget_s = usable_budget_s(envelope.budget_ms)
+        budget_ms = envelope.budget_ms  # usable_budget_s, inlined: min() on a float and an int costs here
+        margin = budget_ms * RUNTIME_MARGIN_FRACTION
+        budget_s = (budget_ms - (margin if margin < RUNTIME_MARGIN_MAX_MS else RUNTIME_MARGIN_MAX_MS)) / 1000
         if budget_s <= 0:
             message = f"no time left to run the handler (budget {envelope.budget_ms} ms)"
             self._publish(reply, replies.error(envelope.call_id, ErrorKind.TIMEOUT, message))
@@ -227,14 +229,14 @@ class Replica:
 
     def _start(self, call: Call) -> None:
         self._running += 1
-        self._active.add(call)
         call.state = _RUNNING
         if self._cold:
             call.cold = True
             self._cold = False
         if self._pool is None:
-            self._run_eager(call)
+            self._run_eager(call)  # in `_active` only if it suspends
             return
+        self._active.add(call)
         if call.timer is None:
             call.timer = self._loop.call_later(call.deadline - _monotonic(), self._expire, call)
         self._pool.submit(self._run_sync, call)
@@ -279,6 +281,7 @@ class Replica:
         except BaseException as exc:
             payload = self._failure(call, exc)
         else:
+            self._active.add(call)
             call.task = self._loop.create_task(self._run_async(call, coro, yielded), context=context)
             if call.timer is None:
                 call.timer = self._loop.call_later(call.deadline - _monotonic(), self._expire, call)
