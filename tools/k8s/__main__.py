@@ -1,0 +1,3 @@
+from tools.k8s.cli import main
+
+raise SystemExit(main())
