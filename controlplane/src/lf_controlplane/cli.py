@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import msgspec
@@ -18,10 +21,13 @@ from lf_dataplane.names import DEFAULT_NAMESPACE, InvalidName, check_name
 from rich.console import Console
 from rich.table import Table
 
-from lf_controlplane import scaffolding
+from lf_controlplane import deploying, scaffolding
 from lf_controlplane.dev import state
 from lf_controlplane.dev.platform import DevPlatform, DevSettings, StartupError
+from lf_controlplane.operator.kube import Kube, KubeError
 from lf_controlplane.urls import function_url
+
+T = TypeVar("T")
 
 app = typer.Typer(help="LiteFunctions: serverless functions on a throughput-first data plane.", no_args_is_help=True)
 console = Console()
@@ -182,11 +188,21 @@ def _read_body(data: str | None) -> bytes | None:
 def list_functions(
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
     state_dir: Annotated[Path, typer.Option(envvar="LF_STATE_DIR")] = DEFAULT_STATE_DIR,
+    cluster: Annotated[
+        bool, typer.Option("--cluster", help="List the Functions of the kube context even when lf dev runs here.")
+    ] = False,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Cluster namespace.")] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
+    context: Annotated[str | None, typer.Option(help="Kube context (default: the current one).")] = None,
 ) -> None:
-    """Show the functions of the running `lf dev` and their state."""
-    current = state.read(state_dir.resolve())
+    """Show functions: those of the `lf dev` running with STATE_DIR, otherwise (or with --cluster) the
+    Functions in the current kube context."""
+    current = None if cluster else state.read(state_dir.resolve())
     if current is None:
-        raise _fail(f"no lf dev is running with state in {state_dir.resolve()}")
+        if not cluster and (namespace is None and not all_namespaces and context is None) and not _has_kubeconfig():
+            raise _fail(f"no lf dev is running with state in {state_dir.resolve()} and no kube context is configured")
+        _list_cluster(output, namespace, all_namespaces, context)
+        return
     if output is Output.json:
         console.print_json(msgspec.json.encode(current.functions).decode())
         return
@@ -199,6 +215,150 @@ def list_functions(
             fn.name, fn.namespace, fn.state, f"{fn.ready}/{fn.replicas}", str(fn.restarts), fn.error or fn.url or ""
         )
     console.print(table)
+
+
+def _has_kubeconfig() -> bool:
+    paths = os.environ.get("KUBECONFIG", "")
+    candidates = [Path(p) for p in paths.split(os.pathsep) if p] or [Path.home() / ".kube" / "config"]
+    return any(p.is_file() for p in candidates) or "KUBERNETES_SERVICE_HOST" in os.environ
+
+
+def _cluster_call(context: str | None, work: Callable[[Kube], Awaitable[T]]) -> T:
+    """Run `work` with a client of the kube context; API errors become a clean exit 1."""
+
+    async def run() -> T:
+        try:
+            kube = Kube.connect(context=context, field_manager=deploying.FIELD_MANAGER)
+        except Exception as exc:  # lightkube raises ConfigError and friends for a missing or bad kubeconfig
+            raise _fail(f"no usable kube context: {exc}") from None
+        try:
+            return await work(kube)
+        finally:
+            await kube.close()
+
+    try:
+        return asyncio.run(run())
+    except (KubeError, deploying.DeployError) as exc:
+        raise _fail(str(exc)) from None
+    except httpx.TransportError as exc:
+        raise _fail(f"cannot reach the cluster: {exc}") from None
+
+
+def _list_cluster(output: Output, namespace: str | None, all_namespaces: bool, context: str | None) -> None:
+    async def work(kube: Kube) -> list[dict[str, Any]]:
+        return await kube.list("Function", "*" if all_namespaces else namespace or kube.namespace)
+
+    rows = deploying.rows(_cluster_call(context, work))
+    if output is Output.json:
+        console.print_json(json.dumps(rows))
+    elif output is Output.yaml:
+        sys.stdout.write(deploying.dump_yaml(rows))
+    else:
+        table = Table("NAME", "NAMESPACE", "RUNTIME", "PHASE", "READY", "URL")
+        for row in rows:
+            ready = f"{row['ready']}/{row['replicas']}"
+            table.add_row(row["name"], row["namespace"], row["runtime"], row["phase"], ready, row["url"])
+        console.print(table)
+
+
+@app.command()
+def deploy(
+    folder: Annotated[Path, typer.Argument(help="Function folder (with function.yaml).")] = Path(),
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Default: the manifest's, then the context's.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the complete manifest, apply nothing.")] = False,
+    output: Annotated[Output | None, typer.Option("--output", "-o", help="yaml or json (with --dry-run).")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until the Function is Ready.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for Ready.")] = 180.0,
+    context: Annotated[str | None, typer.Option(help="Kube context (default: the current one).")] = None,
+) -> None:
+    """Deploy a function folder to the cluster of the kube context (its code goes inline into the manifest)."""
+    if dry_run:
+        try:
+            manifest = deploying.manifest_of(folder, namespace, DEFAULT_NAMESPACE)
+        except deploying.DeployError as exc:
+            raise _fail(str(exc)) from None
+        if output is Output.json:
+            sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
+        else:
+            sys.stdout.write(deploying.dump_yaml(manifest))
+        return
+
+    async def work(kube: Kube) -> dict[str, Any]:
+        manifest = deploying.manifest_of(folder, namespace, kube.namespace)
+        name, ns = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+        stored = await kube.apply(manifest)
+        errors.print(f"function {name} applied in {ns} (generation {stored['metadata'].get('generation')})")
+        if not wait:
+            return stored
+        with errors.status(f"waiting for {name} to be ready") as progress:
+            return await deploying.wait_ready(kube, name, ns, timeout, lambda line: progress.update(f"{name}: {line}"))
+
+    stored = _cluster_call(context, work)
+    url = (stored.get("status") or {}).get("url", "")
+    if output is Output.json:
+        sys.stdout.write(json.dumps(stored, indent=2) + "\n")
+    elif output is Output.yaml:
+        sys.stdout.write(deploying.dump_yaml(stored))
+    elif wait:
+        console.print(f"{stored['metadata']['name']} is ready: {url}")
+
+
+@app.command()
+def describe(
+    name: Annotated[str, typer.Argument(help="Function name.")],
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.yaml,
+    context: Annotated[str | None, typer.Option(help="Kube context (default: the current one).")] = None,
+) -> None:
+    """Show a Function of the cluster: spec (code as file names), status and conditions."""
+
+    async def work(kube: Kube) -> dict[str, Any] | None:
+        return await kube.get("Function", name, namespace or kube.namespace)
+
+    found = _cluster_call(context, work)
+    if found is None:
+        raise _fail(f"function {name} not found")
+    shown = deploying.describe(found)
+    if output is Output.json:
+        console.print_json(json.dumps(shown))
+    else:
+        sys.stdout.write(deploying.dump_yaml(shown))
+
+
+@app.command()
+def delete(
+    name: Annotated[str, typer.Argument(help="Function name.")],
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
+    context: Annotated[str | None, typer.Option(help="Kube context (default: the current one).")] = None,
+) -> None:
+    """Delete a Function of the cluster (the operator removes its route; its children go with it)."""
+
+    async def work(kube: Kube) -> bool:
+        return await kube.delete("Function", name, namespace or kube.namespace)
+
+    if not _cluster_call(context, work):
+        raise _fail(f"function {name} not found")
+    console.print(f"function {name} deleted")
+
+
+@app.command()
+def operator(
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Watch only these namespaces (default: all).")
+    ] = None,
+    liveness: Annotated[
+        str | None, typer.Option(envvar="LF_OPERATOR_LIVENESS", help="e.g. http://0.0.0.0:8080/healthz")
+    ] = None,
+) -> None:
+    """Run the Kubernetes operator (kopf, standalone): Functions and Triggers → Deployments and routes."""
+    import kopf
+
+    import lf_controlplane.operator.handlers  # noqa: F401 (registers the handlers)
+
+    kopf.configure(verbose=os.environ.get("LF_LOG_LEVEL", "") == "debug")
+    kopf.run(standalone=True, clusterwide=not namespace, namespaces=namespace or (), liveness_endpoint=liveness)
 
 
 @app.command()

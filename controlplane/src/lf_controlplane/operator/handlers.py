@@ -1,0 +1,175 @@
+"""kopf handlers: decorate, parse at the edge, build, apply, record. No manifests or API calls of their own.
+
+Functions: create/update/resume reconcile (children applied server-side, the route written, status patched);
+an invalid spec gets `Valid=False`, a Warning event and no retry (the previous children keep serving); delete
+removes the route (the finalizer holds the object until it is gone; children go with their owner). Deployments
+of ours: every change re-derives their Function's status. Triggers: HTTP ones become route entries.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from lf_controlplane.operator import manifests, specs, status
+from lf_controlplane.operator.config import OperatorConfig
+from lf_controlplane.operator.kube import Kube
+from lf_controlplane.operator.routestore import RouteStore
+from lf_controlplane.operator.specs import GROUP, VERSION
+
+FINALIZER = "litefunctions.io/operator"
+RETRY_S = 10
+
+
+@dataclass
+class Context:
+    config: OperatorConfig
+    kube: Kube
+    routes: RouteStore | None = None
+
+    async def route_store(self) -> RouteStore:
+        """The NATS connection, made on first use so the operator starts (and reports) without NATS."""
+        if self.routes is None:
+            try:
+                self.routes = await RouteStore.connect(self.config.nats_url)
+            except Exception as exc:
+                raise kopf.TemporaryError(f"NATS at {self.config.nats_url} unreachable: {exc}", delay=RETRY_S) from exc
+        return self.routes
+
+
+def _ctx(memo: kopf.Memo) -> Context:
+    ctx = memo.get("lf")
+    if not isinstance(ctx, Context):
+        raise kopf.TemporaryError("the operator is still starting", delay=1)
+    return ctx
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    memo["lf"] = Context(OperatorConfig.from_env(), Kube.connect())
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    ctx = memo.get("lf")
+    if isinstance(ctx, Context):
+        await ctx.kube.close()
+        if ctx.routes is not None:
+            await ctx.routes.close()
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+# -- Functions ---------------------------------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, "functions")
+@kopf.on.create(GROUP, VERSION, "functions")
+@kopf.on.update(GROUP, VERSION, "functions")
+async def reconcile_function(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    ctx = _ctx(memo)
+    try:
+        fn = specs.parse_function(body)
+    except specs.InvalidSpec as exc:
+        kopf.warn(body, reason="InvalidSpec", message=str(exc))
+        current = await ctx.kube.get("Deployment", body.meta.name or "", body.meta.namespace or "")
+        patch.status.update(status.function_status(body, current, invalid=str(exc)))
+        return
+    to_apply, to_delete = manifests.children(fn, ctx.config)
+    deployment = None
+    for obj in to_apply:
+        stored = await ctx.kube.apply(obj)
+        if obj["kind"] == "Deployment":
+            deployment = stored
+    for kind, name in to_delete:
+        await ctx.kube.delete(kind, name, fn.namespace)
+    fields = {
+        "url": manifests.url_of(fn, ctx.config),
+        "selector": manifests.selector_string(fn.name),
+        "revision": manifests.revision(fn),
+        "image": manifests.image_of(fn, ctx.config),
+    }
+    try:
+        await (await ctx.route_store()).put_function(manifests.make_route(fn))
+    except Exception:
+        patch.status.update(status.function_status(body, deployment, routed=False, **fields))
+        raise
+    patch.status.update(status.function_status(body, deployment, routed=True, **fields))
+
+
+@kopf.on.delete(GROUP, VERSION, "functions")
+async def remove_function(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    ctx = _ctx(memo)
+    await (await ctx.route_store()).delete_function(namespace or "", name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": manifests.MANAGED_BY})
+async def deployment_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    ctx = _ctx(memo)
+    name = body.meta.labels.get(manifests.FUNCTION_LABEL)
+    namespace = body.meta.namespace
+    if not name or not namespace:
+        return
+    function = await ctx.kube.get("Function", name, namespace)
+    if function is None:
+        return
+    deployment = None if event.get("type") == "DELETED" else body
+    derived = status.derive_function_status(function, deployment)
+    if status.status_changed(function.get("status"), derived):
+        await ctx.kube.patch_status("Function", name, namespace, derived)
+
+
+# -- Triggers ----------------------------------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, "triggers")
+@kopf.on.create(GROUP, VERSION, "triggers")
+@kopf.on.update(GROUP, VERSION, "triggers")
+async def reconcile_trigger(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    ctx = _ctx(memo)
+    try:
+        tr = specs.parse_trigger(body)
+    except specs.InvalidSpec as exc:
+        kopf.warn(body, reason="InvalidSpec", message=str(exc))
+        patch.status.update(
+            status.trigger_status(body, phase="Failed", ready=False, reason="InvalidSpec", message=str(exc))
+        )
+        return
+    store = await ctx.route_store()
+    route = manifests.make_trigger_route(tr)
+    if route is None:
+        await store.delete_trigger(tr.namespace, tr.name)
+        message = f"{tr.trigger.kind} triggers are not served yet (HTTP triggers are)"
+        patch.status.update(
+            status.trigger_status(body, phase="Pending", ready=False, reason="NotServed", message=message)
+        )
+        return
+    await store.put_trigger(route)
+    key = f"tr.{tr.namespace}.{tr.name}"
+    if await ctx.kube.get("Function", tr.trigger.function, tr.namespace) is None:
+        message = f"function {tr.trigger.function!r} not found in {tr.namespace}; the route serves once it exists"
+        patch.status.update(
+            status.trigger_status(
+                body, phase="Waiting", ready=False, reason="FunctionNotFound", message=message, route=key
+            )
+        )
+        return
+    patch.status.update(status.trigger_status(body, phase="Ready", ready=True, reason="Routed", message="", route=key))
+
+
+@kopf.on.delete(GROUP, VERSION, "triggers")
+async def remove_trigger(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    ctx = _ctx(memo)
+    await (await ctx.route_store()).delete_trigger(namespace or "", name)

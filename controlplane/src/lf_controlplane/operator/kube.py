@@ -1,0 +1,126 @@
+"""The only module that talks to the Kubernetes API (lightkube, async): server-side apply under one field manager,
+deletes that tolerate absence, reads and status patches of our custom resources. Used by the operator and `lf`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lightkube import AsyncClient, KubeConfig
+from lightkube.codecs import from_dict
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import ConfigMap, Namespace
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.resources.policy_v1 import PodDisruptionBudget
+from lightkube.types import PatchType
+
+from lf_controlplane.operator.specs import GROUP, VERSION
+
+FIELD_MANAGER = "lf-operator"
+
+FunctionResource = create_namespaced_resource(GROUP, VERSION, "Function", "functions")
+TriggerResource = create_namespaced_resource(GROUP, VERSION, "Trigger", "triggers")
+
+_KINDS: dict[str, Any] = {
+    "ConfigMap": ConfigMap,
+    "Deployment": Deployment,
+    "PodDisruptionBudget": PodDisruptionBudget,
+    "NetworkPolicy": NetworkPolicy,
+    "Function": FunctionResource,
+    "Trigger": TriggerResource,
+}
+
+
+class KubeError(RuntimeError):
+    """An API call failed; the message carries the apiserver's reason."""
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if hasattr(obj, "to_dict"):
+        return dict(obj.to_dict())
+    return dict(obj)
+
+
+def _error(exc: ApiError) -> KubeError:
+    return KubeError(f"{exc.status.code} {exc.status.reason}: {exc.status.message}")
+
+
+class Kube:
+    def __init__(self, client: AsyncClient, field_manager: str = FIELD_MANAGER) -> None:
+        self.client = client
+        self.field_manager = field_manager
+
+    @classmethod
+    def connect(
+        cls, kubeconfig: str | None = None, context: str | None = None, field_manager: str = FIELD_MANAGER
+    ) -> Kube:
+        """A client from `kubeconfig` (default: $KUBECONFIG, ~/.kube/config, or in-cluster)."""
+        if kubeconfig is not None:
+            config = KubeConfig.from_file(kubeconfig).get(context_name=context)
+            return cls(AsyncClient(config=config, field_manager=field_manager), field_manager)
+        if context is not None:
+            return cls(AsyncClient(config=KubeConfig.from_env().get(context_name=context)), field_manager)
+        return cls(AsyncClient(field_manager=field_manager), field_manager)
+
+    @property
+    def namespace(self) -> str:
+        return str(self.client.namespace)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def apply(self, obj: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply (forced: the operator owns what it applies). Returns the object as stored."""
+        try:
+            resource = from_dict(dict(obj))
+            applied = await self.client.apply(resource, field_manager=self.field_manager, force=True, dry_run=dry_run)
+        except ApiError as exc:
+            raise _error(exc) from exc
+        return _as_dict(applied)
+
+    async def delete(self, kind: str, name: str, namespace: str) -> bool:
+        """Delete if present; False when it was already gone."""
+        try:
+            await self.client.delete(_KINDS[kind], name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return False
+            raise _error(exc) from exc
+        return True
+
+    async def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        try:
+            return _as_dict(await self.client.get(_KINDS[kind], name, namespace=namespace))
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise _error(exc) from exc
+
+    async def list(self, kind: str, namespace: str) -> list[dict[str, Any]]:
+        try:
+            return [_as_dict(obj) async for obj in self.client.list(_KINDS[kind], namespace=namespace)]
+        except ApiError as exc:
+            raise _error(exc) from exc
+
+    async def patch_status(self, kind: str, name: str, namespace: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch the status subresource of a Function or Trigger (lists in it are replaced whole)."""
+        resource = _KINDS[kind]
+        try:
+            await self.client.patch(
+                resource.Status, name, {"status": dict(status)}, namespace=namespace, patch_type=PatchType.MERGE
+            )
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return
+            raise _error(exc) from exc
+
+    async def namespace_exists(self, name: str) -> bool:
+        try:
+            await self.client.get(Namespace, name)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return False
+            raise _error(exc) from exc
+        return True

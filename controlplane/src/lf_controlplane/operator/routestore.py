@@ -1,0 +1,83 @@
+"""The operator's side of LF_ROUTES: put and delete route entries, skipping writes that change nothing (a restart
+that reconciles every object rewrites no entry, so ingestors rebuild nothing)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from lf_dataplane.routes import (
+    FunctionRoute,
+    HttpTriggerRoute,
+    encode_route,
+    encode_trigger_route,
+    route_key,
+    trigger_key,
+)
+from lf_dataplane.subjects import ROUTES_BUCKET, function_route_key, trigger_route_key
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KeyValue
+
+
+class RouteStore:
+    def __init__(self, nc: NatsClient, kv: KeyValue) -> None:
+        self.nc = nc
+        self.kv = kv
+
+    @classmethod
+    async def connect(cls, servers: str) -> RouteStore:
+        nc = NatsClient()
+        await nc.connect(
+            servers=servers.split(","),
+            name="lf-operator",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            connect_timeout=5,
+            allow_reconnect=True,
+        )
+        js = nc.jetstream()
+        try:
+            kv = await js.key_value(ROUTES_BUCKET)
+        except BucketNotFoundError:
+            kv = await js.create_key_value(bucket=ROUTES_BUCKET, history=1)
+        return cls(nc, kv)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.nc.close()
+
+    async def _put(self, key: str, value: bytes) -> bool:
+        try:
+            if (await self.kv.get(key)).value == value:
+                return False
+        except KeyNotFoundError:
+            pass
+        await self.kv.put(key, value)
+        return True
+
+    async def put_function(self, route: FunctionRoute) -> bool:
+        """Write the entry; False when it already held exactly this."""
+        return await self._put(route_key(route), encode_route(route))
+
+    async def put_trigger(self, route: HttpTriggerRoute) -> bool:
+        return await self._put(trigger_key(route), encode_trigger_route(route))
+
+    async def _delete(self, key: str) -> bool:
+        try:
+            await self.kv.get(key)
+        except KeyNotFoundError:
+            return False
+        await self.kv.delete(key)
+        return True
+
+    async def delete_function(self, namespace: str, name: str) -> bool:
+        return await self._delete(function_route_key(namespace, name))
+
+    async def delete_trigger(self, namespace: str, name: str) -> bool:
+        return await self._delete(trigger_route_key(namespace, name))
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return (await self.kv.get(key)).value
+        except KeyNotFoundError:
+            return None

@@ -1,0 +1,192 @@
+"""The operator's pure builders as tables: a Function spec in, the child objects and route entries out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from lf_controlplane.operator import manifests
+from lf_controlplane.operator.config import OperatorConfig
+from lf_controlplane.operator.specs import parse_function, parse_trigger
+
+CONFIG = OperatorConfig(nats_url="nats://nats:4222", public_url="http://lf.example", images={"python": "py:1"})
+CODE = {"handler.py": "def handle(req):\n    return 'hi'\n"}
+
+
+def body(name: str = "hello", **spec: Any) -> dict[str, Any]:
+    spec.setdefault("source", {"files": CODE})
+    return {
+        "apiVersion": "litefunctions.io/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": name, "namespace": "team-a", "uid": "uid-1", "generation": 3},
+        "spec": spec,
+    }
+
+
+def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {obj["kind"]: obj for obj in objects}
+
+
+CHILDREN = {
+    "inline source, 1 replica": ({}, {"ConfigMap", "Deployment", "NetworkPolicy"}, {"PodDisruptionBudget"}),
+    "image, no source": (
+        {"source": None, "image": "me/fn:2"},
+        {"Deployment", "NetworkPolicy"},
+        {"ConfigMap", "PodDisruptionBudget"},
+    ),
+    "min 2 replicas": (
+        {"scaling": {"min": 2}},
+        {"ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget"},
+        set(),
+    ),
+    "pinned 3 replicas": ({"replicas": 3}, {"ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget"}, set()),
+}
+
+
+@pytest.mark.parametrize(("spec", "applied", "deleted"), CHILDREN.values(), ids=CHILDREN.keys())
+def test_children_of_a_spec(spec: dict[str, Any], applied: set[str], deleted: set[str]) -> None:
+    if spec.get("source", "x") is None:
+        spec = {k: v for k, v in spec.items() if k != "source"}
+        fn = parse_function({**body(), "spec": spec})
+    else:
+        fn = parse_function(body(**spec))
+    to_apply, to_delete = manifests.children(fn, CONFIG)
+    assert {obj["kind"] for obj in to_apply} == applied
+    assert {kind for kind, _ in to_delete} == deleted
+    for obj in to_apply:
+        assert obj["metadata"]["namespace"] == "team-a"
+        assert obj["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "litefunctions.io/v1alpha1",
+                "kind": "Function",
+                "name": "hello",
+                "uid": "uid-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert obj["metadata"]["labels"]["litefunctions.io/function"] == "hello"
+
+
+def test_deployment_is_restricted() -> None:
+    deployment = manifests.make_deployment(parse_function(body()), CONFIG)
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts == {"/tmp": "tmp", manifests.CODE_DIR: "source"}
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}} in pod["volumes"]
+
+
+ENV = {
+    "defaults": ({}, {"LF_CONCURRENCY": "16", "LF_MAX_RESPONSE_BYTES": str(6 * 2**20), "LF_DRAIN_TIMEOUT": "60"}),
+    "tuned": (
+        {"concurrency": 4, "timeout": "2s", "limits": {"responseBody": "1Mi"}},
+        {"LF_CONCURRENCY": "4", "LF_MAX_RESPONSE_BYTES": str(2**20), "LF_DRAIN_TIMEOUT": "2"},
+    ),
+    "own env, contract wins": (
+        {"env": {"GREETING": "hi", "LF_FUNCTION": "evil"}},
+        {"GREETING": "hi", "LF_FUNCTION": "hello"},
+    ),
+}
+
+
+@pytest.mark.parametrize(("spec", "expected"), ENV.values(), ids=ENV.keys())
+def test_runtime_env_follows_the_contract(spec: dict[str, Any], expected: dict[str, str]) -> None:
+    env = manifests.runtime_env(parse_function(body(**spec)), CONFIG)
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names)), "server-side apply refuses duplicate env names"
+    values = {e["name"]: e["value"] for e in env}
+    assert values["LF_NATS_URL"] == "nats://nats:4222"
+    assert (values["LF_FUNCTION"], values["LF_NAMESPACE"], values["LF_HANDLER"]) == (
+        "hello",
+        "team-a",
+        "handler.handle",
+    )
+    assert values["LF_FUNCTION_DIR"] == manifests.CODE_DIR
+    assert expected.items() <= values.items()
+
+
+REPLICAS = {
+    "default": ({}, 1),
+    "scaling.min": ({"scaling": {"min": 3, "max": 5}}, 3),
+    "pinned by spec.replicas": ({"replicas": 7, "scaling": {"min": 2}}, 7),
+    "keda owns it": ({"scaling": {"mode": "keda"}}, None),
+}
+
+
+@pytest.mark.parametrize(("spec", "replicas"), REPLICAS.values(), ids=REPLICAS.keys())
+def test_replicas(spec: dict[str, Any], replicas: int | None) -> None:
+    deployment = manifests.make_deployment(parse_function(body(**spec)), CONFIG)
+    assert deployment["spec"].get("replicas") == replicas
+
+
+def test_image_default_per_runtime_or_spec_image() -> None:
+    assert manifests.image_of(parse_function(body()), CONFIG) == "py:1"
+    assert manifests.image_of(parse_function(body(image="me/fn:2")), CONFIG) == "me/fn:2"
+
+
+def test_a_spec_change_rolls_the_pod_template_and_the_same_spec_does_not() -> None:
+    def annotation(**spec: Any) -> str:
+        deployment = manifests.make_deployment(parse_function(body(**spec)), CONFIG)
+        return str(deployment["spec"]["template"]["metadata"]["annotations"][manifests.REVISION_ANNOTATION])
+
+    assert annotation() == annotation()
+    assert annotation() != annotation(source={"files": {"handler.py": "def handle(req): return 'new'\n"}})
+    assert annotation() != annotation(concurrency=3)
+
+
+def test_nested_files_get_valid_configmap_keys_and_their_paths() -> None:
+    fn = parse_function(body(source={"files": {"handler.py": "x", "lib/util.py": "y"}}))
+    configmap = manifests.make_configmap(fn)
+    assert configmap is not None
+    items = manifests.source_items({"handler.py": "x", "lib/util.py": "y"})
+    assert dict(items)["handler.py"] == "handler.py"
+    key = next(k for k, p in items if p == "lib/util.py")
+    assert "/" not in key and configmap["data"][key] == "y"
+
+
+def test_secrets_are_projected_as_files() -> None:
+    deployment = manifests.make_deployment(parse_function(body(secrets=["db-password"])), CONFIG)
+    volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "secrets")
+    assert volume["projected"]["sources"][0]["secret"]["items"] == [
+        {"key": "db-password", "path": "db-password", "mode": 0o400}
+    ]
+
+
+def test_route_and_url() -> None:
+    fn = parse_function(body(timeout="2s"))
+    route = manifests.make_route(fn)
+    assert (route.namespace, route.name, route.timeout_ms, route.revision) == (
+        "team-a",
+        "hello",
+        2000,
+        manifests.revision(fn),
+    )
+    assert manifests.url_of(fn, CONFIG) == "http://lf.example/function/hello.team-a"
+
+
+TRIGGERS = {
+    "http": ({"function": "hello", "http": {"path": "/u/{id}", "methods": ["POST", "GET"]}}, ("GET", "POST")),
+    "cron": ({"function": "hello", "cron": {"schedule": "*/5 * * * *"}}, None),
+}
+
+
+@pytest.mark.parametrize(("spec", "methods"), TRIGGERS.values(), ids=TRIGGERS.keys())
+def test_trigger_routes(spec: dict[str, Any], methods: tuple[str, ...] | None) -> None:
+    tr = parse_trigger({"metadata": {"name": "t", "namespace": "team-a", "uid": "u"}, "spec": spec})
+    route = manifests.make_trigger_route(tr)
+    if methods is None:
+        assert route is None
+    else:
+        assert route is not None
+        assert (route.function, route.path, route.methods) == ("hello", "/u/{id}", methods)
