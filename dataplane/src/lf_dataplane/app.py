@@ -2,7 +2,11 @@
 
 Per request it does one native lookup, a header-size sum, an optional body read, one native encode, one bus
 request, one native decode and one response; everything per function (subject, timeout, limits) was computed when
-the route table was built. The decisions live in pure modules: `httpmapping` (what to answer), `forwarding`
+the route table was built. A function with a `rateLimit` adds one token-bucket take (in-process; with Valkey the
+buckets are synced in the background), one with a `cache` a key build and a dict lookup that answers a hit
+before any gate, body read or bus request. Calls then pass the function's in-flight gate and the worker's
+(`overload.Gate`: fast path a counter, beyond the cap a bounded queue, beyond that 429 / 503).
+The decisions live in pure modules: `httpmapping` (what to answer), `forwarding`
 (how to reach a replica), `routing` (which function). granian loads it with `create_app` (factory, RSGI, uvloop).
 
 Shutdown, as granian 2.8 does it: the main process turns SIGTERM into SIGTERM for each worker; a worker stops
@@ -22,8 +26,10 @@ from typing import Any
 
 from lf_native import MethodNotAllowed, RouteNotFound, encode_request
 from nats.aio.client import Client as NatsClient
+from redis.asyncio import Redis
 
 from lf_dataplane import httpmapping as hm
+from lf_dataplane.caching import ResponseCache
 from lf_dataplane.callids import CallIds
 from lf_dataplane.forwarding import (
     BadResponse,
@@ -34,7 +40,12 @@ from lf_dataplane.forwarding import (
     PayloadTooLarge,
     invoke,
 )
+from lf_dataplane.limits.interface import RateLimiter
+from lf_dataplane.limits.local import LocalRateLimiter
+from lf_dataplane.limits.valkey import ValkeyRateLimiter, ValkeyStore
+from lf_dataplane.limits.valkey import connect as valkey_connect
 from lf_dataplane.natsclient import NatsRequester
+from lf_dataplane.overload import Gate
 from lf_dataplane.routing import Defaults, FunctionTarget, Routes, watch_routes
 from lf_dataplane.settings import Settings
 
@@ -45,6 +56,7 @@ Reply = tuple[int, list[Header], bytes]
 
 _JSON: list[Header] = [("content-type", "application/json")]
 _PROBE_METHODS = ("GET", "HEAD")
+_SAFE_METHODS = ("GET", "HEAD")
 
 
 class Ingestor:
@@ -58,10 +70,22 @@ class Ingestor:
         *,
         background: Callable[[], Coroutine[Any, Any, None]] | None = None,
         close: Callable[[], Awaitable[None]] | None = None,
+        cache: ResponseCache | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.bus = bus
         self.routes = routes
+        if cache is None:  # (an empty cache is falsy: it has a length)
+            cache = ResponseCache(max_bytes=settings.cache_max_bytes, max_entry_bytes=settings.cache_max_entry_bytes)
+        self.cache = cache
+        if routes.on_redeploy is None:
+            routes.on_redeploy = self.cache.drop_function
+        self.limiter: RateLimiter = LocalRateLimiter() if limiter is None else limiter
+        self.gate = Gate(settings.max_inflight, settings.max_queue)
+        self.rate_limited = 0
+        self._queue_timeout_s = settings.queue_timeout_s
+        self._ip_header = settings.client_ip_header
         self.draining = False
         self._background = background
         self._close = close
@@ -130,9 +154,101 @@ class Ingestor:
             raise hm.method_not_allowed(exc.args[1]) from None
         except RouteNotFound:
             raise hm.unrouted(path) from None
-        body = await _read_body(scope, proto, headers, target.max_request_bytes)
-        query = scope.query_string
         rest = rest or "/"
+        rate = target.rate
+        if rate is None:
+            limit_headers = None
+        else:
+            key = target.rate_key if rate.key == "function" else target.rate_key + self._client_ip(scope, headers)
+            decision = await self.limiter.take(key, rate.rps, rate.burst)
+            if not decision.allowed:
+                self.rate_limited += 1
+                raise hm.rate_limited(
+                    target.label, decision.limit, decision.remaining, decision.reset_s, decision.retry_after_s
+                )
+            limit_headers = hm.rate_limit_headers(decision.limit, decision.remaining, decision.reset_s)
+        policy = target.cache
+        if policy is None or method not in policy.methods:
+            reply = await self._forward(scope, proto, target, rest, params, call_id, start, None)
+        else:
+            reply = await self._cached(scope, proto, target, rest, params, call_id, start)
+        if limit_headers is not None:
+            reply[1].extend(limit_headers)
+        return reply
+
+    async def _cached(
+        self, scope: Any, proto: Any, target: FunctionTarget, rest: str, params: Any, call_id: str, start: float
+    ) -> Reply:
+        """A call to a function that caches this method: a tier-1 hit answers at once, a miss fills the key."""
+        policy = target.cache
+        assert policy is not None
+        method = scope.method
+        headers = scope.headers
+        body = None
+        if method in _SAFE_METHODS:
+            key = policy.key(method, rest, scope.query_string, headers)
+        else:  # opted in: the body is part of the key
+            body = await _read_body(scope, proto, headers, target.max_request_bytes)
+            key = policy.key(method, rest, scope.query_string, headers, body)
+        if key is None:
+            return await self._forward(scope, proto, target, rest, params, call_id, start, body)
+        reply = self.cache.hit(key)
+        if reply is None:
+
+            def call() -> Awaitable[Reply]:
+                return self._forward(scope, proto, target, rest, params, call_id, start, body)
+
+            wait_s = start + target.timeout_s - time.perf_counter()
+            reply = await self.cache.fill(key, policy, call, store=method != "HEAD", wait_s=wait_s)
+        if method == "HEAD":
+            return reply[0], reply[1], b""
+        return reply
+
+    async def _forward(
+        self,
+        scope: Any,
+        proto: Any,
+        target: FunctionTarget,
+        rest: str,
+        params: Any,
+        call_id: str,
+        start: float,
+        body: bytes | None,
+    ) -> Reply:
+        """Through the function's in-flight gate, then the worker's, to the function."""
+        fgate = target.gate
+        if fgate is not None and not fgate.try_enter():
+            if not await fgate.enter(start + target.timeout_s - time.perf_counter()):
+                raise hm.function_overloaded(target.label)
+        try:
+            gate = self.gate
+            if not gate.try_enter() and not await gate.enter(self._queue_timeout_s):
+                raise hm.overloaded()
+            try:
+                return await self._invoke(scope, proto, target, rest, params, call_id, start, body)
+            finally:
+                gate.leave()
+        finally:
+            if fgate is not None:
+                fgate.leave()
+
+    async def _invoke(
+        self,
+        scope: Any,
+        proto: Any,
+        target: FunctionTarget,
+        rest: str,
+        params: Any,
+        call_id: str,
+        start: float,
+        body: bytes | None,
+    ) -> Reply:
+        method = scope.method
+        headers = scope.headers
+        items = headers.items()
+        if body is None:
+            body = await _read_body(scope, proto, headers, target.max_request_bytes)
+        query = scope.query_string
         traceparent = headers.get("traceparent", "")
 
         def encode(budget_ms: int) -> bytes:
@@ -151,6 +267,14 @@ class Ingestor:
         except BadResponse as exc:
             raise hm.bad_response(f"the runtime's answer is not a response envelope: {exc}") from None
         return _reply_of(response, target)
+
+    def _client_ip(self, scope: Any, headers: Any) -> str:
+        if self._ip_header:
+            forwarded = headers.get(self._ip_header)
+            if forwarded:
+                return str(forwarded).rpartition(",")[2].strip()
+        client = str(scope.client)
+        return client.rpartition(":")[0] or client
 
     def _healthz(self) -> Reply:
         return 200, list(_JSON), b'{"status":"alive"}'
@@ -201,9 +325,12 @@ def build_app(
     *,
     background: Callable[[], Coroutine[Any, Any, None]] | None = None,
     close: Callable[[], Awaitable[None]] | None = None,
+    cache: ResponseCache | None = None,
+    limiter: RateLimiter | None = None,
 ) -> Ingestor:
-    """The ingestor over a given bus and route table (tests pass their own)."""
-    return Ingestor(settings, bus, routes, background=background, close=close)
+    """The ingestor over a given bus and route table (tests pass their own); the cache and the rate limiter
+    default to in-process ones."""
+    return Ingestor(settings, bus, routes, background=background, close=close, cache=cache, limiter=limiter)
 
 
 def create_app() -> Ingestor:
@@ -216,11 +343,14 @@ def create_app() -> Ingestor:
             timeout_s=settings.default_timeout_s,
             max_request_bytes=settings.default_max_request_bytes,
             max_response_bytes=settings.default_max_response_bytes,
+            function_queue=settings.function_queue,
         )
     )
     watcher_nc = NatsClient()
+    cache, limiter, valkey = _limits_of(settings)
 
     async def background() -> None:
+        syncing = asyncio.ensure_future(limiter.run()) if isinstance(limiter, ValkeyRateLimiter) else None
         try:
             await bus.connect()
         except Exception as exc:
@@ -235,13 +365,37 @@ def create_app() -> Ingestor:
             await watcher
         finally:
             watcher.cancel()
+            if syncing is not None:
+                syncing.cancel()
 
     async def close() -> None:
         await bus.close()
         if watcher_nc.is_connected or watcher_nc.is_reconnecting:
             await watcher_nc.close()
+        if valkey is not None:
+            await valkey.aclose()
 
-    return build_app(settings, bus, routes, background=background, close=close)
+    return build_app(settings, bus, routes, background=background, close=close, cache=cache, limiter=limiter)
+
+
+def _limits_of(settings: Settings) -> tuple[ResponseCache, RateLimiter, Redis | None]:
+    """In-process cache and buckets; with LF_VALKEY_URL, Valkey as the shared cache tier and the bucket sync."""
+    if not settings.valkey_url:
+        cache = ResponseCache(max_bytes=settings.cache_max_bytes, max_entry_bytes=settings.cache_max_entry_bytes)
+        return cache, LocalRateLimiter(), None
+    client = valkey_connect(settings.valkey_url, timeout_s=settings.valkey_timeout_s)
+    cache = ResponseCache(
+        max_bytes=settings.cache_max_bytes,
+        max_entry_bytes=settings.cache_max_entry_bytes,
+        shared=ValkeyStore(client),
+    )
+    limiter = ValkeyRateLimiter(
+        client,
+        exact=settings.rate_limit_exact,
+        sync_interval_s=settings.rate_limit_sync_s,
+        fail_open=settings.valkey_fail_open,
+    )
+    return cache, limiter, client
 
 
 async def _connect_watcher(nc: NatsClient, servers: list[str]) -> None:

@@ -8,6 +8,7 @@ No sockets here: the RSGI handler in `app.py` is a thin shell over these, and un
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -48,6 +49,7 @@ class HttpError(Exception):
         *,
         retry_after: int | None = None,
         allow: Sequence[str] = (),
+        extra: Sequence[Header] = (),
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
@@ -56,6 +58,7 @@ class HttpError(Exception):
         self.layer = layer
         self.retry_after = retry_after
         self.allow = tuple(allow)
+        self.extra = tuple(extra)
 
     def headers(self) -> list[Header]:
         headers: list[Header] = [("content-type", "application/json")]
@@ -63,6 +66,7 @@ class HttpError(Exception):
             headers.append(("retry-after", str(self.retry_after)))
         if self.allow:
             headers.append(("allow", ", ".join(self.allow)))
+        headers.extend(self.extra)
         return headers
 
     def body(self) -> bytes:
@@ -178,6 +182,38 @@ def method_not_allowed(allowed: Sequence[str]) -> HttpError:
 def not_ready() -> HttpError:
     return HttpError(
         503, "not_ready", "the ingestor has not loaded its route table yet", LAYER_INGESTOR, retry_after=RETRY_AFTER_S
+    )
+
+
+# -- limits and overload -----------------------------------------------------------------------------------------
+
+
+def rate_limit_headers(limit: int, remaining: int, reset_s: float) -> list[Header]:
+    """RateLimit-Limit / -Remaining / -Reset (IETF httpapi-ratelimit-headers): the bucket size, the calls left
+    now, and the whole seconds until the bucket is full again."""
+    reset = max(1, math.ceil(reset_s)) if reset_s > 0 else 0
+    return [("ratelimit-limit", str(limit)), ("ratelimit-remaining", str(remaining)), ("ratelimit-reset", str(reset))]
+
+
+def rate_limited(function: str, limit: int, remaining: int, reset_s: float, retry_after_s: float) -> HttpError:
+    return HttpError(
+        429, "rate_limited", f"too many calls to {function}; retry after the time in Retry-After", LAYER_INGESTOR,
+        retry_after=max(1, math.ceil(retry_after_s)), extra=rate_limit_headers(limit, remaining, reset_s),
+    )  # fmt: skip
+
+
+def function_overloaded(function: str) -> HttpError:
+    """429: the function's in-flight cap in this ingestor is reached and its wait queue is full."""
+    return HttpError(
+        429, "concurrency_limit", f"{function} has too many calls in flight; retry later", LAYER_INGESTOR,
+        retry_after=RETRY_AFTER_S,
+    )  # fmt: skip
+
+
+def overloaded() -> HttpError:
+    """503: this ingestor worker has too many calls in flight and its wait queue is full (or the wait ran out)."""
+    return HttpError(
+        503, "overloaded", "the ingestor is at capacity; retry later", LAYER_INGESTOR, retry_after=RETRY_AFTER_S
     )
 
 

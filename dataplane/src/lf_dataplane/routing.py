@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import msgspec
 from lf_native import RoutingTable
@@ -18,8 +18,11 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
+from lf_dataplane.caching import CachePolicy
 from lf_dataplane.names import InvalidName
+from lf_dataplane.overload import Gate
 from lf_dataplane.routes import FunctionRoute, HttpTriggerRoute, decode_route, decode_trigger_route
+from lf_dataplane.specs import RateRule
 from lf_dataplane.subjects import ROUTES_BUCKET, function_route_key, invoke_subject, trigger_route_key
 
 log = logging.getLogger(__name__)
@@ -34,11 +37,22 @@ class FunctionTarget:
     """What the hot path needs about one function, computed when the table is built, never per request."""
 
     __slots__ = (
-        "label", "max_request_bytes", "max_response_bytes", "name", "namespace", "subject", "timeout_s",
+        "cache", "gate", "label", "max_request_bytes", "max_response_bytes", "name", "namespace", "rate",
+        "rate_key", "revision", "subject", "timeout_s",
     )  # fmt: skip
 
     def __init__(
-        self, namespace: str, name: str, *, timeout_s: float, max_request_bytes: int, max_response_bytes: int
+        self,
+        namespace: str,
+        name: str,
+        *,
+        timeout_s: float,
+        max_request_bytes: int,
+        max_response_bytes: int,
+        revision: str = "",
+        gate: Gate | None = None,
+        cache: CachePolicy | None = None,
+        rate: RateRule | None = None,
     ) -> None:
         self.namespace = namespace
         self.name = name
@@ -47,6 +61,13 @@ class FunctionTarget:
         self.timeout_s = timeout_s
         self.max_request_bytes = max_request_bytes
         self.max_response_bytes = max_response_bytes
+        self.revision = revision
+        self.gate = gate
+        """The function's in-flight cap in this worker (None: no cap); kept across table rebuilds."""
+        self.cache = cache
+        self.rate = rate
+        self.rate_key = f"{self.label}/"
+        """Prefix of the rate limiter's keys: the whole key for `key: function`, plus the client IP for `ip`."""
 
     def __repr__(self) -> str:
         return f"FunctionTarget({self.label}, timeout_s={self.timeout_s:g})"
@@ -58,20 +79,41 @@ class Defaults(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: float = 60.0
     max_request_bytes: int = 6 * 1024 * 1024
     max_response_bytes: int = 6 * 1024 * 1024
+    function_queue: int = 1024
+    """Calls that may wait for a function's in-flight cap in one worker."""
 
 
-def target_of(route: FunctionRoute, defaults: Defaults) -> FunctionTarget:
-    """Raises InvalidName if the entry's names are not DNS-1123 labels."""
+def target_of(route: FunctionRoute, defaults: Defaults, gates: dict[str, Gate] | None = None) -> FunctionTarget:
+    """Raises InvalidName if the entry's names are not DNS-1123 labels.
+
+    `gates` keeps each function's Gate across rebuilds (resized to the entry's cap), so calls in flight stay
+    counted when an unrelated route changes.
+    """
+    label = f"{route.name}.{route.namespace}"
+    gate = None
+    if route.max_inflight > 0:
+        if gates is None:
+            gate = Gate(route.max_inflight, defaults.function_queue)
+        else:
+            gate = gates.get(label)
+            if gate is None:
+                gate = gates[label] = Gate(route.max_inflight, defaults.function_queue)
+            else:
+                gate.resize(route.max_inflight, defaults.function_queue)
     return FunctionTarget(
         route.namespace,
         route.name,
         timeout_s=route.timeout_ms / 1000 if route.timeout_ms > 0 else defaults.timeout_s,
         max_request_bytes=route.max_request_bytes if route.max_request_bytes > 0 else defaults.max_request_bytes,
         max_response_bytes=(route.max_response_bytes if route.max_response_bytes > 0 else defaults.max_response_bytes),
+        revision=route.revision,
+        gate=gate,
+        cache=CachePolicy(label, route.revision, route.cache) if route.cache is not None else None,
+        rate=route.rate_limit,
     )
 
 
-def build_table(routes: Iterable[Entry], defaults: Defaults) -> RoutingTable:
+def build_table(routes: Iterable[Entry], defaults: Defaults, gates: dict[str, Gate] | None = None) -> RoutingTable:
     """A native table serving each function at `/function/{name}[.{namespace}]` and each HTTP Trigger at its own
     host and path (with its function's target); bad entries are logged and skipped, and so is a trigger whose
     function has no entry."""
@@ -82,7 +124,7 @@ def build_table(routes: Iterable[Entry], defaults: Defaults) -> RoutingTable:
             triggers.append(route)
             continue
         try:
-            target = target_of(route, defaults)
+            target = target_of(route, defaults, gates)
         except InvalidName as exc:
             log.warning("route entry skipped", extra={"fields": {"reason": str(exc)}})
             continue
@@ -130,11 +172,17 @@ def parse_entry(key: str, value: bytes) -> Entry | None:
 
 
 class Routes:
-    """Holds the current native table; `table` is None until the bucket's initial content is loaded."""
+    """Holds the current native table; `table` is None until the bucket's initial content is loaded.
 
-    def __init__(self, defaults: Defaults | None = None) -> None:
+    `on_redeploy(label)` is called for every function whose entry changed revision or went away (the response
+    cache drops its answers).
+    """
+
+    def __init__(self, defaults: Defaults | None = None, *, on_redeploy: Callable[[str], object] | None = None) -> None:
         self.defaults = defaults or Defaults()
         self.table: RoutingTable | None = None
+        self.gates: dict[str, Gate] = {}
+        self.on_redeploy = on_redeploy
         self._entries: dict[str, Entry] = {}
         self._loaded = asyncio.Event()
 
@@ -146,6 +194,8 @@ class Routes:
         await self._loaded.wait()
 
     def replace_all(self, entries: Mapping[str, Entry]) -> None:
+        for key, old in self._entries.items():
+            self._check_redeploy(old, entries.get(key))
         self._entries = dict(entries)
         self._rebuild()
         if self.table is None:  # the initial content itself could not be built: serve no function
@@ -154,15 +204,29 @@ class Routes:
 
     def put(self, key: str, route: Entry | None) -> None:
         """Apply one change (None deletes) and swap in a rebuilt table."""
+        old = self._entries.get(key)
+        if old is not None:
+            self._check_redeploy(old, route)
         if route is None:
             self._entries.pop(key, None)
         else:
             self._entries[key] = route
         self._rebuild()
 
+    def _check_redeploy(self, old: Entry, new: Entry | None) -> None:
+        if not isinstance(old, FunctionRoute) or not (new is None or isinstance(new, FunctionRoute)):
+            return  # trigger entries carry no revision: their function's entry does
+        if new is not None and new.revision == old.revision and new.cache == old.cache:
+            return
+        label = f"{old.name}.{old.namespace}"
+        if new is None:
+            self.gates.pop(label, None)
+        if self.on_redeploy is not None:
+            self.on_redeploy(label)
+
     def _rebuild(self) -> None:
         try:
-            table = build_table(self._entries.values(), self.defaults)
+            table = build_table(self._entries.values(), self.defaults, self.gates)
         except ValueError as exc:  # the native builder refused: keep serving the previous table
             log.error("route table rebuild failed", extra={"fields": {"reason": str(exc)}})
             return

@@ -10,6 +10,7 @@ the manifest syntax ("500ms", "10s", "2m") or a plain number of seconds; sizes t
 | LF_PORT | 8080 | port to listen on |
 | LF_NATS_URL | nats://127.0.0.1:4222 | broker URL(s), comma-separated |
 | LF_WORKERS | 1 | granian worker processes |
+| LF_HTTP | auto | `auto` (HTTP/1.1 and h2c) or `1` (HTTP/1.1 only: also cuts connections that never send a byte) |
 | LF_HEADER_READ_TIMEOUT | 10s | time a client has to send the request head (granian `http1_header_read_timeout`) |
 | LF_MAX_HEADER_BYTES | 64Ki | total size of the request headers (names + values); above it: 431 |
 | LF_DRAIN_DELAY | 0 | after SIGTERM, keep serving this long with /readyz at 503 before closing the listener |
@@ -18,6 +19,18 @@ the manifest syntax ("500ms", "10s", "2m") or a plain number of seconds; sizes t
 | LF_DEFAULT_MAX_REQUEST_BYTES | 6Mi | request body limit of a function whose route entry carries none |
 | LF_DEFAULT_MAX_RESPONSE_BYTES | 6Mi | response body limit of a function whose route entry carries none |
 | LF_LOG_LEVEL | info | debug, info, warning, error |
+| LF_MAX_INFLIGHT | 1024 | calls one worker forwards at once; more wait in its queue |
+| LF_MAX_QUEUE | 1024 | calls waiting for a worker slot; beyond: 503 with Retry-After |
+| LF_QUEUE_TIMEOUT | 2s | longest wait for a worker slot; then 503 with Retry-After |
+| LF_FUNCTION_QUEUE | 1024 | calls waiting for one function's in-flight cap (route `max_inflight`); beyond: 429 |
+| LF_CACHE_MAX_BYTES | 64Mi | response cache, in-process tier, per worker |
+| LF_CACHE_MAX_ENTRY_BYTES | 1Mi | larger answers are not cached |
+| LF_VALKEY_URL | (none) | redis:// or rediss:// URL: shared cache tier, cluster-wide rate limits; unset: in-process |
+| LF_VALKEY_TIMEOUT | 250ms | a Valkey call that takes longer counts as a failure |
+| LF_VALKEY_FAILURE | open | when Valkey is down: open (local limits only) or closed (refuse rate-limited calls) |
+| LF_RATE_LIMIT_MODE | batched | batched (local buckets synced every LF_RATE_LIMIT_SYNC) or exact (a Valkey call each) |
+| LF_RATE_LIMIT_SYNC | 100ms | how often batched rate limits are synced through Valkey |
+| LF_CLIENT_IP_HEADER | (none) | client IP for `rateLimit.key: ip` from this header (last entry; behind a proxy only) |
 """
 
 from __future__ import annotations
@@ -41,6 +54,7 @@ class Settings:
     port: int = 8080
     nats_url: str = "nats://127.0.0.1:4222"
     workers: int = 1
+    http: str = "auto"
     header_read_timeout_s: float = 10.0
     max_header_bytes: int = 64 * 1024
     drain_delay_s: float = 0.0
@@ -49,6 +63,18 @@ class Settings:
     default_max_request_bytes: int = 6 * 1024 * 1024
     default_max_response_bytes: int = 6 * 1024 * 1024
     log_level: str = "info"
+    max_inflight: int = 1024
+    max_queue: int = 1024
+    queue_timeout_s: float = 2.0
+    function_queue: int = 1024
+    cache_max_bytes: int = 64 * 1024 * 1024
+    cache_max_entry_bytes: int = 1024 * 1024
+    valkey_url: str = ""
+    valkey_timeout_s: float = 0.25
+    valkey_fail_open: bool = True
+    rate_limit_exact: bool = False
+    rate_limit_sync_s: float = 0.1
+    client_ip_header: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -63,6 +89,7 @@ class Settings:
             port=_integer(env, "LF_PORT", d.port, low=0, high=65535),
             nats_url=_text(env, "LF_NATS_URL", d.nats_url),
             workers=_integer(env, "LF_WORKERS", d.workers, low=1, high=1024),
+            http=_choice(env, "LF_HTTP", d.http, ("auto", "1")),
             header_read_timeout_s=_duration(env, "LF_HEADER_READ_TIMEOUT", d.header_read_timeout_s),
             max_header_bytes=_size(env, "LF_MAX_HEADER_BYTES", d.max_header_bytes),
             drain_delay_s=_duration(env, "LF_DRAIN_DELAY", d.drain_delay_s, allow_zero=True),
@@ -71,6 +98,18 @@ class Settings:
             default_max_request_bytes=_size(env, "LF_DEFAULT_MAX_REQUEST_BYTES", d.default_max_request_bytes),
             default_max_response_bytes=_size(env, "LF_DEFAULT_MAX_RESPONSE_BYTES", d.default_max_response_bytes),
             log_level=_choice(env, "LF_LOG_LEVEL", d.log_level, _LOG_LEVELS),
+            max_inflight=_integer(env, "LF_MAX_INFLIGHT", d.max_inflight, low=1, high=1_000_000),
+            max_queue=_integer(env, "LF_MAX_QUEUE", d.max_queue, low=0, high=1_000_000),
+            queue_timeout_s=_duration(env, "LF_QUEUE_TIMEOUT", d.queue_timeout_s, allow_zero=True),
+            function_queue=_integer(env, "LF_FUNCTION_QUEUE", d.function_queue, low=0, high=1_000_000),
+            cache_max_bytes=_size(env, "LF_CACHE_MAX_BYTES", d.cache_max_bytes),
+            cache_max_entry_bytes=_size(env, "LF_CACHE_MAX_ENTRY_BYTES", d.cache_max_entry_bytes),
+            valkey_url=_text(env, "LF_VALKEY_URL", d.valkey_url),
+            valkey_timeout_s=_duration(env, "LF_VALKEY_TIMEOUT", d.valkey_timeout_s),
+            valkey_fail_open=_choice(env, "LF_VALKEY_FAILURE", "open", ("open", "closed")) == "open",
+            rate_limit_exact=_choice(env, "LF_RATE_LIMIT_MODE", "batched", ("batched", "exact")) == "exact",
+            rate_limit_sync_s=_duration(env, "LF_RATE_LIMIT_SYNC", d.rate_limit_sync_s),
+            client_ip_header=_text(env, "LF_CLIENT_IP_HEADER", d.client_ip_header).lower(),
         )
 
     @property
