@@ -87,9 +87,10 @@ class LfDev:
         )
 
 
-def start_lf_dev(root: Path, state_dir: Path, log: Path) -> LfDev:
+def start_lf_dev(root: Path, state_dir: Path, log: Path, extra_env: dict[str, str] | None = None) -> LfDev:
+    """`extra_env` (e.g. LF_HEADER_READ_TIMEOUT) reaches lf dev and, through it, the ingestor."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LF_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LF_")} | (extra_env or {})
     with log.open("wb") as out:
         process = subprocess.Popen(
             [

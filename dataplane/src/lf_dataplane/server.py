@@ -73,7 +73,9 @@ def build_server(settings: Settings) -> IngestorServer:
         loop=Loops.uvloop,
         factory=True,
         workers=settings.workers,
-        http=HTTPModes.auto,
+        # hyper-util's auto mode runs no timer while it detects the protocol, so a connection that never sends
+        # a byte is held open; HTTP/1.1 alone starts the header read timeout at accept (hyper #3185, #3305).
+        http=HTTPModes.http1 if settings.http == "1" else HTTPModes.auto,
         websockets=False,
         http1_settings=HTTP1Settings(
             header_read_timeout=settings.header_read_timeout_ms,
