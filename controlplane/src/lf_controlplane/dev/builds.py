@@ -8,9 +8,10 @@ runtime (`runtimes/go`, `runtimes/rust` of this checkout) and on the function's 
 runtime's entry point with the user's handler. The container images (deploy/images/) build the same wrapper.
 
 Builds are cached by content hash (the function's files and the runtime's sources): an unchanged function is not
-rebuilt, and a hot reload only rebuilds what changed. Compiler caches are shared between state dirs (Go's
-default GOCACHE; Cargo's target dir `~/.cache/lf/cargo-target`), so a fresh state dir (each e2e test has one)
-does not compile the dependencies again. The build's output is relayed line by line; a failed build raises
+rebuilt, and a hot reload only rebuilds what changed. The binaries (`~/.cache/lf/builds/`) and the compiler
+caches (Go's default GOCACHE; Cargo's target dir `~/.cache/lf/cargo-target`) are shared between state dirs, so a
+fresh state dir (each e2e module has one) neither rebuilds an unchanged function nor compiles dependencies again.
+The build's output is relayed line by line; a failed build raises
 `BuildError` carrying the compiler's messages, and the previous version keeps serving.
 """
 
@@ -50,6 +51,13 @@ def runtimes_dir() -> Path:
     return Path(os.environ.get("LF_RUNTIMES_DIR") or REPO / "runtimes").resolve()
 
 
+def binary_cache_dir() -> Path:
+    """Built binaries by content hash, shared by every state dir (`LF_BUILD_CACHE` wins): a fresh state dir
+    (each e2e module has one) starts an unchanged function without compiling it again."""
+    configured = os.environ.get("LF_BUILD_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "lf" / "builds"
+
+
 def cargo_target_dir() -> Path:
     """One Cargo target dir for every build (`CARGO_TARGET_DIR` wins), so dependencies compile once."""
     configured = os.environ.get("CARGO_TARGET_DIR")
@@ -71,13 +79,14 @@ async def build(function: Function, code_dir: Path, builds_dir: Path, printer: P
     """Build `function` (cached by content hash) and return the path of its binary."""
     runtime = runtimes_dir() / function.runtime
     digest = _build_digest(code_dir, runtime)
-    home = builds_dir / f"{function.namespace}.{function.name}"
+    key = f"{function.namespace}.{function.name}"
+    home = binary_cache_dir() / key
     binary = home / digest / BINARY
     label = f"build {function.name}"
     if binary.is_file():
         printer(label, f"{function.runtime}: unchanged, using the cached build {digest}")
         return binary
-    wrapper = home / "wrapper"
+    wrapper = builds_dir / key / "wrapper"
     wrapper.mkdir(parents=True, exist_ok=True)
     printer(label, f"{function.runtime}: building {code_dir} ...")
     began = time.monotonic()
@@ -88,7 +97,7 @@ async def build(function: Function, code_dir: Path, builds_dir: Path, printer: P
     binary.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(built, binary.with_suffix(".tmp"))
     binary.with_suffix(".tmp").replace(binary)
-    _prune(home, keep={digest, "wrapper"})
+    _prune(home, keep={digest})
     printer(label, f"{function.runtime}: built in {time.monotonic() - began:.1f} s ({digest})")
     return binary
 
@@ -102,7 +111,7 @@ def _build_digest(code_dir: Path, runtime: Path) -> str:
 
 
 def _prune(home: Path, keep: set[str]) -> None:
-    """Keep only the current build (the running replicas have their binary open; unlinking it is safe)."""
+    """Keep only the latest build of a function (a running replica's binary may be unlinked safely)."""
     for entry in home.iterdir():
         if entry.name not in keep:
             shutil.rmtree(entry, ignore_errors=True)
