@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ from lf_controlplane.natsserver import NatsServer, free_port
 from lf_dataplane.routes import FunctionRoute, encode_route, route_key
 from lf_dataplane.subjects import ROUTES_BUCKET
 
-from bench.harness import REPO, SUT_CORE, service, wait_http
+from bench.harness import REPO, SUT_CORE, BenchError, require, service, wait_http
 
 FUNCTIONS = REPO / "bench" / "functions"
 
@@ -53,12 +56,12 @@ def canary(workdir: Path) -> Iterator[Endpoint]:
 
 
 @contextmanager
-def lf_dev(workdir: Path, root: Path = FUNCTIONS) -> Iterator[Endpoint]:
+def lf_dev(workdir: Path, root: Path = FUNCTIONS, extra_env: dict[str, str] | None = None) -> Iterator[Endpoint]:
     """`lf dev` on the bench functions: ingestor → NATS → Python runtime, everything on the SUT core."""
     port = free_port()
     argv = [sys.executable, "-m", "lf_controlplane", "dev", str(root), "--port", str(port)]
     argv += ["--state-dir", str(workdir / ".lf"), "--no-reload"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LF_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LF_")} | (extra_env or {})
     with service(argv, env=env, cwd=REPO, log=workdir / "lf-dev.log") as proc:
         url = f"http://127.0.0.1:{port}"
         for name in sorted(p.name for p in root.iterdir() if (p / "function.yaml").is_file()):
@@ -68,6 +71,35 @@ def lf_dev(workdir: Path, root: Path = FUNCTIONS) -> Iterator[Endpoint]:
 
 def _expected_idle_status(name: str) -> int:
     return 400 if name == "json" else 200  # json refuses an empty body: a 400 from the function means it serves
+
+
+@contextmanager
+def lf_dev_valkey(workdir: Path) -> Iterator[Endpoint]:
+    """`lf dev` with Valkey (Debian's redis-server 7 here, on the SUT core too) and rate limits in exact mode: one
+    Valkey round trip per rate-limited call, the cost DESIGN §7 warns about."""
+    require("redis-server", "apt-get install redis-server")
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with service(argv, cwd=workdir, log=workdir / "redis.log") as redis:
+        wait_redis(port, proc=redis)
+        env = {"LF_VALKEY_URL": f"redis://127.0.0.1:{port}/0", "LF_RATE_LIMIT_MODE": "exact"}
+        with lf_dev(workdir, extra_env=env) as endpoint:
+            yield Endpoint(url=endpoint.url, roots=[*endpoint.roots, redis.pid])
+
+
+def wait_redis(port: int, proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"redis-server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError(f"redis-server did not answer on port {port}")
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from bench.chains import Chain, lf_dev, many_routes
+from bench.chains import Chain, lf_dev, lf_dev_valkey, many_routes
 from bench.harness import Request
 
 KIB = 1024
@@ -62,6 +62,30 @@ SCENARIOS: dict[str, Scenario] = {
             Request("/function/sleep10ms"),
             connections=400,
             about="10 ms async handler, 400 connections",
+        ),
+        Scenario(
+            "cache-hit",
+            lf_dev,
+            Request("/function/cached"),
+            about="GET answered from the in-process response cache (DESIGN §7: ≥ 70% of the canary)",
+        ),
+        Scenario(
+            "ratelimit-pass",
+            lf_dev,
+            Request("/function/limited"),
+            about="hello behind a per-IP token bucket it never exhausts (in-process)",
+        ),
+        Scenario(
+            "ratelimit-refused",
+            lf_dev,
+            Request("/function/refused"),
+            about="every call refused 429 by the function's rate limit (its non-2xx are the point)",
+        ),
+        Scenario(
+            "ratelimit-exact-valkey",
+            lf_dev_valkey,
+            Request("/function/limited"),
+            about="as ratelimit-pass, with the bucket in Valkey: one redis-py round trip per call",
         ),
     ]
 }
