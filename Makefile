@@ -46,11 +46,17 @@ test-integration: install ## Against a real nats-server and real processes
 
 .PHONY: test-e2e
 test-e2e: install ## `lf dev examples/` as a user runs it, called with httpx and curl
+	$(UV_RUN) python -m lf_controlplane.dev.builds examples/hello-go examples/hello-rust  # warm the build cache
 	$(UV_RUN) pytest tests/e2e -m e2e
 
 .PHONY: test-conformance
 test-conformance: install ## The runtime conformance suite: Python, Go and Rust behind the real ingestor and NATS
 	$(UV_RUN) pytest runtimes/conformance -m conformance
+
+.PHONY: test-operator
+test-operator: install ## The operator against a real kube-apiserver + etcd (built once from the Go module proxy, cached)
+	$(UV_RUN) python -m tools.k8s build
+	$(UV_RUN) pytest tests/operator -m operator
 
 .PHONY: bench-gate
 bench-gate: install ## The short latency gate against bench/budgets.toml (needs wrk)
@@ -69,4 +75,4 @@ bench-micro: install ## Micro-benchmarks: native router and envelope against Pyt
 	$(UV_RUN) pytest bench/micro --benchmark-only -p no:cacheprovider
 
 .PHONY: test
-test: lint test-rust test-unit test-integration test-conformance test-e2e bench-gate ## The whole suite and the bench gate (what CI runs)
+test: lint test-rust test-unit test-integration test-conformance test-e2e test-operator bench-gate ## The whole suite and the bench gate (what CI runs)

@@ -245,3 +245,23 @@ async def _run(argv: Sequence[str], cwd: Path, env: dict[str, str], label: str, 
     if code != 0:
         tail = "\n".join(lines[-_ERROR_TAIL_LINES:])
         raise BuildError(f"build failed (`{' '.join(argv)}` exited with {code}):\n{tail}")
+
+
+def main(argv: Sequence[str] = sys.argv[1:]) -> None:
+    """`python -m lf_controlplane.dev.builds FOLDER...`: build Go/Rust function folders into the shared cache,
+    so a later `lf dev` (e.g. the e2e tests' fresh state dirs) starts them without compiling."""
+    import tempfile
+
+    from lf_controlplane.dev.folders import read_folder
+    from lf_controlplane.dev.supervising import print_line
+
+    with tempfile.TemporaryDirectory(prefix="lf-builds-") as scratch:
+        for path in argv:
+            folder = read_folder(Path(path).resolve())
+            if folder.function is None:
+                raise SystemExit(folder.error)
+            asyncio.run(runtime_argv(folder.function, folder.path, Path(scratch), print_line))
+
+
+if __name__ == "__main__":
+    main()
