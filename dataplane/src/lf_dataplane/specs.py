@@ -148,8 +148,8 @@ InlineSource = Source  # the name of the first version, which only had `files`
 class Resources(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """CPU and memory of each replica, as in a Kubernetes container (`cpu: 100m`, `memory: 128Mi`)."""
 
-    requests: dict[str, str | int] | None = None
-    limits: dict[str, str | int] | None = None
+    requests: Annotated[dict[str, str | int], msgspec.Meta(max_length=16)] | None = None
+    limits: Annotated[dict[str, str | int], msgspec.Meta(max_length=16)] | None = None
 
 
 class Auth(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -187,7 +187,7 @@ class TrafficTarget(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class FunctionSpec(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
     runtime: Literal["python", "go", "rust"] = "python"
-    handler: str = "handler.handle"
+    handler: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "handler.handle"
     source: Source | None = None
     image: str | None = None
     env: dict[str, str] = msgspec.field(default_factory=dict)

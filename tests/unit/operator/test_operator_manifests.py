@@ -190,3 +190,12 @@ def test_trigger_routes(spec: dict[str, Any], methods: tuple[str, ...] | None) -
     else:
         assert route is not None
         assert (route.function, route.path, route.methods) == ("hello", "/u/{id}", methods)
+
+
+def test_an_image_runs_as_built() -> None:
+    fn = parse_function({**body(), "spec": {"image": "me/fn:2"}})
+    container = manifests.make_deployment(fn, CONFIG)["spec"]["template"]["spec"]["containers"][0]
+    assert "command" not in container
+    assert "LF_FUNCTION_DIR" not in {e["name"] for e in container["env"]}
+    inline = manifests.make_deployment(parse_function(body()), CONFIG)["spec"]["template"]["spec"]["containers"][0]
+    assert inline["command"] == ["python", "-m", "lf_runtime"]

@@ -43,3 +43,8 @@ def test_defaults_added_by_the_apiserver_parse() -> None:
 def test_invalid_trigger() -> None:
     with pytest.raises(InvalidSpec, match="exactly one"):
         parse_trigger(body({"function": "hello"}))
+
+
+def test_go_and_rust_need_an_image() -> None:
+    with pytest.raises(InvalidSpec, match="spec.image"):
+        parse_function(body({**FILES, "runtime": "go"}))

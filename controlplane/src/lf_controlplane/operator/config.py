@@ -6,11 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-DEFAULT_IMAGES = {
-    "python": "ghcr.io/litefunctions/runtime-python:0.1.0",
-    "go": "ghcr.io/litefunctions/runtime-go:0.1.0",
-    "rust": "ghcr.io/litefunctions/runtime-rust:0.1.0",
-}
+# The Python runtime image that runs inline code (deploy/images/python.Dockerfile built without a FUNCTION);
+# Go and Rust functions always name their own image. Not published yet: set LF_RUNTIME_IMAGE_PYTHON.
+DEFAULT_IMAGES = {"python": "ghcr.io/litefunctions/runtime-python:0.1.0"}
 
 
 @dataclass(frozen=True)
@@ -31,10 +29,9 @@ class OperatorConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
         images = dict(DEFAULT_IMAGES)
-        for runtime in images:
-            override = env.get(f"LF_RUNTIME_IMAGE_{runtime.upper()}")
-            if override:
-                images[runtime] = override
+        override = env.get("LF_RUNTIME_IMAGE_PYTHON")
+        if override:
+            images["python"] = override
         return cls(
             nats_url=env.get("LF_NATS_URL", cls.nats_url),
             function_nats_url=env.get("LF_FUNCTION_NATS_URL", ""),

@@ -52,7 +52,7 @@ def _quantities(field: str) -> dict[str, str]:
 RULES: dict[str, list[dict[str, str]]] = {
     "FunctionSpec": [
         {
-            "rule": "self.handler.contains('.') || self.handler.contains(':')",
+            "rule": "!has(self.handler) || self.handler.contains('.') || self.handler.contains(':')",
             "message": "handler must name 'module.function'",
         },
         {
@@ -91,10 +91,11 @@ def _union(options: list[dict[str, Any]], defs: dict[str, Any]) -> dict[str, Any
     if len(options) == 1:
         return dict(options[0])
     types = sorted(o.get("type", "") for o in options)
+    # maxLength bounds the CEL rules' estimated cost (the apiserver refuses unbounded ones).
     if types == ["number", "string"]:
-        return {"x-kubernetes-int-or-string": True, "x-kubernetes-validations": [_DURATION_RULE]}
+        return {"x-kubernetes-int-or-string": True, "maxLength": 32, "x-kubernetes-validations": [_DURATION_RULE]}
     if types == ["integer", "string"]:
-        return {"x-kubernetes-int-or-string": True}
+        return {"x-kubernetes-int-or-string": True, "maxLength": 64}
     raise ValueError(f"no structural form for the union {options}")
 
 
@@ -127,7 +128,7 @@ def structural(node: dict[str, Any], defs: dict[str, Any], name: str = "") -> di
 
 
 def _bounds(node: dict[str, Any]) -> dict[str, Any]:
-    keys = ("minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "maxItems")
+    keys = ("minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", "maxProperties")
     out = {key: node[key] for key in keys if key in node}
     for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if exclusive in node:  # JSON Schema 2020's number → OpenAPI v3.0's boolean
@@ -250,7 +251,8 @@ def _column(name: str, path: str, type_: str = "string", priority: int = 0) -> d
 
 
 def function_crd() -> dict[str, Any]:
-    schema = _root(schema_of(specs.FunctionSpec), _status_schema(FunctionStatus), spec_required=False)
+    # A Function without a spec has no code (no source, no image): required here, though function.yaml may omit it.
+    schema = _root(schema_of(specs.FunctionSpec), _status_schema(FunctionStatus), spec_required=True)
     schema["description"] = "A function: code, its runtime and how it is served and scaled (DESIGN §5)."
     columns = [
         _column("Runtime", ".spec.runtime"),

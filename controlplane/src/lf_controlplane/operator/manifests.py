@@ -100,7 +100,7 @@ def make_configmap(fn: FunctionObject) -> dict[str, Any] | None:
 
 
 def image_of(fn: FunctionObject, config: OperatorConfig) -> str:
-    return fn.spec.image or config.images[fn.spec.runtime]
+    return fn.spec.image or config.images.get(fn.spec.runtime, "")
 
 
 def runtime_env(fn: FunctionObject, config: OperatorConfig) -> list[dict[str, str]]:
@@ -111,7 +111,6 @@ def runtime_env(fn: FunctionObject, config: OperatorConfig) -> list[dict[str, st
         "LF_FUNCTION": function.name,
         "LF_NAMESPACE": function.namespace,
         "LF_HANDLER": function.handler,
-        "LF_FUNCTION_DIR": CODE_DIR,
         "LF_CONCURRENCY": str(function.concurrency),
         "LF_MAX_RESPONSE_BYTES": str(function.max_response_bytes),
         "LF_DRAIN_TIMEOUT": str(math.ceil(function.timeout_s)),
@@ -120,18 +119,21 @@ def runtime_env(fn: FunctionObject, config: OperatorConfig) -> list[dict[str, st
         "PYTHONDONTWRITEBYTECODE": "1",
         "HOME": "/tmp",  # noqa: S108 (the writable emptyDir)
     }
+    if inline(fn):  # an image carries its code where its own LF_FUNCTION_DIR says (deploy/images: /function)
+        contract["LF_FUNCTION_DIR"] = CODE_DIR
     own = [{"name": k, "value": v} for k, v in sorted(function.env.items()) if k not in contract]
     return own + [{"name": k, "value": v} for k, v in contract.items()]
 
 
-def _command(runtime: str) -> list[str]:
-    return {"python": ["python", "-m", "lf_runtime"], "go": ["/lf/function"], "rust": ["/lf/function"]}[runtime]
+def inline(fn: FunctionObject) -> bool:
+    return fn.spec.source is not None and fn.spec.source.files is not None
 
 
 def _volumes(fn: FunctionObject) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
-    if fn.spec.source is not None and fn.spec.source.files is not None:
+    if inline(fn):
+        assert fn.spec.source is not None and fn.spec.source.files is not None
         items = [{"key": key, "path": path} for key, path in source_items(fn.spec.source.files)]
         volumes.append({"name": "source", "configMap": {"name": configmap_name(fn.name), "items": items}})
         mounts.append({"name": "source", "mountPath": CODE_DIR, "readOnly": True})
@@ -171,10 +173,9 @@ def desired_replicas(fn: FunctionObject) -> int | None:
 def make_deployment(fn: FunctionObject, config: OperatorConfig) -> dict[str, Any]:
     """The Deployment running the function's runtime under the restricted Pod Security Standard."""
     volumes, mounts = _volumes(fn)
-    container = {
+    container: dict[str, Any] = {
         "name": "function",
         "image": image_of(fn, config),
-        "command": _command(fn.spec.runtime),
         "env": runtime_env(fn, config),
         "resources": _resources(fn),
         "volumeMounts": mounts,
@@ -186,6 +187,8 @@ def make_deployment(fn: FunctionObject, config: OperatorConfig) -> dict[str, Any
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
+    if inline(fn):  # the runtime image's command, code from the ConfigMap; an image of a function runs as built
+        container["command"] = ["python", "-m", "lf_runtime"]
     pod_labels = labels(fn.name)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(fn.name)},

@@ -80,6 +80,8 @@ def parse_function(body: Mapping[str, Any]) -> FunctionObject:
         raise InvalidSpec("spec.source: only inline files are served by this operator version (archive, git: later)")
     if spec.source is None and spec.image is None:
         raise InvalidSpec("spec: set source (lf deploy fills it from the folder) or image")
+    if spec.runtime != "python" and spec.image is None:
+        raise InvalidSpec(f"spec.image: {spec.runtime} functions run from an image built with their runtime")
     return FunctionObject(name, namespace, uid, generation, spec, function, raw)
 
 
