@@ -154,8 +154,8 @@ class Cluster:
         return path
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        log = (self.work_dir / f"{name}.log").open("wb")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with (self.work_dir / f"{name}.log").open("wb") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self._procs.append(proc)
         return proc
 
@@ -207,6 +207,7 @@ class Cluster:
                 f"--service-account-key-file={sa_path}",
                 f"--service-account-signing-key-file={sa_path}",
                 "--service-cluster-ip-range=10.0.0.0/24",
+                "--endpoint-reconciler-type=none",  # loopback cannot be the kubernetes Service's endpoint
                 "--authorization-mode=RBAC",
                 "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",

@@ -1,0 +1,254 @@
+"""A real control plane for the operator's tests: etcd + kube-apiserver from tools/k8s (built once, cached), the
+CRDs installed, the operator running as its ServiceAccount under deploy/'s RBAC, a real nats-server (the session
+fixture of tests/conftest.py) and a real ingestor. There is no kubelet or controller-manager: tests start a
+function's runtime themselves from its Deployment, and patch Deployment status to stand in for the controller."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from lf_controlplane.natsserver import NatsServer
+
+from tools.k8s import build
+from tools.k8s.cluster import Cluster
+
+REPO = Path(__file__).resolve().parents[2]
+PUBLIC_URL = "http://lf-ingestor.test"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition", poll: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+        except (httpx.TransportError, OSError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Kubectl:
+    cluster: Cluster
+    binary: str
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [self.binary, f"--kubeconfig={self.cluster.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr}")
+        return done
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        done = self("get", kind, name, "-n", namespace, "-o", "json", check=False)
+        if done.returncode != 0:
+            if "NotFound" in done.stderr:
+                return None
+            raise AssertionError(done.stderr)
+        return dict(json.loads(done.stdout))
+
+    def items(self, kind: str, namespace: str, *selector: str) -> list[dict[str, Any]]:
+        done = self("get", kind, "-n", namespace, "-o", "json", *selector)
+        return list(json.loads(done.stdout)["items"])
+
+
+@pytest.fixture(scope="session")
+def k8s_bin_dir() -> Path:
+    """The built binaries (`make test-operator` builds them first; a cold build here takes minutes)."""
+    return build.ensure()
+
+
+@pytest.fixture(scope="session")
+def cluster(k8s_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    started = Cluster(k8s_bin_dir, tmp_path_factory.mktemp("k8s")).start()
+    try:
+        started.install_crds(kubectl=str(build.kubectl_path()))
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: Cluster) -> Kubectl:
+    return Kubectl(cluster, str(build.kubectl_path()))
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(cluster: Cluster, kubectl: Kubectl) -> Path:
+    """A kubeconfig of the operator's ServiceAccount, bound by deploy/operator/rbac.yaml (least privilege)."""
+    kubectl("apply", "--server-side", "-f", str(REPO / "deploy" / "namespace.yaml"))
+    kubectl("apply", "--server-side", "-n", "lf-system", "-f", str(REPO / "deploy" / "operator" / "rbac.yaml"))
+    return cluster.user_kubeconfig(
+        "system:serviceaccount:lf-system:lf-operator", groups=("system:serviceaccounts", "system:authenticated")
+    )
+
+
+@dataclass
+class OperatorProcess:
+    """`lf operator` as a process, restartable."""
+
+    kubeconfig: Path
+    nats_url: str
+    log_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+    runs: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> OperatorProcess:
+        self.runs += 1
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "LF_NATS_URL": self.nats_url,
+            "LF_PUBLIC_URL": PUBLIC_URL,
+            **self.env,
+        }
+        with (self.log_dir / f"operator-{self.runs}.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "lf_controlplane", "operator"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@pytest.fixture(scope="session")
+def operator(
+    operator_kubeconfig: Path, nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(operator_kubeconfig, nats_server.url, tmp_path_factory.mktemp("operator")).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Ingestor:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def ingestor(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingestor]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("ingestor") / "ingestor.log"
+    env = {**os.environ, "LF_PORT": str(port), "LF_NATS_URL": nats_server.url, "LF_DRAIN_TIMEOUT": "5s"}
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "lf_dataplane"], env=env, stderr=sink)
+    ingestor = Ingestor(process, f"http://127.0.0.1:{port}", log)
+    try:
+        wait_for(
+            lambda: process.poll() is not None or httpx.get(f"{ingestor.url}/readyz").status_code == 200,
+            60,
+            "the ingestor's /readyz",
+        )
+        assert process.poll() is None, log.read_text()
+        yield ingestor
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> str:
+    """A fresh namespace per test (namespaces never finish deleting without a controller-manager)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    return name
+
+
+@dataclass
+class Runtime:
+    """A function replica started the way a kubelet would: the Deployment's command and env, its ConfigMap's files
+    mounted (here: written) at LF_FUNCTION_DIR."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_runtime(kubectl: Kubectl, name: str, namespace: str, workdir: Path) -> Runtime:
+    deployment = kubectl.get("deployment", name, namespace)
+    assert deployment is not None
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    code_dir = workdir / "code"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    for volume in pod["volumes"]:
+        if "configMap" in volume:
+            configmap = kubectl.get("configmap", volume["configMap"]["name"], namespace)
+            assert configmap is not None
+            assert mounts[volume["name"]] == env["LF_FUNCTION_DIR"]
+            for item in volume["configMap"]["items"]:
+                target = code_dir / item["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(configmap["data"][item["key"]])
+    tmp = workdir / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env.update({"LF_FUNCTION_DIR": str(code_dir), "HOME": str(tmp), "TMPDIR": str(tmp), "LF_SECRETS_DIR": ""})
+    command = list(container["command"])
+    assert command[:3] == ["python", "-m", "lf_runtime"]
+    command[0] = sys.executable
+    log = workdir / "runtime.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env={"PATH": os.environ["PATH"], **env}, stdout=sink, stderr=sink)
+    return Runtime(process, log)

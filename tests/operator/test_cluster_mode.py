@@ -1,0 +1,200 @@
+"""HTTP Triggers served by the ingestor, an operator restart that reconciles without duplicates, `lf deploy`,
+`lf list`/`describe`/`delete` on the cluster, and the kustomize base validated by a server-side dry run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from lf_controlplane.natsserver import NatsServer
+
+from tests.operator.conftest import REPO, Ingestor, Kubectl, OperatorProcess, start_runtime, wait_for
+from tests.operator.kv import route_entry, route_revision
+from tests.operator.test_functions import lf_dry_run, mark_deployment_ready, reconciled
+from tools.k8s.cluster import Cluster
+
+pytestmark = [pytest.mark.operator, pytest.mark.timeout(300)]
+
+EXAMPLES = REPO / "examples"
+
+
+def trigger(name: str, namespace: str, **spec: Any) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "litefunctions.io/v1alpha1",
+            "kind": "Trigger",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+    )
+
+
+def test_http_trigger_is_served_at_its_path(
+    kubectl: Kubectl,
+    operator: OperatorProcess,
+    ingestor: Ingestor,
+    nats_server: NatsServer,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    kubectl("apply", "-f", "-", input=lf_dry_run(EXAMPLES / "echo", namespace))
+    reconciled(kubectl, "echo", namespace)
+    http = {"path": f"/{namespace}/items/{{id}}", "methods": ["POST"]}
+    kubectl("apply", "-f", "-", input=trigger("echo-api", namespace, function="echo", http=http))
+    status = wait_for(
+        lambda: (
+            ((kubectl.get("trigger", "echo-api", namespace) or {}).get("status") or {}).get("phase") == "Ready"
+            and kubectl.get("trigger", "echo-api", namespace)
+        ),
+        60,
+        "the trigger Ready",
+    )["status"]
+    assert status["route"] == f"tr.{namespace}.echo-api"
+    entry = route_entry(nats_server.url, f"tr.{namespace}.echo-api")
+    assert entry == {
+        "kind": "http",
+        "namespace": namespace,
+        "name": "echo-api",
+        "function": "echo",
+        "path": f"/{namespace}/items/{{id}}",
+        "host": "",
+        "methods": ["POST"],
+    }
+    runtime = start_runtime(kubectl, "echo", namespace, tmp_path)
+    try:
+        url = f"{ingestor.url}/{namespace}/items/42"
+        response = wait_for(
+            lambda: (r := httpx.post(url, json={"qty": 3}, timeout=5)).status_code == 200 and r, 60, f"200 from {url}"
+        )
+        assert (response.json()["path"], response.json()["json"]) == (f"/{namespace}/items/42", {"qty": 3})
+        assert httpx.get(url, timeout=5).status_code == 405
+    finally:
+        runtime.stop()
+    kubectl("delete", "trigger", "echo-api", "-n", namespace, "--timeout=60s")
+    assert route_entry(nats_server.url, f"tr.{namespace}.echo-api") is None
+    wait_for(lambda: httpx.post(url, json={}, timeout=5).status_code == 404, 10, "404 once the trigger is gone")
+
+
+def test_cron_trigger_is_accepted_but_not_served_yet(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    kubectl("apply", "-f", "-", input=trigger("nightly", namespace, function="hello", cron={"schedule": "0 3 * * *"}))
+    status = wait_for(lambda: (kubectl.get("trigger", "nightly", namespace) or {}).get("status"), 60, "a status")
+    assert status["phase"] == "Pending"
+    refused = kubectl("apply", "-f", "-", input=trigger("both", namespace, function="hello",
+                      cron={"schedule": "0 3 * * *"}, http={"path": "/x"}), check=False)  # fmt: skip
+    assert refused.returncode != 0 and "exactly one of http, cron, nats" in refused.stderr
+
+
+def test_operator_restart_reconciles_without_duplicates(
+    kubectl: Kubectl, operator: OperatorProcess, nats_server: NatsServer, namespace: str
+) -> None:
+    kubectl("apply", "-f", "-", input=lf_dry_run(EXAMPLES / "hello", namespace))
+    reconciled(kubectl, "hello", namespace)
+    mark_deployment_ready(kubectl, "hello", namespace)
+    wait_for(lambda: (kubectl.get("function", "hello", namespace) or {})["status"]["phase"] == "Ready", 30, "Ready")
+    before = {kind: kubectl.get(kind, name, namespace) for kind, name in
+              (("deployment", "hello"), ("configmap", "hello-source"), ("networkpolicy", "hello"))}  # fmt: skip
+    key = f"fn.{namespace}.hello"
+    sequence = route_revision(nats_server.url, key)
+
+    operator.stop()
+    kubectl("apply", "-f", "-", input=lf_dry_run(EXAMPLES / "slow", namespace))  # created while it is down
+    operator.start()
+    reconciled(kubectl, "slow", namespace)  # the restarted operator caught up
+    time.sleep(3)  # let it resume everything else too
+
+    for kind, obj in before.items():
+        assert obj is not None
+        now = kubectl.get(kind, obj["metadata"]["name"], namespace)
+        assert now is not None
+        assert now["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"], f"{kind} was rewritten"
+        assert len(now["metadata"]["ownerReferences"]) == 1
+    assert len(kubectl.items("deployments", namespace, "-l", "litefunctions.io/function=hello")) == 1
+    assert route_revision(nats_server.url, key) == sequence, "the unchanged route entry was written again"
+    assert (kubectl.get("function", "hello", namespace) or {})["status"]["phase"] == "Ready"
+
+
+def lf(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "NO_COLOR": "1", "COLUMNS": "200"}
+    done = subprocess.run(
+        [sys.executable, "-m", "lf_controlplane", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"lf {' '.join(args)} failed ({done.returncode}): {done.stdout}{done.stderr}")
+    return done
+
+
+def test_lf_deploy_list_describe_delete(
+    cluster: Cluster, kubectl: Kubectl, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    deploying = subprocess.Popen(
+        [sys.executable, "-m", "lf_controlplane", "deploy", str(EXAMPLES / "hello"), "-n", namespace, "--timeout=90"],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        reconciled(kubectl, "hello", namespace)
+        mark_deployment_ready(kubectl, "hello", namespace)  # the Deployment controller's part
+        out, err = deploying.communicate(timeout=90)
+    finally:
+        if deploying.poll() is None:
+            deploying.kill()
+    assert deploying.returncode == 0, err
+    assert "hello is ready" in out and f"/function/hello.{namespace}" in out
+
+    listed = json.loads(lf(cluster, "list", "--cluster", "-n", namespace, "-o", "json").stdout)
+    assert [(f["name"], f["phase"], f["ready"]) for f in listed] == [("hello", "Ready", 1)]
+    described = lf(cluster, "describe", "hello", "-n", namespace).stdout
+    assert "handler.py" in described and "phase: Ready" in described and "GREETING" in described
+    # lf list without an lf dev running here goes to the cluster of the context
+    state_dir = tmp_path / "no-lf-dev"
+    assert "hello" in lf(cluster, "list", "-n", namespace, "--state-dir", str(state_dir)).stdout
+
+    assert "deleted" in lf(cluster, "delete", "hello", "-n", namespace).stdout
+    wait_for(lambda: kubectl.get("function", "hello", namespace) is None, 60, "the Function gone")
+    missing = lf(cluster, "delete", "hello", "-n", namespace, check=False)
+    assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_lf_deploy_fails_fast_on_an_invalid_spec(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "img"
+    folder.mkdir()
+    (folder / "function.yaml").write_text(
+        "apiVersion: litefunctions.io/v1alpha1\nkind: Function\nmetadata: {name: img}\n"
+        "spec: {source: {git: {url: 'https://example.com/x.git'}}}\n"
+    )
+    done = lf(cluster, "deploy", str(folder), "-n", namespace, "--timeout=60", check=False)
+    assert done.returncode == 1
+    assert "only inline files" in done.stderr
+
+
+def test_kustomize_base_passes_a_server_side_dry_run(kubectl: Kubectl, operator: OperatorProcess) -> None:
+    rendered = kubectl("kustomize", str(REPO / "deploy")).stdout
+    kinds = sorted(doc.split("kind: ", 1)[1].split("\n", 1)[0] for doc in rendered.split("\n---\n"))
+    assert kinds == sorted(
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Deployment",
+            "Namespace",
+            "Service",
+            "ServiceAccount",
+        ]
+    )
+    done = kubectl("apply", "--dry-run=server", "--server-side", "-f", "-", input=rendered)
+    assert "serverside-applied (server dry run)" in done.stdout
