@@ -41,7 +41,6 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LfDev]:
     work = tmp_path_factory.mktemp("hostile-dev")
     env = {
         "LF_HEADER_READ_TIMEOUT": f"{HEADER_TIMEOUT_S}s",
-        "LF_HTTP": "1",
         "LF_MAX_INFLIGHT": str(MAX_INFLIGHT),
         "LF_MAX_QUEUE": str(MAX_QUEUE),
         "LF_QUEUE_TIMEOUT": "200ms",

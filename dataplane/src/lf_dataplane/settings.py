@@ -10,7 +10,7 @@ the manifest syntax ("500ms", "10s", "2m") or a plain number of seconds; sizes t
 | LF_PORT | 8080 | port to listen on |
 | LF_NATS_URL | nats://127.0.0.1:4222 | broker URL(s), comma-separated |
 | LF_WORKERS | 1 | granian worker processes |
-| LF_HTTP | auto | `auto` (HTTP/1.1 and h2c) or `1` (HTTP/1.1 only: also cuts connections that never send a byte) |
+| LF_HTTP | 1 | `1` (HTTP/1.1 only: also cuts connections that never send a byte) or `auto` (HTTP/1.1 and h2c) |
 | LF_HEADER_READ_TIMEOUT | 10s | time a client has to send the request head (granian `http1_header_read_timeout`) |
 | LF_MAX_HEADER_BYTES | 64Ki | total size of the request headers (names + values); above it: 431 |
 | LF_DRAIN_DELAY | 0 | after SIGTERM, keep serving this long with /readyz at 503 before closing the listener |
@@ -31,6 +31,8 @@ the manifest syntax ("500ms", "10s", "2m") or a plain number of seconds; sizes t
 | LF_RATE_LIMIT_MODE | batched | batched (local buckets synced every LF_RATE_LIMIT_SYNC) or exact (a Valkey call each) |
 | LF_RATE_LIMIT_SYNC | 100ms | how often batched rate limits are synced through Valkey |
 | LF_CLIENT_IP_HEADER | (none) | client IP for `rateLimit.key: ip` from this header (last entry; behind a proxy only) |
+| LF_ASYNC_PUBLISH_TIMEOUT | 5s | an async call without a PubAck in this time is answered 503 (not stored, as far as we know) |
+| LF_CALLBACK_ALLOW_PRIVATE | false | `true`: X-Callback-Url may point to loopback, private and link-local addresses (tests, closed networks) |
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class Settings:
     port: int = 8080
     nats_url: str = "nats://127.0.0.1:4222"
     workers: int = 1
-    http: str = "auto"
+    http: str = "1"  # safe on the internet by default: `auto` cannot cut a silent connection (docs/operations.md)
     header_read_timeout_s: float = 10.0
     max_header_bytes: int = 64 * 1024
     drain_delay_s: float = 0.0
@@ -75,6 +77,8 @@ class Settings:
     rate_limit_exact: bool = False
     rate_limit_sync_s: float = 0.1
     client_ip_header: str = ""
+    async_publish_timeout_s: float = 5.0
+    callback_allow_private: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -110,6 +114,8 @@ class Settings:
             rate_limit_exact=_choice(env, "LF_RATE_LIMIT_MODE", "batched", ("batched", "exact")) == "exact",
             rate_limit_sync_s=_duration(env, "LF_RATE_LIMIT_SYNC", d.rate_limit_sync_s),
             client_ip_header=_text(env, "LF_CLIENT_IP_HEADER", d.client_ip_header).lower(),
+            async_publish_timeout_s=_duration(env, "LF_ASYNC_PUBLISH_TIMEOUT", d.async_publish_timeout_s),
+            callback_allow_private=_choice(env, "LF_CALLBACK_ALLOW_PRIVATE", "false", ("true", "false")) == "true",
         )
 
     @property

@@ -283,14 +283,14 @@ def test_settings_of_limits_and_valkey() -> None:
         {"LF_MAX_INFLIGHT": "8", "LF_MAX_QUEUE": "0", "LF_QUEUE_TIMEOUT": "250ms", "LF_FUNCTION_QUEUE": "3",
          "LF_CACHE_MAX_BYTES": "1Mi", "LF_VALKEY_URL": "redis://v:6379/0", "LF_VALKEY_FAILURE": "closed",
          "LF_RATE_LIMIT_MODE": "exact", "LF_RATE_LIMIT_SYNC": "50ms", "LF_CLIENT_IP_HEADER": "X-Forwarded-For",
-         "LF_HTTP": "1"}
+         "LF_HTTP": "auto"}
     )  # fmt: skip
     assert (settings.max_inflight, settings.max_queue, settings.queue_timeout_s) == (8, 0, 0.25)
     assert (settings.function_queue, settings.cache_max_bytes, settings.valkey_url) == (3, 1 << 20, "redis://v:6379/0")
     assert (settings.valkey_fail_open, settings.rate_limit_exact, settings.rate_limit_sync_s) == (False, True, 0.05)
-    assert (settings.client_ip_header, settings.http) == ("x-forwarded-for", "1")
+    assert (settings.client_ip_header, settings.http) == ("x-forwarded-for", "auto")
     defaults = Settings.from_env({})
-    assert defaults.valkey_fail_open and not defaults.rate_limit_exact and defaults.http == "auto"
+    assert defaults.valkey_fail_open and not defaults.rate_limit_exact and defaults.http == "1"
     from lf_dataplane.settings import SettingsError
 
     with pytest.raises(SettingsError, match="LF_VALKEY_FAILURE"):
