@@ -1,6 +1,6 @@
 """Numbers of the three runtimes in one run (issue 6): hello end to end through the ingestor (wrk, 1 thread,
 50 connections, client on core 0 and the system under test on core 1 as DESIGN §7 pins it), each runtime's own
-per-call cost without HTTP (NATS request-reply, 64 requests outstanding), and idle RSS per replica.
+per-call cost without HTTP (NATS request-reply, 16 requests outstanding), and idle RSS per replica.
 
     .venv/bin/python runtimes/conformance/measure.py [--seconds 5]
 
@@ -63,7 +63,7 @@ def start(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[s
     return process
 
 
-async def nats_loop(url: str, subject: str, seconds: float, outstanding: int = 64) -> tuple[float, int]:
+async def nats_loop(url: str, subject: str, seconds: float, outstanding: int = 16) -> tuple[float, int]:
     """Calls per second of request-reply straight to the runtime (no HTTP, no ingestor)."""
     nc = await nats.connect(url)
     payload = encode_request("c", "GET", "/", "", [("host", "x")], b"", 60_000)
@@ -125,6 +125,13 @@ def main() -> None:
         )
         processes.append(ingestor)
         base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
         rows = []
         for runtime, (folder, function) in functions.items():
             argv = asyncio.run(builds.runtime_argv(function, folder, work / "builds", lambda _l, _s: None))
@@ -159,7 +166,11 @@ def main() -> None:
         for process in processes:
             if process.poll() is None:
                 process.terminate()
-                process.wait(30)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         broker.stop()
 
 
