@@ -29,6 +29,7 @@ from nats.aio.client import Client as NatsClient
 from redis.asyncio import Redis
 
 from lf_dataplane import httpmapping as hm
+from lf_dataplane.asynccalls import AsyncCalls
 from lf_dataplane.caching import ResponseCache
 from lf_dataplane.callids import CallIds
 from lf_dataplane.forwarding import (
@@ -93,6 +94,11 @@ class Ingestor:
         self._next_call_id = CallIds().next_id
         self._max_header_bytes = settings.max_header_bytes
         self._probes: dict[str, Callable[[], Reply]] = {"/healthz": self._healthz, "/readyz": self._readyz}
+        self.asyncs = AsyncCalls(
+            bus,
+            publish_timeout_s=settings.async_publish_timeout_s,
+            allow_private_callbacks=settings.callback_allow_private,
+        )
 
     # -- lifecycle (granian calls these in each worker) -----------------------------------------------------------
 
@@ -136,6 +142,7 @@ class Ingestor:
                 raise hm.method_not_allowed(_PROBE_METHODS)
         except hm.HttpError as err:
             status, headers, body = err.status, err.headers(), err.body()
+            call_id = getattr(err, "call_id", call_id)  # an async answer names its call (asynccalls.Answer)
         headers.append((hm.CALL_ID_HEADER, call_id))
         headers.append((hm.DURATION_HEADER, f"{time.perf_counter() - start:.6f}"))
         proto.response_bytes(status, headers, body)
@@ -153,7 +160,8 @@ class Ingestor:
         except MethodNotAllowed as exc:
             raise hm.method_not_allowed(exc.args[1]) from None
         except RouteNotFound:
-            raise hm.unrouted(path) from None
+            # /async-function/... and /invocations/...: after the native lookup, so sync calls pay nothing
+            return await self.asyncs.handle(scope, proto, path, call_id, start, table)
         rest = rest or "/"
         rate = target.rate
         if rate is None:
@@ -363,6 +371,7 @@ def create_app() -> Ingestor:
             log.error("cannot connect to nats", extra={"fields": {"error": str(exc)}})
             raise
         log.info("connected to nats", extra={"fields": {"server": bus.server.label if bus.server else ""}})
+        ensuring = asyncio.ensure_future(_ensure_async_streams(app.asyncs))
         await _connect_watcher(watcher_nc, settings.nats_servers)
         watcher = asyncio.ensure_future(watch_routes(watcher_nc.jetstream(), routes))
         try:
@@ -371,6 +380,7 @@ def create_app() -> Ingestor:
             await watcher
         finally:
             watcher.cancel()
+            ensuring.cancel()
             if syncing is not None:
                 syncing.cancel()
 
@@ -381,7 +391,21 @@ def create_app() -> Ingestor:
         if valkey is not None:
             await valkey.aclose()
 
-    return build_app(settings, bus, routes, background=background, close=close, cache=cache, limiter=limiter)
+    app = build_app(settings, bus, routes, background=background, close=close, cache=cache, limiter=limiter)
+    return app
+
+
+async def _ensure_async_streams(asyncs: AsyncCalls) -> None:
+    """LF_ASYNC and its buckets exist once any ingestor or runtime has started (retried until the broker says so)."""
+    delay = 0.5
+    while True:
+        try:
+            await asyncs.ensure()
+            return
+        except Exception as exc:
+            log.warning("async streams not ready", extra={"fields": {"error": repr(exc)}})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _limits_of(settings: Settings) -> tuple[ResponseCache, RateLimiter, Redis | None]:

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from lf_native import encode_inbox_pub
+from lf_native import encode_hpub, encode_inbox_pub, encode_pub
 
 from lf_dataplane.forwarding import BrokerUnavailable, BusTimeout, NoResponders, PayloadTooLarge
-from lf_dataplane.natsconn import REPLY, AuthorizationError, Events, NatsConnection, Server, _Link
+from lf_dataplane.natsconn import MSG, REPLY, AuthorizationError, Events, NatsConnection, Server, _Link
+
+StreamCallback = Callable[[str | None, bytes, int, bytes | None], None]
+"""`callback(reply, payload, status, raw_headers)` for each message on an `open_stream` subject."""
 
 __all__ = ["AuthorizationError", "NatsRequester", "Server"]
 
@@ -61,6 +65,11 @@ class NatsRequester(NatsConnection):
             connect_timeout=connect_timeout, inbox_prefix=f"_INBOX.{secrets.token_hex(11)}.",
         )  # fmt: skip
         self.pending: dict[int, asyncio.Future[bytes]] = {}
+        self.streams: dict[int, StreamCallback] = {}
+        """Tokens whose replies keep coming (JetStream pull requests): `callback(reply, payload, status, headers)`;
+        the messages a pull delivers arrive under their own subject (MSG ops on the inbox), the status messages
+        that end a pull (404, 408, 409) under the token."""
+        self.deliveries: StreamCallback | None = None
         self._next_token = 1
         self.subscribe(self.inbox_prefix + "*", _ignore)
 
@@ -91,16 +100,83 @@ class NatsRequester(NatsConnection):
 
     def on_ops(self, link: _Link, events: Events) -> None:
         pending: dict[Any, Any] = self.pending
-        for kind, _sid, key, _reply, payload, status, _headers in events:
+        for kind, _sid, key, reply, payload, status, headers in events:
             if kind == REPLY:
                 future = pending.pop(key, None)
-                if future is not None and not future.done():
-                    if status == STATUS_NO_RESPONDERS:
+                if future is not None:
+                    if future.done():
+                        pass
+                    elif status == STATUS_NO_RESPONDERS:
                         future.set_exception(NoResponders("no responders"))
                     else:
                         future.set_result(payload)
+                elif self.streams:
+                    self._stream_reply(key, reply, payload, status, headers)
+            elif kind == MSG and self.deliveries is not None:
+                self._deliver(reply, payload, headers)
             else:
                 link.control(kind, key)
+
+    # -- off the hot path: requests with headers, replies that keep coming --------------------------------------------
+
+    async def request_headers(
+        self, subject: str, payload: bytes, headers: Sequence[tuple[str, str]], timeout: float
+    ) -> bytes:
+        """`request` sent as HPUB with `headers` (a JetStream publish with `Nats-Msg-Id`, a CAS write to a KV)."""
+        link = self._link
+        if link is None or link.paused:
+            raise BrokerUnavailable("not connected to NATS" if link is None else "NATS send buffer full")
+        if len(payload) > self.max_payload:
+            raise PayloadTooLarge(f"{len(payload)} bytes over the server's max_payload {self.max_payload}")
+        token = self._next_token
+        self._next_token = token + 1
+        data = (
+            encode_hpub(subject, f"{self.inbox_prefix}{token}", headers, payload)
+            if headers
+            else (encode_inbox_pub(subject, self.inbox_prefix, token, payload))
+        )
+        future: asyncio.Future[bytes] = self.loop.create_future()
+        self.pending[token] = future
+        link.write(data)
+        timer = self.loop.call_later(timeout, self._expire, token)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+            self.pending.pop(token, None)
+
+    def open_stream(self, callback: StreamCallback) -> str:
+        """A reply subject whose every message goes to `callback` until `close_stream` (a pull consumer's inbox)."""
+        token = self._next_token
+        self._next_token = token + 1
+        self.streams[token] = callback
+        self.deliveries = callback  # one pull stream per connection: its messages come without the token
+        return f"{self.inbox_prefix}{token}"
+
+    def close_stream(self, subject: str) -> None:
+        self.streams.pop(int(subject.rpartition(".")[2]), None)
+
+    def publish_reply(self, subject: str, reply: str, payload: bytes) -> bool:
+        """A PUB with a reply subject (a pull request whose messages come to an `open_stream` subject)."""
+        link = self._link
+        if link is None:
+            return False
+        link.write(encode_pub(subject, reply, payload))
+        return True
+
+    def _deliver(self, reply: str | None, payload: Any, headers: bytes | None) -> None:
+        try:
+            self.deliveries(reply, payload, 0, headers)  # type: ignore[misc]
+        except Exception as exc:  # a bug in the callback must not cost the connection
+            self.report(40, "nats_callback_failed", {"error": repr(exc)})
+
+    def _stream_reply(self, key: Any, reply: str | None, payload: Any, status: int, headers: bytes | None) -> None:
+        callback = self.streams.get(key)
+        if callback is not None:
+            try:
+                callback(reply, payload, status, headers)
+            except Exception as exc:  # a bug in the callback must not cost the connection
+                self.report(40, "nats_callback_failed", {"token": key, "error": repr(exc)})
 
     def _expire(self, token: int) -> None:
         future = self.pending.pop(token, None)

@@ -31,6 +31,8 @@ the manifest syntax ("500ms", "10s", "2m") or a plain number of seconds; sizes t
 | LF_RATE_LIMIT_MODE | batched | batched (local buckets synced every LF_RATE_LIMIT_SYNC) or exact (a Valkey call each) |
 | LF_RATE_LIMIT_SYNC | 100ms | how often batched rate limits are synced through Valkey |
 | LF_CLIENT_IP_HEADER | (none) | client IP for `rateLimit.key: ip` from this header (last entry; behind a proxy only) |
+| LF_ASYNC_PUBLISH_TIMEOUT | 5s | an async call without a PubAck in this time is answered 503 |
+| LF_CALLBACK_ALLOW_PRIVATE | false | `true`: callbacks may go to loopback/private/link-local addresses |
 | LF_ASYNC_PUBLISH_TIMEOUT | 5s | an async call without a PubAck in this time is answered 503 (not stored, as far as we know) |
 | LF_CALLBACK_ALLOW_PRIVATE | false | `true`: X-Callback-Url may point to loopback, private and link-local addresses (tests, closed networks) |
 """
@@ -79,6 +81,8 @@ class Settings:
     client_ip_header: str = ""
     async_publish_timeout_s: float = 5.0
     callback_allow_private: bool = False
+    async_publish_timeout_s: float = 5.0
+    callback_allow_private: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -114,6 +118,8 @@ class Settings:
             rate_limit_exact=_choice(env, "LF_RATE_LIMIT_MODE", "batched", ("batched", "exact")) == "exact",
             rate_limit_sync_s=_duration(env, "LF_RATE_LIMIT_SYNC", d.rate_limit_sync_s),
             client_ip_header=_text(env, "LF_CLIENT_IP_HEADER", d.client_ip_header).lower(),
+            async_publish_timeout_s=_duration(env, "LF_ASYNC_PUBLISH_TIMEOUT", d.async_publish_timeout_s),
+            callback_allow_private=_choice(env, "LF_CALLBACK_ALLOW_PRIVATE", "false", ("true", "false")) == "true",
             async_publish_timeout_s=_duration(env, "LF_ASYNC_PUBLISH_TIMEOUT", d.async_publish_timeout_s),
             callback_allow_private=_choice(env, "LF_CALLBACK_ALLOW_PRIVATE", "false", ("true", "false")) == "true",
         )

@@ -32,7 +32,7 @@ import signal
 import time
 import traceback
 from collections import deque
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 from lf_dataplane.forwarding import PayloadTooLarge
@@ -68,10 +68,12 @@ def usable_budget_s(budget_ms: int) -> float:
 class Call:
     """One admitted call, owned by the event loop thread."""
 
-    __slots__ = ("cold", "deadline", "envelope", "reply", "started_ns", "state", "stuck", "task", "timer")
+    __slots__ = ("cold", "deadline", "done", "envelope", "reply", "started_ns", "state", "stuck", "task", "timer")
 
     def __init__(self, reply: str, envelope: RequestEnvelope, started_ns: int, deadline: float) -> None:
         self.reply = reply
+        self.done: Callable[[bytes], None] | None = None
+        """An async call's answer goes here instead of to `reply` (lf_runtime.asyncworker)."""
         self.envelope = envelope
         self.started_ns = started_ns
         self.deadline = deadline
@@ -155,8 +157,18 @@ class Replica:
         sid = conn.subscribe(subject, self._on_msg, group)
         await conn.flush(ROUND_TRIP_TIMEOUT_S)  # the server has the SUB: calls reach us from now on
         self._log.event("ready", subject=subject, queue=group, concurrency=self._limit, queue_depth=self._depth)
+        worker = None
+        if settings.async_concurrency > 0:
+            from lf_runtime.asyncworker import AsyncWorker  # after `ready`: sync calls never wait for its imports
+
+            worker = AsyncWorker(settings, self, self._log)
+            worker.start()
         code = await self._stopped
+        if worker is not None:
+            worker.stop_pulling()
         await self._drain(sid)
+        if worker is not None:
+            await worker.close(self._settings.drain_timeout_s)
         await conn.close()
         self._log.event("stopped", exit_code=code)
         return code
@@ -192,7 +204,7 @@ class Replica:
             if call.timer is not None:
                 call.timer.cancel()
             message = "the replica stopped before the handler answered"
-            self._publish(call.reply, replies.error(call.envelope.call_id, ErrorKind.INTERNAL, message))
+            self._deliver(call, replies.error(call.envelope.call_id, ErrorKind.INTERNAL, message))
 
     # ------------------------------------------------------------------------------------------ admission
 
@@ -225,6 +237,22 @@ class Replica:
             self._start(call)
         else:
             call.timer = self._loop.call_later(budget_s, self._expire, call)
+            self._waiting.append(call)
+
+    @property
+    def free_slots(self) -> int:
+        """Handlers that could start now without queueing: an async puller's window."""
+        return self._limit - self._running - len(self._waiting)
+
+    def run_async_call(self, envelope: RequestEnvelope, done: Callable[[bytes], None]) -> None:
+        """Run an async call (pulled from JetStream) like a sync one; its response envelope goes to `done`."""
+        budget_s = usable_budget_s(envelope.budget_ms)
+        call = Call("", envelope, _perf_ns(), _monotonic() + max(budget_s, 0.001))
+        call.done = done
+        if self._running < self._limit:
+            self._start(call)
+        else:
+            call.timer = self._loop.call_later(max(budget_s, 0.001), self._expire, call)
             self._waiting.append(call)
 
     def _start(self, call: Call) -> None:
@@ -332,7 +360,10 @@ class Replica:
         call.state = _DONE
         if call.timer is not None:
             call.timer.cancel()
-        self._publish(call.reply, payload)
+        if call.done is None:
+            self._publish(call.reply, payload)
+        else:
+            call.done(payload)
         self._release(call)
 
     def _expire(self, call: Call) -> None:
@@ -346,7 +377,7 @@ class Replica:
         budget_ms = call.envelope.budget_ms
         message = f"the handler did not answer within the call's budget ({budget_ms} ms)"
         duration = _perf_ns() - call.started_ns
-        self._publish(call.reply, replies.error(call.envelope.call_id, ErrorKind.TIMEOUT, message, duration, call.cold))
+        self._deliver(call, replies.error(call.envelope.call_id, ErrorKind.TIMEOUT, message, duration, call.cold))
         if state == _QUEUED:
             self._check_idle()
             return
@@ -394,6 +425,12 @@ class Replica:
         trace = "".join(traceback.format_exception(exc))
         self._log.error("call_failed", call_id=call_id, error_kind="HANDLER", error=message, traceback=trace)
         return replies.error(call_id, ErrorKind.HANDLER, message, duration, call.cold)
+
+    def _deliver(self, call: Call, payload: bytes) -> None:
+        if call.done is None:
+            self._publish(call.reply, payload)
+        else:
+            call.done(payload)
 
     def _publish(self, reply: str, payload: bytes) -> None:
         try:

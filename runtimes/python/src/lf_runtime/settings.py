@@ -51,6 +51,19 @@ class Settings:
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     secrets_dir: Path | None = None
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    timeout_s: float = 60.0
+    """The function's timeout (LF_TIMEOUT): async calls get it as their budget, the consumer's ack wait adds a grace."""
+    async_concurrency: int = DEFAULT_CONCURRENCY
+    """Async calls this replica runs at once (LF_ASYNC_CONCURRENCY, at most `concurrency`; 0: pull none)."""
+    async_max_inflight: int = 1000
+    """Async calls of the function delivered and not finished, over all replicas (the consumer's max_ack_pending)."""
+    async_max_attempts: int = 3
+    async_backoff_s: float = 1.0
+    async_max_age_s: float = 0.0
+    """0: no limit."""
+    async_result_ttl_s: float = 24 * 3600.0
+    async_ack_grace_s: float = 5.0
+    callback_allow_private: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -83,6 +96,15 @@ class Settings:
             drain_timeout_s=get.seconds("LF_DRAIN_TIMEOUT", DEFAULT_DRAIN_TIMEOUT_S),
             secrets_dir=Path(secrets) if secrets else None,
             connect_timeout_s=get.seconds("LF_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT_S),
+            timeout_s=get.seconds("LF_TIMEOUT", 60.0) or 60.0,
+            async_concurrency=min(get.integer("LF_ASYNC_CONCURRENCY", concurrency, low=0), concurrency),
+            async_max_inflight=get.integer("LF_ASYNC_MAX_INFLIGHT", 1000, low=1, high=1_000_000),
+            async_max_attempts=get.integer("LF_ASYNC_MAX_ATTEMPTS", 3, low=1, high=100),
+            async_backoff_s=get.seconds("LF_ASYNC_BACKOFF", 1.0),
+            async_max_age_s=get.seconds("LF_ASYNC_MAX_AGE", 0.0),
+            async_result_ttl_s=get.seconds("LF_ASYNC_RESULT_TTL", 24 * 3600.0) or 24 * 3600.0,
+            async_ack_grace_s=get.seconds("LF_ASYNC_ACK_GRACE", 5.0),
+            callback_allow_private=get.text("LF_CALLBACK_ALLOW_PRIVATE", "false").lower() == "true",
         )
 
     @property
