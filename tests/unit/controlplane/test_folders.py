@@ -52,3 +52,11 @@ def test_requirements_digest_only_when_present(tmp_path: Path) -> None:
     assert requirements_digest(folder) is None
     (folder / "requirements.txt").write_text("msgspec\n")
     assert requirements_digest(folder) is not None
+
+
+def test_build_output_does_not_change_the_fingerprint(tmp_path: Path) -> None:
+    folder = make(tmp_path, "f")
+    before = fingerprint(folder)
+    (folder / "target" / "release").mkdir(parents=True)
+    (folder / "target" / "release" / "f").write_bytes(b"\x7fELF")
+    assert fingerprint(folder) == before

@@ -14,8 +14,10 @@ from lf_dataplane.specs import Function, ManifestError, load_manifest
 
 MANIFEST = "function.yaml"
 REQUIREMENTS = "requirements.txt"
-# Never part of a function's code: tool state, caches, virtual environments.
-IGNORED_PARTS = frozenset({".lf", "__pycache__", ".venv", ".git", ".pytest_cache", ".mypy_cache", "node_modules"})
+# Never part of a function's code: tool state, caches, virtual environments, build output (cargo's `target`).
+IGNORED_PARTS = frozenset(
+    {".lf", "__pycache__", ".venv", ".git", ".pytest_cache", ".mypy_cache", "node_modules", "target"}
+)
 
 
 @dataclass(frozen=True)
