@@ -45,6 +45,7 @@ from lf_dataplane.limits.interface import RateLimiter
 from lf_dataplane.limits.local import LocalRateLimiter
 from lf_dataplane.limits.valkey import ValkeyRateLimiter, ValkeyStore
 from lf_dataplane.limits.valkey import connect as valkey_connect
+from lf_dataplane.metrics import WorkerStats, render
 from lf_dataplane.natsclient import NatsRequester
 from lf_dataplane.overload import Gate
 from lf_dataplane.routing import Defaults, FunctionTarget, Routes, watch_routes
@@ -94,6 +95,16 @@ class Ingestor:
         self._next_call_id = CallIds().next_id
         self._max_header_bytes = settings.max_header_bytes
         self._probes: dict[str, Callable[[], Reply]] = {"/healthz": self._healthz, "/readyz": self._readyz}
+        self._fn_ns: dict[str, int] = {}
+        """A call's runtime time (envelope duration_ns) until its response is written: the overhead header."""
+        self.metrics: WorkerStats | None = None
+        self._stats: dict[str, Any] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        if settings.metrics:
+            self.metrics = WorkerStats(settings.metrics_dir or None)
+            self.metrics.sources.update(cache=self.cache, gate=self.gate, app=self)
+            self._stats = self.metrics.functions
+            self._probes["/metrics"] = self._metrics
         self.asyncs = AsyncCalls(
             bus,
             publish_timeout_s=settings.async_publish_timeout_s,
@@ -106,6 +117,8 @@ class Ingestor:
         loop.add_signal_handler(signal.SIGUSR1, self.begin_drain)
         if self._background is not None:
             self._task = loop.create_task(self._background())
+        if self.metrics is not None and self.metrics.directory is not None:
+            self._flusher = loop.create_task(self.metrics.run_flusher(self.settings.metrics_flush_s))
         log.info("worker started", extra={"fields": {"pid": os.getpid()}})
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -113,6 +126,9 @@ class Ingestor:
         if self._task is not None:
             self._task.cancel()
             loop.run_until_complete(asyncio.gather(self._task, return_exceptions=True))
+        if self._flusher is not None:  # writes the last snapshot as it stops
+            self._flusher.cancel()
+            loop.run_until_complete(asyncio.gather(self._flusher, return_exceptions=True))
         if self._close is not None:
             loop.run_until_complete(self._close())
         log.info("worker stopped", extra={"fields": {"pid": os.getpid()}})
@@ -143,8 +159,13 @@ class Ingestor:
         except hm.HttpError as err:
             status, headers, body = err.status, err.headers(), err.body()
             call_id = getattr(err, "call_id", call_id)  # an async answer names its call (asynccalls.Answer)
+        except BaseException:
+            self._fn_ns.pop(call_id, None)
+            raise
+        elapsed = time.perf_counter() - start
         headers.append((hm.CALL_ID_HEADER, call_id))
-        headers.append((hm.DURATION_HEADER, f"{time.perf_counter() - start:.6f}"))
+        headers.append((hm.DURATION_HEADER, f"{elapsed:.6f}"))
+        headers.append((hm.OVERHEAD_HEADER, f"{elapsed - self._fn_ns.pop(call_id, 0) / 1e9:.6f}"))
         proto.response_bytes(status, headers, body)
 
     async def _call(self, scope: Any, proto: Any, path: str, call_id: str, start: float) -> Reply:
@@ -163,32 +184,48 @@ class Ingestor:
             # /async-function/... and /invocations/...: after the native lookup, so sync calls pay nothing
             return await self.asyncs.handle(scope, proto, path, call_id, start, table)
         rest = rest or "/"
-        rate = target.rate
-        if rate is None:
-            limit_headers = None
-        else:
-            key = target.rate_key if rate.key == "function" else target.rate_key + self._client_ip(scope, headers)
-            decision = await self.limiter.take(key, rate.rps, rate.burst)
-            if not decision.allowed:
-                self.rate_limited += 1
-                raise hm.rate_limited(
-                    target.label, decision.limit, decision.remaining, decision.reset_s, decision.retry_after_s
-                )
-            limit_headers = hm.rate_limit_headers(decision.limit, decision.remaining, decision.reset_s)
-        policy = target.cache
-        if policy is None or method not in policy.methods:
-            reply = await self._forward(scope, proto, target, rest, params, call_id, start, None)
-        elif (
-            method == "GET"
-            and (key := policy.key(method, rest, scope.query_string, headers)) is not None
-            and (hit := self.cache.hit(key))
-        ):
-            reply = hit  # the hot case of a cached function, without another coroutine
-        else:
-            reply = await self._cached(scope, proto, target, rest, params, call_id, start)
+        stats = self._stats
+        if stats is not None:  # metrics: a dict lookup and a few increments (see metrics.py)
+            fstats = stats.get(target.label) or self._new_stats(target)
+            fstats.inflight += 1
+        try:
+            limit_headers = None if target.rate is None else await self._take(scope, headers, target)
+            policy = target.cache
+            if policy is None or method not in policy.methods:
+                reply = await self._forward(scope, proto, target, rest, params, call_id, start, None)
+            elif (
+                method == "GET"
+                and (key := policy.key(method, rest, scope.query_string, headers)) is not None
+                and (hit := self.cache.hit(key))
+            ):
+                reply = hit  # the hot case of a cached function, without another coroutine
+            else:
+                reply = await self._cached(scope, proto, target, rest, params, call_id, start)
+        except hm.HttpError as err:
+            if stats is not None:
+                fstats.failed(err.status, err.layer, err.code, time.perf_counter() - start)
+            raise
+        finally:
+            if stats is not None:
+                fstats.inflight -= 1
+        if stats is not None:
+            fstats.answered(reply[0], len(reply[2]), time.perf_counter() - start)
         if limit_headers is not None:
             reply[1].extend(limit_headers)
         return reply
+
+    async def _take(self, scope: Any, headers: Any, target: FunctionTarget) -> list[Header]:
+        """One token of the function's rate limit (429 without one); the RateLimit headers of the answer."""
+        rate = target.rate
+        assert rate is not None
+        key = target.rate_key if rate.key == "function" else target.rate_key + self._client_ip(scope, headers)
+        decision = await self.limiter.take(key, rate.rps, rate.burst)
+        if not decision.allowed:
+            self.rate_limited += 1
+            raise hm.rate_limited(
+                target.label, decision.limit, decision.remaining, decision.reset_s, decision.retry_after_s
+            )
+        return hm.rate_limit_headers(decision.limit, decision.remaining, decision.reset_s)
 
     async def _cached(
         self, scope: Any, proto: Any, target: FunctionTarget, rest: str, params: Any, call_id: str, start: float
@@ -280,6 +317,12 @@ class Ingestor:
             raise hm.broker_refused_payload(len(body)) from None
         except BadResponse as exc:
             raise hm.bad_response(f"the runtime's answer is not a response envelope: {exc}") from None
+        duration_ns = response.duration_ns
+        self._fn_ns[call_id] = duration_ns
+        stats = self._stats
+        if stats is not None:
+            fstats = stats.get(target.label) or self._new_stats(target)
+            fstats.ran(duration_ns, response.cold_start, len(body), time.perf_counter() - start)
         return _reply_of(response, target)
 
     def _client_ip(self, scope: Any, headers: Any) -> str:
@@ -289,6 +332,15 @@ class Ingestor:
                 return str(forwarded).rpartition(",")[2].strip()
         client = str(scope.client)
         return client.rpartition(":")[0] or client
+
+    def _new_stats(self, target: FunctionTarget) -> Any:
+        assert self.metrics is not None
+        return self.metrics.of(target.label, target.namespace, target.name)
+
+    def _metrics(self) -> Reply:
+        assert self.metrics is not None
+        text, content_type = render(self.metrics)
+        return 200, [("content-type", content_type)], text
 
     def _healthz(self) -> Reply:
         return 200, list(_JSON), b'{"status":"alive"}'

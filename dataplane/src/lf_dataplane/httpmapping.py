@@ -26,6 +26,8 @@ LAYER_FUNCTION: Final = "function"
 
 CALL_ID_HEADER: Final = "x-call-id"
 DURATION_HEADER: Final = "x-duration-seconds"
+OVERHEAD_HEADER: Final = "x-overhead-seconds"
+"""Platform time of the call: X-Duration-Seconds minus the runtime's own time (all of it when no runtime ran)."""
 FUNCTION_PREFIX: Final = "/function/"
 RETRY_AFTER_S: Final = 1
 """Retry-After on 503s. Replicas come and go within seconds; a longer hint only idles clients."""
@@ -33,7 +35,8 @@ RETRY_AFTER_S: Final = 1
 # Headers a function's answer may not set: framing belongs to the HTTP server, and the call id and duration
 # headers to the ingestor.
 _RESERVED_RESPONSE_HEADERS: Final = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", CALL_ID_HEADER, DURATION_HEADER}
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", CALL_ID_HEADER, DURATION_HEADER,
+     OVERHEAD_HEADER}
 )
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import threading
 from typing import Any
 
@@ -25,6 +27,7 @@ from granian.http import HTTP1Settings
 from granian.server import MPServer
 
 from lf_dataplane.logs import logging_config
+from lf_dataplane.metrics import prepare_dir
 from lf_dataplane.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,13 +94,23 @@ def serve(settings: Settings) -> int:
     """Run the ingestor until SIGTERM/SIGINT; the exit status is 0 unless a worker died on its own."""
     # Workers are forked from this process: let them ignore SIGUSR1 until their loop installs the drain handler.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    made_dir = None
+    if settings.metrics:  # the workers' metrics snapshots meet here (metrics.py); they inherit the variable
+        if not settings.metrics_dir:
+            made_dir = tempfile.mkdtemp(prefix="lf-metrics-")
+            os.environ["LF_METRICS_DIR"] = made_dir
+        prepare_dir(os.environ["LF_METRICS_DIR"])
     server = build_server(settings)
     log.info(
         "started",
         extra={"fields": {"host": settings.host, "port": settings.port, "workers": settings.workers,
                           "nats": settings.nats_url}},
     )  # fmt: skip
-    server.serve()
+    try:
+        server.serve()
+    finally:
+        if made_dir is not None:
+            shutil.rmtree(made_dir, ignore_errors=True)
     failed = bool(server.interrupt_children)
     log.info("stopped", extra={"fields": {"failed_workers": len(server.interrupt_children)}})
     return 1 if failed else 0

@@ -33,8 +33,11 @@ the manifest syntax ("500ms", "10s", "2m") or a plain number of seconds; sizes t
 | LF_CLIENT_IP_HEADER | (none) | client IP for `rateLimit.key: ip` from this header (last entry; behind a proxy only) |
 | LF_ASYNC_PUBLISH_TIMEOUT | 5s | an async call without a PubAck in this time is answered 503 |
 | LF_CALLBACK_ALLOW_PRIVATE | false | `true`: callbacks may go to loopback/private/link-local addresses |
-| LF_ASYNC_PUBLISH_TIMEOUT | 5s | an async call without a PubAck in this time is answered 503 (not stored, as far as we know) |
-| LF_CALLBACK_ALLOW_PRIVATE | false | `true`: X-Callback-Url may point to loopback, private and link-local addresses (tests, closed networks) |
+| LF_METRICS | 1 | `0`: no counting and no `/metrics` (for measuring what metrics cost) |
+| LF_METRICS_DIR | (temp dir) | where each worker writes its metrics snapshot; unset: the server makes a temp dir |
+| LF_METRICS_FLUSH | 1s | how often a worker writes its snapshot (how late a scrape may see other workers') |
+| LF_LOGS_MAX_BYTES | 64Mi | size bound of the LF_LOGS stream (function stdout/stderr), created by the ingestor |
+| LF_LOGS_MAX_AGE | 24h | age bound of the LF_LOGS stream |
 """
 
 from __future__ import annotations
@@ -81,8 +84,11 @@ class Settings:
     client_ip_header: str = ""
     async_publish_timeout_s: float = 5.0
     callback_allow_private: bool = False
-    async_publish_timeout_s: float = 5.0
-    callback_allow_private: bool = False
+    metrics: bool = True
+    metrics_dir: str = ""
+    metrics_flush_s: float = 1.0
+    logs_max_bytes: int = 64 * 1024 * 1024
+    logs_max_age_s: float = 24 * 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -120,8 +126,11 @@ class Settings:
             client_ip_header=_text(env, "LF_CLIENT_IP_HEADER", d.client_ip_header).lower(),
             async_publish_timeout_s=_duration(env, "LF_ASYNC_PUBLISH_TIMEOUT", d.async_publish_timeout_s),
             callback_allow_private=_choice(env, "LF_CALLBACK_ALLOW_PRIVATE", "false", ("true", "false")) == "true",
-            async_publish_timeout_s=_duration(env, "LF_ASYNC_PUBLISH_TIMEOUT", d.async_publish_timeout_s),
-            callback_allow_private=_choice(env, "LF_CALLBACK_ALLOW_PRIVATE", "false", ("true", "false")) == "true",
+            metrics=_choice(env, "LF_METRICS", "1", ("0", "1")) == "1",
+            metrics_dir=_text(env, "LF_METRICS_DIR", d.metrics_dir),
+            metrics_flush_s=_duration(env, "LF_METRICS_FLUSH", d.metrics_flush_s),
+            logs_max_bytes=_size(env, "LF_LOGS_MAX_BYTES", d.logs_max_bytes),
+            logs_max_age_s=_duration(env, "LF_LOGS_MAX_AGE", d.logs_max_age_s),
         )
 
     @property

@@ -1,0 +1,160 @@
+"""Metrics of a real multi-worker ingestor: counts from every worker sum exactly, promtool accepts the output,
+cold starts come from the response envelope's flag, and every answer carries the overhead header."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from lf_controlplane.natsserver import NatsServer
+from lf_native import RequestEnvelope, encode_response
+from nats.aio.client import Client
+from nats.js.kv import KeyValue
+from test_ingestor import kv as kv
+from test_ingestor import nc as nc
+from test_ingestor import (
+    put_route,
+    responder,
+    start_ingestor,
+    stop_ingestor,
+    unique,
+    wait_served,
+)
+
+pytestmark = pytest.mark.integration
+
+PROMTOOL = shutil.which("promtool")
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of the one sample of `name` with exactly these labels (0 if absent)."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        match = re.fullmatch(r"([a-zA-Z_:]+)(?:\{(.*)\})? (\S+)", line)
+        if match is None or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+        if found == labels:
+            return float(match.group(3))
+    return 0.0
+
+
+def promtool_check(text: str) -> None:
+    assert PROMTOOL is not None, "promtool is not installed (Debian package prometheus)"
+    result = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+@pytest.fixture(scope="module")
+def two_workers(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    log = tmp_path_factory.mktemp("ingestor2") / "ingestor.log"
+    ingestor = start_ingestor(nats_server.url, log, LF_WORKERS="2", LF_METRICS_FLUSH="200ms")
+    yield ingestor
+    stop_ingestor(ingestor)
+
+
+async def test_counts_from_two_workers_sum_exactly_and_pass_promtool(
+    two_workers,
+    nc: Client,
+    kv: KeyValue,  # type: ignore[no-untyped-def]
+) -> None:
+    name = unique("metrics")
+    await put_route(kv, name)
+    url = f"{two_workers.url}/function/{name}"
+    served = {"n": 0}
+
+    def handler(request: RequestEnvelope) -> bytes:
+        served["n"] += 1
+        status = 201 if request.path == "/created" else 200
+        return encode_response(status, [], b"x" * 100, request.call_id, duration_ns=2_000_000,
+                               cold_start=served["n"] == 1)  # fmt: skip
+
+    async with responder(nc, name, handler):
+        limits = httpx.Limits(max_connections=8, max_keepalive_connections=0)  # new connections: both workers
+        async with httpx.AsyncClient(timeout=20, limits=limits) as client:
+            await wait_served(client, url)
+            first = served["n"]  # wait_served's probes reached the function too (200s)
+
+            async def call(path: str) -> httpx.Response:
+                return await client.get(url + path, headers={"connection": "close"})
+
+            responses = await asyncio.gather(*[call("/") for _ in range(60)], *[call("/created") for _ in range(25)])
+            assert sorted({r.status_code for r in responses}) == [200, 201]
+            for r in responses:
+                duration = float(r.headers["x-duration-seconds"])
+                overhead = float(r.headers["x-overhead-seconds"])
+                assert overhead == pytest.approx(duration - 0.002, abs=1e-5)
+            missing = await client.get(f"{two_workers.url}/function/{unique('absent')}")
+            assert "x-overhead-seconds" in missing.headers
+
+            expected_200 = 60 + first
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                text = (await client.get(f"{two_workers.url}/metrics")).text
+                got = sample(text, "litefunctions_invocations_total", namespace="default", function=name, code="200")
+                got_201 = sample(
+                    text, "litefunctions_invocations_total", code="201", namespace="default", function=name
+                )
+                done = got == expected_200 and got_201 == 25
+                if done or asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+            # each worker keeps its own counts; the sum is exact once every snapshot is written
+            assert got == expected_200, text
+            labels = {"namespace": "default", "function": name}
+            assert sample(text, "litefunctions_invocations_total", code="201", **labels) == 25
+            assert sample(text, "gateway_function_invocation_total", function_name=f"{name}.default", code="201") == 25
+            assert sample(text, "litefunctions_cold_starts_total", **labels) == 1
+            assert sample(text, "litefunctions_invocation_duration_seconds_count", **labels) == expected_200 + 25
+            assert sample(text, "gateway_functions_seconds_count", function_name=f"{name}.default") == expected_200 + 25
+            assert sample(text, "litefunctions_function_duration_seconds_bucket", le="0.0025", **labels) == (
+                expected_200 + 25
+            )
+            assert sample(text, "litefunctions_function_duration_seconds_bucket", le="0.001", **labels) == 0
+            assert sample(text, "litefunctions_response_bytes_sum", **labels) == 100 * (expected_200 + 25)
+            assert sample(text, "litefunctions_inflight", **labels) == 0
+            assert sample(text, "litefunctions_ingestor_workers") == 2
+            promtool_check(text)
+    logs = two_workers.logs()
+    assert logs.count('"worker started"') >= 2 or logs.count("worker started") >= 2, logs
+
+
+async def test_errors_are_counted_by_layer_and_reason(
+    two_workers,
+    nc: Client,
+    kv: KeyValue,  # type: ignore[no-untyped-def]
+) -> None:
+    name = unique("metricserr")
+    await put_route(kv, name)
+    url = f"{two_workers.url}/function/{name}"
+    async with httpx.AsyncClient(timeout=20) as client:
+        await wait_served(client, url)  # no replica: 503 no_replica
+        for _ in range(3):
+            assert (await client.get(url)).status_code == 503
+        labels = {"namespace": "default", "function": name}
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            text = (await client.get(f"{two_workers.url}/metrics")).text
+            n = sample(text, "litefunctions_invocations_total", code="503", **labels)
+            if n >= 4 or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        errors = [line for line in text.splitlines() if line.startswith("litefunctions_errors_total") and name in line]
+        assert errors and all('layer="' in line and 'reason="' in line for line in errors), text
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in errors) == n
+
+
+def test_metrics_off_serves_no_metrics(nats_server: NatsServer, tmp_path: Path) -> None:
+    ingestor = start_ingestor(nats_server.url, tmp_path / "off.log", LF_METRICS="0")
+    try:
+        response = httpx.get(f"{ingestor.url}/metrics")
+        assert response.status_code == 404
+        assert "x-overhead-seconds" in response.headers
+    finally:
+        stop_ingestor(ingestor)
