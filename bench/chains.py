@@ -61,7 +61,8 @@ def lf_dev(workdir: Path, root: Path = FUNCTIONS, extra_env: dict[str, str] | No
     port = free_port()
     argv = [sys.executable, "-m", "lf_controlplane", "dev", str(root), "--port", str(port)]
     argv += ["--state-dir", str(workdir / ".lf"), "--no-reload"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LF_")} | (extra_env or {})
+    # LF_METRICS passes through, to measure what metrics cost (`LF_METRICS=0 python -m bench run sync-hello`)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LF_") or k == "LF_METRICS"} | (extra_env or {})
     with service(argv, env=env, cwd=REPO, log=workdir / "lf-dev.log") as proc:
         url = f"http://127.0.0.1:{port}"
         for name in sorted(p.name for p in root.iterdir() if (p / "function.yaml").is_file()):
