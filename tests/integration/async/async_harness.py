@@ -180,3 +180,31 @@ def start_ingestor(nats_url: str, log: Path, port: int, **env: str) -> Proc:
     )
     assert process.poll() is None, proc.logs()
     return proc
+
+
+def dead_letters(platform: AsyncPlatform, function: str) -> list[Any]:
+    from lf_dataplane import asyncstreams as js
+    from lf_dataplane import deadletters
+
+    async def run() -> list[Any]:
+        nc = await nats.connect(platform.broker.url)
+        try:
+            return await deadletters.list_letters(js.nats_py_requester(nc), function=function)
+        finally:
+            await nc.close()
+
+    return asyncio.run(run())
+
+
+def redrive(platform: AsyncPlatform, call_id: str) -> None:
+    from lf_dataplane import asyncstreams as js
+    from lf_dataplane import deadletters
+
+    async def run() -> None:
+        nc = await nats.connect(platform.broker.url)
+        try:
+            await deadletters.redrive(js.nats_py_requester(nc), call_id)
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
