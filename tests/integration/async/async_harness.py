@@ -1,6 +1,6 @@
 """Helpers of the async integration tests: one nats-server with file storage on a fixed port (so it can be
-restarted on the same address), one ingestor (`python -m lf_dataplane`) and runtimes (`python -m lf_runtime`) started per
-test on a test handler whose every attempt is appended to a JSON-lines log."""
+restarted on the same address), one ingestor (`python -m lf_dataplane`) and runtimes (`python -m lf_runtime`)
+started per test on a test handler whose every attempt is appended to a JSON-lines log."""
 
 from __future__ import annotations
 
