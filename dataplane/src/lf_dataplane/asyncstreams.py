@@ -4,7 +4,7 @@ exist once and whoever starts first creates them (`ensure`, idempotent).
 
 | name | kind | what |
 |---|---|---|
-| `LF_ASYNC` | stream, work-queue retention, file storage | `lf.async.{ns}.{fn}.{call id}`: the request envelope of each accepted call |
+| `LF_ASYNC` | stream, work queue, file storage | `lf.async.{ns}.{fn}.{call id}`: the envelope of each accepted call |
 | `LF_DEAD` | stream, limits retention | `lf.dead.{ns}.{fn}.{call id}`: dead letters (envelope + `Lf-*` headers) |
 | `LF_RESULTS` | KV (TTL = result TTL, per-message TTL allowed) | `{call id}` → `CallRecord` JSON, written with CAS |
 | `LF_IDEMPOTENCY` | KV (TTL 24 h) | `{ns}.{fn}.{sha256 of the key}` → call id, create-only |
