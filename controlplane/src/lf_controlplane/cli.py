@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lf_controlplane import deploying, scaffolding
+from lf_controlplane.deadletters import dlq_app
 from lf_controlplane.dev import state
 from lf_controlplane.dev.platform import DevPlatform, DevSettings, StartupError
 from lf_controlplane.operator.kube import Kube, KubeError
@@ -30,6 +31,7 @@ from lf_controlplane.urls import function_url
 T = TypeVar("T")
 
 app = typer.Typer(help="LiteFunctions: serverless functions on a throughput-first data plane.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 console = Console()
 errors = Console(stderr=True)
 

@@ -62,6 +62,7 @@ def runtime_env(
             "LF_FUNCTION_DIR": str(code_dir),
             "LF_CONCURRENCY": str(function.concurrency),
             "LF_MAX_RESPONSE_BYTES": str(function.max_response_bytes),
+            "LF_TIMEOUT": f"{function.timeout_s}s",  # async calls: their budget and the consumer's ack wait
             "LF_SECRETS_DIR": str(secrets_dir),
             "PYTHONPATH": pythonpath,
             "PYTHONUNBUFFERED": "1",
