@@ -364,6 +364,42 @@ def operator(
 
 
 @app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="Function name, or name.namespace.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new output.")] = False,
+    call: Annotated[str | None, typer.Option("--call", help="Only this call's output (its X-Call-Id).")] = None,
+    nats_url: Annotated[
+        str | None, typer.Option(envvar="LF_NATS_URL", help="Broker URL (default: the running lf dev's).")
+    ] = None,
+    state_dir: Annotated[Path, typer.Option(envvar="LF_STATE_DIR", help="lf dev's state folder.")] = (
+        DEFAULT_STATE_DIR
+    ),
+) -> None:
+    """Print what a function wrote to stdout/stderr, call by call (from the LF_LOGS stream)."""
+    from lf_controlplane.logscmd import read_logs
+
+    function, _, namespace = name.partition(".")
+    namespace = namespace or DEFAULT_NAMESPACE
+    try:
+        check_name(function)
+        check_name(namespace)
+    except InvalidName as exc:
+        raise _fail(str(exc), 2) from None
+    url = nats_url
+    if not url:
+        running = state.read(state_dir.resolve())
+        url = running.nats_url if running is not None and running.nats_url else "nats://127.0.0.1:4222"
+    try:
+        shown = uvloop.run(read_logs(url, namespace, function, follow=follow, call_id=call))
+    except KeyboardInterrupt:
+        return
+    except Exception as exc:
+        raise _fail(f"cannot read logs from {url}: {exc}") from None
+    if shown == 0 and call is not None:
+        raise _fail(f"no output of call {call} in {function}.{namespace}'s logs", 1)
+
+
+@app.command()
 def version() -> None:
     """Print the versions of the CLI and the native core."""
     import lf_native

@@ -45,6 +45,7 @@ from lf_dataplane.limits.interface import RateLimiter
 from lf_dataplane.limits.local import LocalRateLimiter
 from lf_dataplane.limits.valkey import ValkeyRateLimiter, ValkeyStore
 from lf_dataplane.limits.valkey import connect as valkey_connect
+from lf_dataplane.logstream import ensure_logs_stream
 from lf_dataplane.metrics import WorkerStats, render
 from lf_dataplane.natsclient import NatsRequester
 from lf_dataplane.overload import Gate
@@ -425,6 +426,10 @@ def create_app() -> Ingestor:
         log.info("connected to nats", extra={"fields": {"server": bus.server.label if bus.server else ""}})
         ensuring = asyncio.ensure_future(_ensure_async_streams(app.asyncs))
         await _connect_watcher(watcher_nc, settings.nats_servers)
+        try:  # where runtimes publish what functions print (lf logs); a failure here must not stop serving
+            await ensure_logs_stream(watcher_nc.jetstream(), settings.logs_max_bytes, settings.logs_max_age_s)
+        except Exception as exc:
+            log.warning("cannot create LF_LOGS", extra={"fields": {"error": repr(exc)}})
         watcher = asyncio.ensure_future(watch_routes(watcher_nc.jetstream(), routes))
         try:
             await routes.wait_loaded()

@@ -73,6 +73,7 @@ class DevPlatform:
     failed: dict[str, str] = field(default_factory=dict)
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = field(default_factory=time.time)
+    nats_url: str = ""
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -91,6 +92,7 @@ class DevPlatform:
         settings = self.settings
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         nats_url = settings.nats_url or self._start_broker()
+        self.nats_url = nats_url
         self.nc = await nats.connect(nats_url, max_reconnect_attempts=-1)
         self.routes = await _routes_bucket(self.nc)
         self.runner = FunctionRunner(
@@ -251,6 +253,7 @@ class DevPlatform:
                 running=list(self.running.values()),
                 failed=self.failed,
                 ingestor=self.ingestor,
+                nats_url=self.nats_url,
             ),
         )
 

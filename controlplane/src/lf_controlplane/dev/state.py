@@ -47,6 +47,8 @@ class DevState(msgspec.Struct, kw_only=True):
     started_at: float
     ingestor: str
     functions: list[FunctionState]
+    nats_url: str = ""
+    """The broker `lf dev` uses (for `lf logs`)."""
 
 
 def _replica(replica: Supervised) -> ReplicaState:
@@ -76,6 +78,7 @@ def snapshot(
     running: list[RunningFunction],
     failed: dict[str, str],
     ingestor: Supervised | None,
+    nats_url: str = "",
 ) -> DevState:
     functions = [
         FunctionState(
@@ -114,6 +117,7 @@ def snapshot(
         started_at=started_at,
         ingestor="stopped" if ingestor is None else str(ingestor.state),
         functions=sorted(functions, key=lambda f: (f.namespace, f.name)),
+        nats_url=nats_url,
     )
 
 

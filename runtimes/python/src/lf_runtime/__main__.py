@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import uvloop
 
 from lf_runtime import secrets_files
+from lf_runtime.capture import CallOutput
 from lf_runtime.handlers import HandlerImportError, HandlerNotFoundError, load_handler
 from lf_runtime.logs import Log
 from lf_runtime.serving import EX_FAILURE, EX_TEMPFAIL, Replica
@@ -65,7 +66,11 @@ def run(env: Mapping[str, str]) -> int:
         return EX_FAILURE
     log.event("handler_loaded", handler=handler.name, is_async=handler.is_async, setup_ms=_ms_since(begun))
     try:
-        return uvloop.run(Replica(settings, handler, log).run())
+        capture = None
+        if env.get("LF_LOG_CAPTURE", "1") != "0":  # a function's print() per call, to LF_LOGS (capture.py)
+            capture = CallOutput(settings.namespace, settings.function)
+            capture.install()
+        return uvloop.run(Replica(settings, handler, log, capture).run())
     except Exception as exc:  # e.g. NATS unreachable at start-up
         log.error("failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         return EX_FAILURE

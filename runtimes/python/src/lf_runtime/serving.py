@@ -41,6 +41,7 @@ from lf_dataplane.subjects import invoke_subject, queue_group
 from lf_native import RequestEnvelope, decode_request, encode_response
 
 from lf_runtime import connecting, replies
+from lf_runtime.capture import CALL_ID, CallOutput
 from lf_runtime.handlers import Handler, to_parts
 from lf_runtime.logs import Log
 from lf_runtime.requests import Request, RequestError
@@ -116,7 +117,9 @@ class _Resumed:
 class Replica:
     """Serves `handler` for the function named in `settings` until stopped; `run()` returns the exit code."""
 
-    def __init__(self, settings: Settings, handler: Handler, log: Log) -> None:
+    def __init__(self, settings: Settings, handler: Handler, log: Log, capture: CallOutput | None = None) -> None:
+        self._capture = capture
+        """Per-call stdout/stderr (lf_runtime.capture), published to LF_LOGS when the call is answered."""
         self._settings = settings
         self._func = handler.func
         self._log = log
@@ -299,6 +302,8 @@ class Replica:
     def _run_eager(self, call: Call) -> None:
         """Run an async handler's first step now; give it a task and a timer only if it suspends."""
         context = self._context.copy()
+        if self._capture is not None:
+            context.run(CALL_ID.set, call.envelope.call_id)
         try:
             coro = self._func(Request(call.envelope, call.deadline))
             yielded = context.run(coro.send, None)
@@ -332,7 +337,10 @@ class Replica:
     def _run_sync(self, call: Call) -> None:
         """On a worker thread: run the handler, encode its answer, hand the bytes to the loop."""
         try:
-            value = self._context.copy().run(self._func, Request(call.envelope, call.deadline))
+            context = self._context.copy()
+            if self._capture is not None:
+                context.run(CALL_ID.set, call.envelope.call_id)
+            value = context.run(self._func, Request(call.envelope, call.deadline))
         except BaseException as exc:
             payload = self._failure(call, exc)
         else:
@@ -351,6 +359,8 @@ class Replica:
             self._finish(call, payload)
 
     def _finish(self, call: Call, payload: bytes) -> None:
+        if self._capture is not None and self._capture.pending:
+            self._publish_output(call.envelope.call_id)
         if call.state == _TIMED_OUT:  # answered already; the result is dropped
             if call.stuck:
                 call.stuck = False
@@ -378,6 +388,8 @@ class Replica:
         message = f"the handler did not answer within the call's budget ({budget_ms} ms)"
         duration = _perf_ns() - call.started_ns
         self._deliver(call, replies.error(call.envelope.call_id, ErrorKind.TIMEOUT, message, duration, call.cold))
+        if self._capture is not None and self._capture.pending:
+            self._publish_output(call.envelope.call_id)
         if state == _QUEUED:
             self._check_idle()
             return
@@ -431,6 +443,17 @@ class Replica:
             self._publish(call.reply, payload)
         else:
             call.done(payload)
+
+    def _publish_output(self, call_id: str) -> None:
+        """What the handler printed during the call, to LF_LOGS (best effort: logs never fail a call)."""
+        assert self._capture is not None
+        message = self._capture.take(call_id)
+        if message is None:
+            return
+        try:
+            self._conn.publish(self._capture.subject, message)
+        except Exception as exc:  # e.g. over max_payload
+            self._log.warning("output_not_published", call_id=call_id, error=str(exc))
 
     def _publish(self, reply: str, payload: bytes) -> None:
         try:

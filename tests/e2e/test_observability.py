@@ -1,0 +1,155 @@
+"""Observability as a user meets it: a real Prometheus scraping `lf dev`, promtool on /metrics, `lf logs`.
+
+Prometheus (Debian's package) is started on loopback with a 1 s scrape interval; after a known set of calls its
+HTTP API must return exactly those counts by function and code, and one cold start for the one replica.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from lf_controlplane.natsserver import free_port
+
+from tests.e2e.conftest import LfDev, start_lf_dev, stop, wait_for
+
+pytestmark = pytest.mark.e2e
+
+PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+
+PRINTER = """
+import sys
+
+
+def handle(req):
+    if req.query_params.get("fail"):
+        raise RuntimeError("asked to fail")
+    print(f"printed by {req.path}")
+    print("to stderr too", file=sys.stderr)
+    return "ok\\n"
+"""
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LfDev]:
+    root = tmp_path_factory.mktemp("obsfunctions")
+    fn = root / "printer"
+    fn.mkdir()
+    (fn / "function.yaml").write_text(
+        "apiVersion: litefunctions.io/v1alpha1\nkind: Function\nmetadata:\n  name: printer\n"
+        "spec:\n  runtime: python\n  handler: handler.handle\n"
+    )
+    (fn / "handler.py").write_text(PRINTER)
+    work = tmp_path_factory.mktemp("obsdev")
+    dev = start_lf_dev(root, work / ".lf", work / "lf-dev.log", extra_env={"LF_METRICS_FLUSH": "200ms"})
+    try:
+        yield dev
+    finally:
+        stop(dev)
+
+
+@pytest.fixture(scope="module")
+def prometheus(dev: LfDev, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    assert PROMETHEUS is not None, "prometheus is not installed (Debian package prometheus)"
+    work = tmp_path_factory.mktemp("prometheus")
+    config = work / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: lf-ingestor\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{dev.port}']\n"
+    )
+    port = free_port()
+    with (work / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={work / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200, 60, "prometheus to be ready")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def query(prometheus: str, expr: str) -> list[dict[str, object]]:
+    body = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5).json()
+    assert body["status"] == "success", body
+    result: list[dict[str, object]] = body["data"]["result"]
+    return result
+
+
+def test_prometheus_counts_calls_by_function_and_code_and_one_cold_start(dev: LfDev, prometheus: str) -> None:
+    seen: Counter[str] = Counter()
+
+    def call(path: str) -> httpx.Response:
+        response = httpx.get(dev.url("printer", path), timeout=30)
+        seen[str(response.status_code)] += 1
+        assert "x-overhead-seconds" in response.headers
+        return response
+
+    wait_for(lambda: call("/warm").status_code == 200, 60, "printer to answer")
+    for i in range(12):
+        assert call(f"/n{i}").status_code == 200
+    for _ in range(3):
+        assert call("/?fail=1").status_code == 500
+
+    def counts() -> dict[str, float]:
+        rows = query(prometheus, 'sum by (code) (litefunctions_invocations_total{function="printer"})')
+        return {str(r["metric"]["code"]): float(r["value"][1]) for r in rows}  # type: ignore[index]
+
+    expected = {code: float(n) for code, n in seen.items()}
+    wait_for(lambda: counts() == expected, 30, f"prometheus to see {expected}")
+    gw = query(prometheus, 'sum by (code) (gateway_function_invocation_total{function_name="printer.default"})')
+    assert {str(r["metric"]["code"]): float(r["value"][1]) for r in gw} == expected  # type: ignore[index]
+    cold = query(prometheus, 'litefunctions_cold_starts_total{function="printer"}')
+    assert [float(r["value"][1]) for r in cold] == [1.0]  # type: ignore[index]
+    errors = query(prometheus, 'litefunctions_errors_total{function="printer",layer="function"}')
+    assert sum(float(r["value"][1]) for r in errors) == 3  # type: ignore[index]
+    p99 = query(
+        prometheus,
+        'histogram_quantile(0.99, sum by (le) (litefunctions_invocation_duration_seconds_bucket{function="printer"}))',
+    )
+    assert p99, "the duration histogram is queryable"
+
+
+def test_promtool_accepts_the_ingestors_metrics(dev: LfDev) -> None:
+    assert PROMTOOL is not None
+    text = httpx.get(f"{dev.base_url}/metrics", timeout=10).text
+    result = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_lf_logs_shows_a_calls_print_output_by_call_id(dev: LfDev) -> None:
+    wait_for(lambda: httpx.get(dev.url("printer"), timeout=30).status_code == 200, 60, "printer to answer")
+    response = httpx.get(dev.url("printer", "/marked-call"), timeout=30)
+    call_id = response.headers["x-call-id"]
+
+    def shown() -> str:
+        done = dev.lf("logs", "printer", "--call", call_id, check=False)
+        return done.stdout.decode() if done.returncode == 0 else ""
+
+    out = wait_for(shown, 30, f"lf logs --call {call_id}")
+    lines = out.splitlines()
+    assert any(call_id in line and "stdout" in line and "printed by /marked-call" in line for line in lines), out
+    assert any(call_id in line and "stderr" in line and "to stderr too" in line for line in lines), out
+    assert all(call_id in line for line in lines), out  # only that call
+    everything = dev.lf("logs", "printer").stdout.decode()
+    assert "printed by /marked-call" in everything and everything.count("printed by") >= 2
+    assert "printed by /marked-call" in dev.output()  # still on the replica's own stdout (lf dev shows it)
+
+
+def test_a_missing_call_is_an_error(dev: LfDev) -> None:
+    done = dev.lf("logs", "printer", "--call", "no-such-call", check=False)
+    assert done.returncode == 1
