@@ -132,8 +132,10 @@ class OperatorProcess:
             )
         return self
 
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))
+    def logs(self, run: int | None = None) -> str:
+        """The output of every run, or of run `run` (1 is the first start)."""
+        pattern = "operator-*.log" if run is None else f"operator-{run}.log"
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob(pattern)))
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -109,7 +109,8 @@ def test_operator_restart_reconciles_without_duplicates(
     kubectl("apply", "-f", "-", input=lf_dry_run(EXAMPLES / "slow", namespace))  # created while it is down
     operator.start()
     reconciled(kubectl, "slow", namespace)  # the restarted operator caught up
-    time.sleep(3)  # let it resume everything else too
+    wait_for(lambda: f"function {namespace}/hello reconciled" in operator.logs(run=operator.runs), 60, "hello resumed")
+    time.sleep(1)  # what a resume would rewrite, it has written by now
 
     for kind, obj in before.items():
         assert obj is not None

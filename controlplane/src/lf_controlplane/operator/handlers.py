@@ -16,9 +16,11 @@ import kopf
 
 from lf_controlplane.operator import manifests, specs, status
 from lf_controlplane.operator.config import OperatorConfig
-from lf_controlplane.operator.kube import Kube
+from lf_controlplane.operator.kube import Conflict, Kube
 from lf_controlplane.operator.routestore import RouteStore
 from lf_controlplane.operator.specs import GROUP, VERSION
+
+log = logging.getLogger("lf_controlplane.operator")
 
 FINALIZER = "litefunctions.io/operator"
 RETRY_S = 10
@@ -107,6 +109,7 @@ async def reconcile_function(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo
         patch.status.update(status.function_status(body, deployment, routed=False, **fields))
         raise
     patch.status.update(status.function_status(body, deployment, routed=True, **fields))
+    log.info("function %s/%s reconciled (revision %s)", fn.namespace, fn.name, fields["revision"])
 
 
 @kopf.on.delete(GROUP, VERSION, "functions")
@@ -122,13 +125,22 @@ async def deployment_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.M
     namespace = body.meta.namespace
     if not name or not namespace:
         return
-    function = await ctx.kube.get("Function", name, namespace)
-    if function is None:
-        return
     deployment = None if event.get("type") == "DELETED" else body
-    derived = status.derive_function_status(function, deployment)
-    if status.status_changed(function.get("status"), derived):
-        await ctx.kube.patch_status("Function", name, namespace, derived)
+    # The reconcile handler may patch the same status meanwhile: patch only the version read, never over it.
+    for _attempt in range(5):
+        function = await ctx.kube.get("Function", name, namespace)
+        if function is None:
+            return
+        derived = status.derive_function_status(function, deployment)
+        if not status.status_changed(function.get("status"), derived):
+            return
+        version = str(function["metadata"]["resourceVersion"])
+        try:
+            await ctx.kube.patch_status("Function", name, namespace, derived, resource_version=version)
+        except Conflict:
+            continue
+        return
+    raise kopf.TemporaryError("the Function kept changing", delay=1)
 
 
 # -- Triggers ----------------------------------------------------------------------------------------------------

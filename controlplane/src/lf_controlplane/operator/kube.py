@@ -37,6 +37,10 @@ class KubeError(RuntimeError):
     """An API call failed; the message carries the apiserver's reason."""
 
 
+class Conflict(KubeError):  # noqa: N818 (the apiserver's word)
+    """The object changed since it was read (409): read it again."""
+
+
 def _as_dict(obj: Any) -> dict[str, Any]:
     if hasattr(obj, "to_dict"):
         return dict(obj.to_dict())
@@ -104,16 +108,21 @@ class Kube:
         except ApiError as exc:
             raise _error(exc) from exc
 
-    async def patch_status(self, kind: str, name: str, namespace: str, status: Mapping[str, Any]) -> None:
-        """Merge-patch the status subresource of a Function or Trigger (lists in it are replaced whole)."""
-        resource = _KINDS[kind]
+    async def patch_status(
+        self, kind: str, name: str, namespace: str, status: Mapping[str, Any], resource_version: str | None = None
+    ) -> None:
+        """Merge-patch the status subresource of a Function or Trigger (lists in it are replaced whole). With
+        `resource_version` the patch only applies to that version of the object, else Conflict."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
-            await self.client.patch(
-                resource.Status, name, {"status": dict(status)}, namespace=namespace, patch_type=PatchType.MERGE
-            )
+            await self.client.patch(_KINDS[kind].Status, name, body, namespace=namespace, patch_type=PatchType.MERGE)
         except ApiError as exc:
             if exc.status.code == 404:
                 return
+            if exc.status.code == 409:
+                raise Conflict(str(exc.status.message)) from exc
             raise _error(exc) from exc
 
     async def namespace_exists(self, name: str) -> bool:
