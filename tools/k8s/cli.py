@@ -49,7 +49,9 @@ def _start() -> int:
         try:
             cluster.install_crds()
             print(f"export KUBECONFIG={cluster.kubeconfig}", flush=True)
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            stop = {signal.SIGINT, signal.SIGTERM}
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+            signal.sigwait(stop)
         finally:
             cluster.stop()
     return 0
