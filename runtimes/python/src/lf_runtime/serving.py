@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import importlib
 import logging
 import signal
 import time
@@ -162,9 +163,9 @@ class Replica:
         self._log.event("ready", subject=subject, queue=group, concurrency=self._limit, queue_depth=self._depth)
         worker = None
         if settings.async_concurrency > 0:
-            from lf_runtime.asyncworker import AsyncWorker  # after `ready`: sync calls never wait for its imports
-
-            worker = AsyncWorker(settings, self, self._log)
+            # Imported on a thread after `ready` (msgspec and ssl take tens of ms): sync calls don't wait for it.
+            module = await loop.run_in_executor(None, importlib.import_module, "lf_runtime.asyncworker")
+            worker = module.AsyncWorker(settings, self, self._log)
             worker.start()
         code = await self._stopped
         if worker is not None:
