@@ -35,8 +35,16 @@ RETRY_AFTER_S: Final = 1
 # Headers a function's answer may not set: framing belongs to the HTTP server, and the call id and duration
 # headers to the ingestor.
 _RESERVED_RESPONSE_HEADERS: Final = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", CALL_ID_HEADER, DURATION_HEADER,
-     OVERHEAD_HEADER}
+    {
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        CALL_ID_HEADER,
+        DURATION_HEADER,
+        OVERHEAD_HEADER,
+    }
 )
 
 

@@ -345,9 +345,7 @@ class IngestorCollector:
         yield GaugeMetricFamily(
             "litefunctions_ingestor_inflight", "Calls in flight in all workers", value=w.get("worker_inflight", 0)
         )
-        yield GaugeMetricFamily(
-            "litefunctions_ingestor_workers", "Ingestor worker processes alive", value=live
-        )
+        yield GaugeMetricFamily("litefunctions_ingestor_workers", "Ingestor worker processes alive", value=live)
 
 
 def render(stats: WorkerStats) -> tuple[bytes, str]:
