@@ -111,6 +111,16 @@ class RateRule(msgspec.Struct, frozen=True, kw_only=True):
     key: str = "ip"
 
 
+class AsyncRule(msgspec.Struct, frozen=True, kw_only=True):
+    """A resolved `async` (the defaults when the spec has none): what the runtime's async worker acts on."""
+
+    max_attempts: int = 3
+    backoff_s: float = 1.0
+    max_age_s: float | None = None
+    result_ttl_s: float = 24 * 3600.0
+    max_concurrency: int | None = None
+
+
 _DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=63, pattern=_DNS_LABEL)]
 
@@ -162,13 +172,17 @@ class Auth(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class AsyncOptions(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
-    """Async calls: `retries` after the first attempt on retryable failures (backoff doubling from `backoff`),
-    calls older than `maxAge` dropped to the dead letters, results kept `resultTTL`."""
+    """Async calls: `retries` after the first attempt on retryable failures, or `maxAttempts` in total (set one;
+    default 3 in total), backoff doubling from `backoff`, calls older than `maxAge` dropped to the dead letters,
+    results kept `resultTTL`, at most `maxConcurrency` running at once over all replicas (default: unbounded but
+    for each replica's `concurrency` and the runtime's 1,000 in flight)."""
 
-    retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
+    retries: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=21)] | None = None
     backoff: Duration = "1s"
     max_age: Duration | None = None
     result_ttl: Duration = msgspec.field(default="24h", name="resultTTL")
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
 
 
 class Version(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -236,6 +250,25 @@ class Function(msgspec.Struct, frozen=True, kw_only=True):
     max_response_bytes: int
     cache: CacheRule | None = None
     rate_limit: RateRule | None = None
+    async_: AsyncRule = msgspec.field(default_factory=AsyncRule)
+
+
+def async_env(function: Function) -> dict[str, str]:
+    """The runtime's LF_ASYNC_* variables (and LF_TIMEOUT, an async call's budget) for `function`: what `lf dev`
+    and the operator both start its replicas with. Unset limits are left to the runtime's defaults."""
+    rule = function.async_
+    env = {
+        "LF_TIMEOUT": f"{function.timeout_s:g}s",
+        "LF_ASYNC_MAX_ATTEMPTS": str(rule.max_attempts),
+        "LF_ASYNC_BACKOFF": f"{rule.backoff_s:g}s",
+        "LF_ASYNC_RESULT_TTL": f"{rule.result_ttl_s:g}s",
+    }
+    if rule.max_age_s is not None:
+        env["LF_ASYNC_MAX_AGE"] = f"{rule.max_age_s:g}s"
+    if rule.max_concurrency is not None:  # over all replicas; a replica never runs more than it may at all
+        env["LF_ASYNC_MAX_INFLIGHT"] = str(rule.max_concurrency)
+        env["LF_ASYNC_CONCURRENCY"] = str(min(rule.max_concurrency, function.concurrency))
+    return env
 
 
 def load_manifest(data: Any, *, source: str = "manifest") -> Function:
@@ -275,6 +308,7 @@ def resolve(manifest: FunctionManifest) -> Function:
         max_response_bytes=parse_quantity(spec.limits.response_body, "spec.limits.responseBody"),
         cache=_cache_rule(spec.cache),
         rate_limit=_rate_rule(spec.rate_limit),
+        async_=_async_rule(spec.async_),
     )
 
 
@@ -288,6 +322,28 @@ def _cache_rule(cache: Cache | None) -> CacheRule | None:
     if "GET" in methods:
         methods.add("HEAD")  # a HEAD is answered from the GET's entry
     return CacheRule(ttl_s=parse_duration(cache.ttl, "spec.cache.ttl"), vary=vary, methods=tuple(sorted(methods)))
+
+
+def _async_rule(options: AsyncOptions | None) -> AsyncRule:
+    if options is None:
+        return AsyncRule()
+    if options.retries is not None and options.max_attempts is not None:
+        if options.max_attempts != options.retries + 1:
+            raise ManifestError(
+                f"spec.async: retries {options.retries} and maxAttempts {options.max_attempts} disagree "
+                "(maxAttempts counts the first attempt; set one of them)"
+            )
+    if options.max_attempts is not None:
+        attempts = options.max_attempts
+    else:
+        attempts = (options.retries if options.retries is not None else 2) + 1
+    return AsyncRule(
+        max_attempts=attempts,
+        backoff_s=parse_duration(options.backoff, "spec.async.backoff"),
+        max_age_s=parse_duration(options.max_age, "spec.async.maxAge") if options.max_age is not None else None,
+        result_ttl_s=parse_duration(options.result_ttl, "spec.async.resultTTL"),
+        max_concurrency=options.max_concurrency,
+    )
 
 
 def _rate_rule(limit: RateLimit | None) -> RateRule | None:

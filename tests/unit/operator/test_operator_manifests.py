@@ -88,14 +88,39 @@ def test_deployment_is_restricted() -> None:
 
 
 ENV = {
-    "defaults": ({}, {"LF_CONCURRENCY": "16", "LF_MAX_RESPONSE_BYTES": str(6 * 2**20), "LF_DRAIN_TIMEOUT": "60"}),
+    "defaults": (
+        {},
+        {
+            "LF_CONCURRENCY": "16",
+            "LF_MAX_RESPONSE_BYTES": str(6 * 2**20),
+            "LF_DRAIN_TIMEOUT": "60",
+            "LF_TIMEOUT": "60s",
+            "LF_ASYNC_MAX_ATTEMPTS": "3",
+            "LF_ASYNC_BACKOFF": "1s",
+            "LF_ASYNC_RESULT_TTL": "86400s",
+        },
+    ),
     "tuned": (
         {"concurrency": 4, "timeout": "2s", "limits": {"responseBody": "1Mi"}},
-        {"LF_CONCURRENCY": "4", "LF_MAX_RESPONSE_BYTES": str(2**20), "LF_DRAIN_TIMEOUT": "2"},
+        {"LF_CONCURRENCY": "4", "LF_MAX_RESPONSE_BYTES": str(2**20), "LF_DRAIN_TIMEOUT": "2", "LF_TIMEOUT": "2s"},
     ),
     "own env, contract wins": (
-        {"env": {"GREETING": "hi", "LF_FUNCTION": "evil"}},
-        {"GREETING": "hi", "LF_FUNCTION": "hello"},
+        {"env": {"GREETING": "hi", "LF_FUNCTION": "evil", "LF_ASYNC_BACKOFF": "0"}},
+        {"GREETING": "hi", "LF_FUNCTION": "hello", "LF_ASYNC_BACKOFF": "1s"},
+    ),
+    "spec.async": (
+        {
+            "concurrency": 8,
+            "async": {"retries": 4, "backoff": "500ms", "maxAge": "2h", "resultTTL": "1h", "maxConcurrency": 20},
+        },
+        {
+            "LF_ASYNC_MAX_ATTEMPTS": "5",
+            "LF_ASYNC_BACKOFF": "0.5s",
+            "LF_ASYNC_MAX_AGE": "7200s",
+            "LF_ASYNC_RESULT_TTL": "3600s",
+            "LF_ASYNC_MAX_INFLIGHT": "20",
+            "LF_ASYNC_CONCURRENCY": "8",
+        },
     ),
 }
 

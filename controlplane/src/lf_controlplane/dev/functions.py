@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lf_dataplane.specs import Function
+from lf_dataplane.specs import Function, async_env
 
 from lf_controlplane.dev import builds, venvs
 from lf_controlplane.dev.folders import FunctionFolder, fingerprint
@@ -62,12 +62,12 @@ def runtime_env(
             "LF_FUNCTION_DIR": str(code_dir),
             "LF_CONCURRENCY": str(function.concurrency),
             "LF_MAX_RESPONSE_BYTES": str(function.max_response_bytes),
-            "LF_TIMEOUT": f"{function.timeout_s}s",  # async calls: their budget and the consumer's ack wait
             "LF_SECRETS_DIR": str(secrets_dir),
             "PYTHONPATH": pythonpath,
             "PYTHONUNBUFFERED": "1",
         }
     )
+    env.update(async_env(function))  # LF_TIMEOUT (an async call's budget, the ack wait) and spec.async
     return env
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 from lf_dataplane.routes import FunctionRoute, HttpTriggerRoute, route_of
+from lf_dataplane.specs import async_env
 
 from lf_controlplane.operator.config import OperatorConfig
 from lf_controlplane.operator.specs import API_VERSION, FunctionObject, Owner, TriggerObject
@@ -118,6 +119,7 @@ def runtime_env(fn: FunctionObject, config: OperatorConfig) -> list[dict[str, st
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "HOME": "/tmp",  # noqa: S108 (the writable emptyDir)
+        **async_env(function),  # LF_TIMEOUT (an async call's budget, the ack wait) and spec.async, as in lf dev
     }
     if inline(fn):  # an image carries its code where its own LF_FUNCTION_DIR says (deploy/images: /function)
         contract["LF_FUNCTION_DIR"] = CODE_DIR
