@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import nats
@@ -16,18 +18,32 @@ from lf_dataplane import deadletters
 from rich.console import Console
 from rich.table import Table
 
+from lf_controlplane.dev import state
+
 dlq_app = typer.Typer(help="Dead letters of async calls: list, show, redrive, purge.", no_args_is_help=True)
 console = Console()
 T = TypeVar("T")
 
-NatsUrl = Annotated[str, typer.Option("--nats-url", envvar="LF_NATS_URL", help="the broker")]
+NatsUrl = Annotated[
+    str | None, typer.Option("--nats-url", envvar="LF_NATS_URL", help="the broker (default: the running lf dev's)")
+]
 Function = Annotated[str | None, typer.Option("--function", "-f", help="only this function")]
 Namespace = Annotated[str | None, typer.Option("--namespace", "-n", help="only this namespace")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
 
-def _run(url: str, work: Callable[[js.Requester], Awaitable[T]]) -> T:
+def broker_url(url: str | None) -> str:
+    """`url`, else the broker of the `lf dev` running with state in LF_STATE_DIR (.lf), else the local default."""
+    if url:
+        return url
+    running = state.read(Path(os.environ.get("LF_STATE_DIR") or ".lf").resolve())
+    return running.nats_url if running is not None and running.nats_url else DEFAULT_URL
+
+
+def _run(url: str | None, work: Callable[[js.Requester], Awaitable[T]]) -> T:
+    url = broker_url(url)
+
     async def main() -> T:
         nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=1)
         try:
@@ -51,7 +67,7 @@ def _plain(letter: deadletters.DeadLetter) -> dict[str, Any]:
 
 
 @dlq_app.command("list")
-def list_(url: NatsUrl = DEFAULT_URL, function: Function = None, namespace: Namespace = None, as_json: AsJson = False,
+def list_(url: NatsUrl = None, function: Function = None, namespace: Namespace = None, as_json: AsJson = False,
           limit: int = 100) -> None:  # fmt: skip
     """The oldest dead letters."""
     letters = _run(url, lambda r: deadletters.list_letters(r, namespace=namespace, function=function, limit=limit))
@@ -66,7 +82,7 @@ def list_(url: NatsUrl = DEFAULT_URL, function: Function = None, namespace: Name
 
 
 @dlq_app.command()
-def show(call_id: str, url: NatsUrl = DEFAULT_URL) -> None:
+def show(call_id: str, url: NatsUrl = None) -> None:
     """One dead letter: error, attempts, timestamps and the request."""
     found = _run(url, lambda r: deadletters.find(r, call_id))
     if found is None:
@@ -76,7 +92,7 @@ def show(call_id: str, url: NatsUrl = DEFAULT_URL) -> None:
 
 
 @dlq_app.command()
-def redrive(call_ids: list[str], url: NatsUrl = DEFAULT_URL) -> None:
+def redrive(call_ids: list[str], url: NatsUrl = None) -> None:
     """Run dead calls again from attempt 1 (same call id; the result replaces the dead record)."""
     for call_id in call_ids:
         letter = _run(url, lambda r, c=call_id: deadletters.redrive(r, c))  # type: ignore[misc]
@@ -84,7 +100,7 @@ def redrive(call_ids: list[str], url: NatsUrl = DEFAULT_URL) -> None:
 
 
 @dlq_app.command()
-def purge(url: NatsUrl = DEFAULT_URL, function: Function = None, namespace: Namespace = None,
+def purge(url: NatsUrl = None, function: Function = None, namespace: Namespace = None,
           yes: Annotated[bool, typer.Option("--yes", "-y", help="don't ask")] = False) -> None:  # fmt: skip
     """Delete dead letters (all, or of one function or namespace)."""
     scope = f"{function or '*'}.{namespace or '*'}"
