@@ -22,13 +22,13 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lf_native import MethodNotAllowed, RouteNotFound, encode_request
 from nats.aio.client import Client as NatsClient
-from redis.asyncio import Redis
 
 from lf_dataplane import httpmapping as hm
+from lf_dataplane import tracing as _tracing
 from lf_dataplane.asynccalls import AsyncCalls
 from lf_dataplane.caching import ResponseCache
 from lf_dataplane.callids import CallIds
@@ -43,14 +43,15 @@ from lf_dataplane.forwarding import (
 )
 from lf_dataplane.limits.interface import RateLimiter
 from lf_dataplane.limits.local import LocalRateLimiter
-from lf_dataplane.limits.valkey import ValkeyRateLimiter, ValkeyStore
-from lf_dataplane.limits.valkey import connect as valkey_connect
 from lf_dataplane.logstream import ensure_logs_stream
 from lf_dataplane.metrics import WorkerStats, render
 from lf_dataplane.natsclient import NatsRequester
 from lf_dataplane.overload import Gate
 from lf_dataplane.routing import Defaults, FunctionTarget, Routes, watch_routes
 from lf_dataplane.settings import Settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ Reply = tuple[int, list[Header], bytes]
 _JSON: list[Header] = [("content-type", "application/json")]
 _PROBE_METHODS = ("GET", "HEAD")
 _SAFE_METHODS = ("GET", "HEAD")
+_TRACING = _tracing.ENABLED  # read once at import; off, OpenTelemetry is never imported
 
 
 class Ingestor:
@@ -106,6 +108,10 @@ class Ingestor:
             self.metrics.sources.update(cache=self.cache, gate=self.gate, app=self)
             self._stats = self.metrics.functions
             self._probes["/metrics"] = self._metrics
+        self._spans: dict[str, _tracing.CallSpan] = {}
+        """With tracing on: each function call's span by call id, while the call runs."""
+        if _TRACING:  # a span around each function call; off, `_call` is called directly
+            self._call = self._traced_call  # type: ignore[method-assign]
         self.asyncs = AsyncCalls(
             bus,
             publish_timeout_s=settings.async_publish_timeout_s,
@@ -215,6 +221,29 @@ class Ingestor:
             reply[1].extend(limit_headers)
         return reply
 
+    async def _traced_call(self, scope: Any, proto: Any, path: str, call_id: str, start: float) -> Reply:
+        """`_call` inside the function call's SERVER span (lf_dataplane.tracing); probes, the async endpoints and
+        unknown paths get none. The route is looked up twice: only with tracing on."""
+        table = self.routes.table
+        headers = scope.headers
+        method = scope.method
+        try:
+            target = table.lookup(method, scope.authority or headers.get("host", ""), path)[0] if table else None
+        except (MethodNotAllowed, RouteNotFound):
+            target = None
+        if target is None:
+            return await Ingestor._call(self, scope, proto, path, call_id, start)
+        span = self._spans[call_id] = _tracing.CallSpan(method, headers, call_id, target.namespace, target.name)
+        try:
+            reply = await Ingestor._call(self, scope, proto, path, call_id, start)
+        except BaseException as exc:
+            span.fail(exc)
+            raise
+        finally:
+            del self._spans[call_id]
+        span.end(reply[0])
+        return reply
+
     async def _take(self, scope: Any, headers: Any, target: FunctionTarget) -> list[Header]:
         """One token of the function's rate limit (429 without one); the RateLimit headers of the answer."""
         rate = target.rate
@@ -301,10 +330,14 @@ class Ingestor:
         if body is None:
             body = await _read_body(scope, proto, headers, target.max_request_bytes)
         query = scope.query_string
-        traceparent = headers.get("traceparent", "")
+        if _TRACING:  # the call's span's context (a child of the incoming one)
+            traceparent, tracestate = _tracing.outgoing(self._spans.get(call_id), headers)
+        else:  # passed on as it came
+            traceparent = headers.get("traceparent", "")
+            tracestate = headers.get("tracestate", "") if traceparent else ""
 
         def encode(budget_ms: int) -> bytes:
-            return encode_request(call_id, method, rest, query, items, body, budget_ms, params, traceparent)
+            return encode_request(call_id, method, rest, query, items, body, budget_ms, params, traceparent, tracestate)
 
         try:
             response = await invoke(self.bus, target.subject, encode, start + target.timeout_s, clock=time.perf_counter)
@@ -320,6 +353,8 @@ class Ingestor:
             raise hm.bad_response(f"the runtime's answer is not a response envelope: {exc}") from None
         duration_ns = response.duration_ns
         self._fn_ns[call_id] = duration_ns
+        if _TRACING and (span := self._spans.get(call_id)) is not None:
+            span.coldstart(response.cold_start)
         stats = self._stats
         if stats is not None:
             fstats = stats.get(target.label) or self._new_stats(target)
@@ -404,6 +439,8 @@ def create_app() -> Ingestor:
     """granian's factory: settings from the environment, the lean NATS client for calls, routes watched in
     LF_ROUTES over a separate nats-py connection (off the hot path, and JetStream KV needs a full client)."""
     settings = Settings.from_env(os.environ)
+    if _TRACING:  # in each worker: the exporter's thread does not survive a fork
+        _tracing.setup(_tracing.INGESTOR_SERVICE)
     bus = NatsRequester(settings.nats_servers)
     routes = Routes(
         Defaults(
@@ -414,10 +451,10 @@ def create_app() -> Ingestor:
         )
     )
     watcher_nc = NatsClient()
-    cache, limiter, valkey = _limits_of(settings)
+    cache, limiter, valkey, sync = _limits_of(settings)
 
     async def background() -> None:
-        syncing = asyncio.ensure_future(limiter.run()) if isinstance(limiter, ValkeyRateLimiter) else None
+        syncing = asyncio.ensure_future(sync()) if sync is not None else None
         try:
             await bus.connect()
         except Exception as exc:
@@ -447,6 +484,8 @@ def create_app() -> Ingestor:
             await watcher_nc.close()
         if valkey is not None:
             await valkey.aclose()
+        if _TRACING:
+            _tracing.shutdown()
 
     app = build_app(settings, bus, routes, background=background, close=close, cache=cache, limiter=limiter)
     return app
@@ -465,11 +504,19 @@ async def _ensure_async_streams(asyncs: AsyncCalls) -> None:
             delay = min(delay * 2, 10.0)
 
 
-def _limits_of(settings: Settings) -> tuple[ResponseCache, RateLimiter, Redis | None]:
-    """In-process cache and buckets; with LF_VALKEY_URL, Valkey as the shared cache tier and the bucket sync."""
+def _limits_of(
+    settings: Settings,
+) -> tuple[ResponseCache, RateLimiter, Redis | None, Callable[[], Coroutine[Any, Any, None]] | None]:
+    """In-process cache and buckets; with LF_VALKEY_URL, Valkey as the shared cache tier and the bucket sync.
+
+    redis-py is imported only then: it takes long to import, and (8.x) imports the OpenTelemetry metrics SDK
+    whenever that is installed, which tracing-off must not pay for."""
     if not settings.valkey_url:
         cache = ResponseCache(max_bytes=settings.cache_max_bytes, max_entry_bytes=settings.cache_max_entry_bytes)
-        return cache, LocalRateLimiter(), None
+        return cache, LocalRateLimiter(), None, None
+    from lf_dataplane.limits.valkey import ValkeyRateLimiter, ValkeyStore
+    from lf_dataplane.limits.valkey import connect as valkey_connect
+
     client = valkey_connect(settings.valkey_url, timeout_s=settings.valkey_timeout_s)
     cache = ResponseCache(
         max_bytes=settings.cache_max_bytes,
@@ -482,7 +529,7 @@ def _limits_of(settings: Settings) -> tuple[ResponseCache, RateLimiter, Redis | 
         sync_interval_s=settings.rate_limit_sync_s,
         fail_open=settings.valkey_fail_open,
     )
-    return cache, limiter, client
+    return cache, limiter, client, limiter.run
 
 
 async def _connect_watcher(nc: NatsClient, servers: list[str]) -> None:

@@ -42,6 +42,7 @@ from lf_dataplane.subjects import invoke_subject, queue_group
 from lf_native import RequestEnvelope, decode_request, encode_response
 
 from lf_runtime import connecting, replies
+from lf_runtime import tracing as _tracing
 from lf_runtime.capture import CALL_ID, CallOutput
 from lf_runtime.handlers import Handler, to_parts
 from lf_runtime.logs import Log
@@ -58,6 +59,7 @@ ROUND_TRIP_TIMEOUT_S = 5.0
 _QUEUED, _RUNNING, _DONE, _TIMED_OUT = range(4)
 _perf_ns = time.perf_counter_ns
 _monotonic = time.monotonic
+_TRACING = _tracing.ENABLED  # read once at import; off, OpenTelemetry is never imported
 _LEVELS = {logging.DEBUG: "", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}
 
 
@@ -144,6 +146,9 @@ class Replica:
         # starts the next queued call: copying its context would leak the handler's context variables).
         self._context = contextvars.copy_context()
         self._conn: connecting.Connection = connecting.open_connection(settings, self._report)
+        self._tracer: Any = _tracing.setup(_tracing.RUNTIME_SERVICE) if _TRACING else None
+        self._spans: dict[Call, Any] = {}
+        """With tracing on: each running call's span (lf_runtime.tracing), until the call is answered."""
 
     # ----------------------------------------------------------------------------------------- life cycle
 
@@ -208,7 +213,10 @@ class Replica:
             if call.timer is not None:
                 call.timer.cancel()
             message = "the replica stopped before the handler answered"
-            self._deliver(call, replies.error(call.envelope.call_id, ErrorKind.INTERNAL, message))
+            payload = replies.error(call.envelope.call_id, ErrorKind.INTERNAL, message)
+            if _TRACING:
+                _tracing.end(self._spans.pop(call, None), payload, "drain_timeout")
+            self._deliver(call, payload)
 
     # ------------------------------------------------------------------------------------------ admission
 
@@ -305,6 +313,8 @@ class Replica:
         context = self._context.copy()
         if self._capture is not None:
             context.run(CALL_ID.set, call.envelope.call_id)
+        if _TRACING:
+            self._trace(call, context)
         try:
             coro = self._func(Request(call.envelope, call.deadline))
             yielded = context.run(coro.send, None)
@@ -341,6 +351,8 @@ class Replica:
             context = self._context.copy()
             if self._capture is not None:
                 context.run(CALL_ID.set, call.envelope.call_id)
+            if _TRACING:
+                self._trace(call, context)
             value = context.run(self._func, Request(call.envelope, call.deadline))
         except BaseException as exc:
             payload = self._failure(call, exc)
@@ -363,6 +375,8 @@ class Replica:
         if self._capture is not None and self._capture.pending:
             self._publish_output(call.envelope.call_id)
         if call.state == _TIMED_OUT:  # answered already; the result is dropped
+            if _TRACING:  # (a sync handler that began after its deadline fired started a span since)
+                _tracing.end(self._spans.pop(call, None), payload, "timeout")
             if call.stuck:
                 call.stuck = False
                 self._stuck -= 1
@@ -371,6 +385,8 @@ class Replica:
         call.state = _DONE
         if call.timer is not None:
             call.timer.cancel()
+        if _TRACING:
+            _tracing.end(self._spans.pop(call, None), payload)
         if call.done is None:
             self._publish(call.reply, payload)
         else:
@@ -388,7 +404,10 @@ class Replica:
         budget_ms = call.envelope.budget_ms
         message = f"the handler did not answer within the call's budget ({budget_ms} ms)"
         duration = _perf_ns() - call.started_ns
-        self._deliver(call, replies.error(call.envelope.call_id, ErrorKind.TIMEOUT, message, duration, call.cold))
+        payload = replies.error(call.envelope.call_id, ErrorKind.TIMEOUT, message, duration, call.cold)
+        if _TRACING:
+            _tracing.end(self._spans.pop(call, None), payload, "timeout")
+        self._deliver(call, payload)
         if self._capture is not None and self._capture.pending:
             self._publish_output(call.envelope.call_id)
         if state == _QUEUED:
@@ -432,12 +451,27 @@ class Replica:
         """The handler raised: 400 for an unreadable request, else HANDLER with the exception (not its trace)."""
         duration = _perf_ns() - call.started_ns
         call_id = call.envelope.call_id
+        if _TRACING:
+            _tracing.fail(self._spans.get(call), exc)
         if isinstance(exc, RequestError):
             return replies.bad_input(call_id, str(exc), duration, call.cold)
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         trace = "".join(traceback.format_exception(exc))
         self._log.error("call_failed", call_id=call_id, error_kind="HANDLER", error=message, traceback=trace)
         return replies.error(call_id, ErrorKind.HANDLER, message, duration, call.cold)
+
+    def _trace(self, call: Call, context: contextvars.Context) -> None:
+        """Start the call's span, current in the handler's context (on the loop, or on a worker thread)."""
+        settings = self._settings
+        self._spans[call] = _tracing.start(
+            self._tracer,
+            context,
+            call.envelope,
+            settings.namespace,
+            settings.function,
+            call.cold,
+            call.done is not None,
+        )
 
     def _deliver(self, call: Call, payload: bytes) -> None:
         if call.done is None:

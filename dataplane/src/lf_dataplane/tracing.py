@@ -1,0 +1,186 @@
+"""OpenTelemetry tracing, off unless configured: the ingestor's SERVER span per function call, and the set-up the
+runtime shares (lf_runtime.tracing).
+
+Off, this module imports nothing of OpenTelemetry and the hot path tests one module-level boolean (`ENABLED`,
+read once from the environment at import). On (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+or `OTEL_TRACES_EXPORTER` set, and neither `OTEL_TRACES_EXPORTER=none` nor `OTEL_SDK_DISABLED=true`), `setup`
+installs a TracerProvider with a BatchSpanProcessor over the OTLP/HTTP exporter (or the console one); the SDK
+reads the other standard variables itself (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`,
+`OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_*`). The W3C trace context travels in the request envelope (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+INGESTOR_SERVICE = "litefunctions-ingestor"
+RUNTIME_SERVICE = "litefunctions-runtime"
+TRACER_NAME = "litefunctions"
+
+
+def configured(env: Mapping[str, str]) -> bool:
+    """Whether the standard OTel variables ask for traces to be exported."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter == "none":
+        return False
+    return bool(exporter or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+ENABLED: bool = configured(os.environ)
+"""Read once at start-up; the hot paths test only this."""
+
+_provider: Any = None
+_tracer: Any = None
+
+
+def setup(default_service: str) -> Any:
+    """Install the process's TracerProvider (once; idempotent) and return our tracer. Only call when ENABLED."""
+    global _provider, _tracer
+    if _tracer is not None:
+        return _tracer
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create({})  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: default_service}))
+    provider = TracerProvider(resource=resource)  # OTEL_TRACES_SAMPLER, default parent-based always-on
+    for name in _exporter_names(os.environ):
+        exporter = _exporter(name)
+        if exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(exporter))  # OTEL_BSP_* from the environment
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    _tracer = provider.get_tracer(TRACER_NAME)
+    return _tracer
+
+
+def shutdown() -> None:
+    """Export what is buffered and stop the processors (the provider also does this at interpreter exit)."""
+    global _provider, _tracer
+    if _provider is not None:
+        try:
+            _provider.shutdown()
+        except Exception as exc:  # an exporter failing at exit must not fail the stop
+            log.warning("tracing shutdown failed", extra={"fields": {"error": repr(exc)}})
+        _provider = _tracer = None
+
+
+def _exporter_names(env: Mapping[str, str]) -> list[str]:
+    names = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
+    return [n for n in names if n and n != "none"] or ["otlp"]
+
+
+def _exporter(name: str) -> Any:
+    if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    if name != "otlp":
+        log.warning("unsupported OTEL_TRACES_EXPORTER", extra={"fields": {"exporter": name}})
+        return None
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if protocol != "http/protobuf":
+        log.warning("only OTLP over http/protobuf is installed; using it", extra={"fields": {"requested": protocol}})
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()  # endpoint, headers, timeout, compression: OTEL_EXPORTER_OTLP_* variables
+
+
+# -- the ingestor's span ---------------------------------------------------------------------------------------
+
+
+def extract(traceparent: str, tracestate: str) -> Any:
+    """The OTel context of an incoming W3C trace context (an empty one when there is none or it is invalid)."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier = {"traceparent": traceparent, "tracestate": tracestate} if traceparent else {}
+    return TraceContextTextMapPropagator().extract(carrier)
+
+
+def inject(ctx: Any = None) -> tuple[str, str]:
+    """(traceparent, tracestate) of the current span, or of `ctx`'s; ("", "") without a valid one."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier, ctx)
+    return carrier.get("traceparent", ""), carrier.get("tracestate", "")
+
+
+class CallSpan:
+    """The ingestor's SERVER span of one function call.
+
+    It is passed explicitly (Ingestor._spans, by call id), never made current: granian's RSGI scheduler runs every
+    request of a worker in one shared contextvars context, so a context attached by one request would be seen by
+    the others it interleaves with.
+    """
+
+    __slots__ = ("span",)
+
+    def __init__(self, method: str, headers: Any, call_id: str, namespace: str, name: str) -> None:
+        from opentelemetry import trace
+
+        tracer = _tracer if _tracer is not None else trace.get_tracer(TRACER_NAME)
+        self.span = tracer.start_span(
+            f"{method} {name}",
+            context=extract(headers.get("traceparent", ""), headers.get("tracestate", "")),
+            kind=trace.SpanKind.SERVER,
+            attributes={
+                "faas.invocation_id": call_id,
+                "faas.trigger": "http",
+                "faas.name": name,
+                "faas.invoked_name": name,
+                "litefunctions.namespace": namespace,
+                "http.request.method": method,
+            },
+        )
+
+    def outgoing(self) -> tuple[str, str]:
+        """(traceparent, tracestate) for the request envelope: this span's context."""
+        from opentelemetry import trace
+
+        return inject(trace.set_span_in_context(self.span))
+
+    def coldstart(self, cold: bool) -> None:
+        self.span.set_attribute("faas.coldstart", cold)
+
+    def end(self, status: int, error: str = "") -> None:
+        from opentelemetry.trace import Status, StatusCode
+
+        span = self.span
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR, error or None))
+            if error:
+                span.set_attribute("error.type", error)
+        span.end()
+
+    def fail(self, exc: BaseException) -> None:
+        """End with an error raised by the call: an HTTP error answer (httpmapping.HttpError) or anything else."""
+        status = getattr(exc, "status", None)
+        if isinstance(status, int):
+            self.end(status, str(getattr(exc, "code", "")))
+        else:
+            self.span.record_exception(exc)
+            self.end(500, type(exc).__name__)
+
+
+def outgoing(span: CallSpan | None, headers: Any) -> tuple[str, str]:
+    """The trace context to put in the request envelope: the call's span's, else the incoming one as is."""
+    if span is not None:
+        traceparent, tracestate = span.outgoing()
+        if traceparent:
+            return traceparent, tracestate
+    traceparent = headers.get("traceparent", "")
+    return traceparent, headers.get("tracestate", "") if traceparent else ""

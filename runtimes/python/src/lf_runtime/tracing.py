@@ -1,0 +1,65 @@
+"""The runtime's span around each handler run, when tracing is configured (set-up shared with the ingestor:
+lf_dataplane.tracing). Off, nothing of OpenTelemetry is imported and serving tests one boolean.
+
+The span continues the trace context of the request envelope (the ingestor's SERVER span is its parent) and is
+made current in the call's own contextvars copy, so spans the handler starts through the OpenTelemetry API nest
+under it. It ends when the call is answered: by the handler, by a failure, or by the deadline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lf_dataplane.tracing import ENABLED, RUNTIME_SERVICE, extract, setup, shutdown
+
+__all__ = ["ENABLED", "RUNTIME_SERVICE", "end", "fail", "setup", "shutdown", "start"]
+
+
+def start(tracer: Any, context: Any, envelope: Any, namespace: str, function: str, cold: bool, queued: bool) -> Any:
+    """Start the call's span (current inside `context`, the contextvars copy the handler runs in)."""
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+
+    parent = extract(envelope.traceparent, envelope.tracestate)
+    span = tracer.start_span(
+        function,
+        context=parent,
+        kind=trace.SpanKind.CONSUMER if queued else trace.SpanKind.SERVER,
+        attributes={
+            "faas.invocation_id": envelope.call_id,
+            "faas.trigger": "pubsub" if queued else "http",
+            "faas.coldstart": cold,
+            "faas.name": function,
+            "litefunctions.namespace": namespace,
+            "http.request.method": envelope.method,
+        },
+    )
+    context.run(otel_context.attach, trace.set_span_in_context(span, parent))  # the copy is dropped after the call
+    return span
+
+
+def fail(span: Any, exc: BaseException) -> None:
+    """The handler raised: the exception as an event, the span's status an error."""
+    if span is None:
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+
+def end(span: Any, payload: bytes, error: str = "") -> None:
+    """End the span with what the call answered (a response envelope: status at 4..6, error kind at 6)."""
+    if span is None:
+        return
+    status = int.from_bytes(payload[4:6], "little") if len(payload) > 6 else 0
+    kind = payload[6] if len(payload) > 6 else 0
+    span.set_attribute("http.response.status_code", status)
+    if kind or status >= 500 or error:
+        from opentelemetry.trace import Status, StatusCode
+
+        if error:
+            span.set_attribute("error.type", error)
+        if span.status.status_code is not StatusCode.ERROR:  # keep fail()'s description
+            span.set_status(Status(StatusCode.ERROR, error or None))
+    span.end()
