@@ -87,5 +87,11 @@ SCENARIOS: dict[str, Scenario] = {
             Request("/function/limited"),
             about="as ratelimit-pass, with the bucket in Valkey: one redis-py round trip per call",
         ),
+        Scenario(  # last of the lf_dev chain: the runtime works off its backlog during whatever runs after it
+            "async-submit",
+            lf_dev,
+            Request("/async-function/hello", "POST", b"hi"),
+            about="async call accepted (202 after the JetStream PubAck); the runtime runs them meanwhile",
+        ),
     ]
 }
