@@ -15,6 +15,8 @@ import pytest
 
 from tests.e2e.conftest import LfDev, wait_for
 
+pytestmark = pytest.mark.e2e
+
 HEADERS = {"Content-Type": "application/json", "User-Agent": "e2e-async"}
 
 
@@ -130,3 +132,14 @@ def test_curl_sees_the_202(dev: LfDev) -> None:
     call_id = next(line.split(":", 1)[1].strip() for line in head.splitlines() if line.lower().startswith("x-call-id"))
     assert json.loads(body)["callId"] == call_id
     assert wait_status(dev, call_id, ("succeeded",))["result"]["status"] == 200
+
+
+def test_an_async_call_to_a_runtime_that_cannot_pull_is_refused_not_stored(lf_dev: LfDev) -> None:
+    # The Go and Rust runtimes serve sync calls only: a 202 would store a call nothing ever runs.
+    lf_dev.wait_serving("hello-go", timeout=120)
+    response = submit(lf_dev, "hello-go", content=b"{}", headers=HEADERS)
+    assert response.status_code == 501, response.text
+    error = response.json()["error"]
+    assert error["code"] == "async_not_supported" and error["layer"] == "ingestor"
+    assert "/function/hello-go" in error["message"]
+    assert "x-call-id" in response.headers

@@ -105,6 +105,14 @@ class AsyncCalls:
             raise hm.method_not_allowed(exc.args[1]) from None
         except RouteNotFound:
             raise hm.unrouted(path) from None
+        if not target.accepts_async:
+            raise hm.HttpError(
+                501,
+                "async_not_supported",
+                f"{target.label} runs on the {target.runtime} runtime, which does not take async calls yet; "
+                f"call /function/{target.name}.{target.namespace} synchronously",
+                hm.LAYER_INGESTOR,
+            )
         callback = headers.get(CALLBACK_HEADER) or ""
         if callback:
             await self._check_callback(callback)

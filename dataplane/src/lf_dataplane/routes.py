@@ -29,6 +29,13 @@ class FunctionRoute(msgspec.Struct, frozen=True, kw_only=True):
     """Calls one ingestor worker forwards at once (concurrency x replicas); more wait in a bounded queue. 0: no cap."""
     cache: CacheRule | None = None
     rate_limit: RateRule | None = None
+    runtime: str = ""
+    """The function's runtime ("" in older entries: treated as one that takes async calls)."""
+
+
+# Runtimes whose replicas pull async calls from LF_ASYNC. An async call to any other is refused (501) rather
+# than stored where nothing would ever run it.
+ASYNC_RUNTIMES = frozenset({"python", ""})
 
 
 def route_of(function: Function, revision: str = "") -> FunctionRoute:
@@ -43,6 +50,7 @@ def route_of(function: Function, revision: str = "") -> FunctionRoute:
         max_inflight=function.concurrency * max(function.replicas, 1),
         cache=function.cache,
         rate_limit=function.rate_limit,
+        runtime=function.runtime,
     )
 
 

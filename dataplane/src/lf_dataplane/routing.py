@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 from lf_dataplane.caching import CachePolicy
 from lf_dataplane.names import InvalidName
 from lf_dataplane.overload import Gate
-from lf_dataplane.routes import FunctionRoute, HttpTriggerRoute, decode_route, decode_trigger_route
+from lf_dataplane.routes import ASYNC_RUNTIMES, FunctionRoute, HttpTriggerRoute, decode_route, decode_trigger_route
 from lf_dataplane.specs import RateRule
 from lf_dataplane.subjects import ROUTES_BUCKET, function_route_key, invoke_subject, trigger_route_key
 
@@ -37,8 +37,8 @@ class FunctionTarget:
     """What the hot path needs about one function, computed when the table is built, never per request."""
 
     __slots__ = (
-        "cache", "gate", "label", "max_request_bytes", "max_response_bytes", "name", "namespace", "rate",
-        "rate_key", "revision", "subject", "timeout_s",
+        "accepts_async", "cache", "gate", "label", "max_request_bytes", "max_response_bytes", "name", "namespace",
+        "rate", "rate_key", "revision", "runtime", "subject", "timeout_s",
     )  # fmt: skip
 
     def __init__(
@@ -53,7 +53,10 @@ class FunctionTarget:
         gate: Gate | None = None,
         cache: CachePolicy | None = None,
         rate: RateRule | None = None,
+        runtime: str = "",
     ) -> None:
+        self.runtime = runtime
+        self.accepts_async = runtime in ASYNC_RUNTIMES
         self.namespace = namespace
         self.name = name
         self.label = f"{name}.{namespace}"
@@ -110,6 +113,7 @@ def target_of(route: FunctionRoute, defaults: Defaults, gates: dict[str, Gate] |
         gate=gate,
         cache=CachePolicy(label, route.revision, route.cache) if route.cache is not None else None,
         rate=route.rate_limit,
+        runtime=route.runtime,
     )
 
 

@@ -70,3 +70,21 @@ def test_loaded_with_no_entries_is_an_empty_table() -> None:
     routes = Routes()
     routes.replace_all({})
     assert routes.loaded and routes.table is not None and len(routes.table) == 0
+
+
+def test_route_entries_say_which_runtimes_take_async_calls() -> None:
+    from lf_dataplane.routes import FunctionRoute, decode_route, encode_route
+    from lf_dataplane.routing import Defaults, target_of
+
+    def entry(runtime: str) -> FunctionRoute:
+        return FunctionRoute(
+            namespace="default", name="f", timeout_ms=1000, max_request_bytes=1, max_response_bytes=1,
+            runtime=runtime,
+        )  # fmt: skip
+
+    assert target_of(entry("python"), Defaults()).accepts_async
+    assert not target_of(entry("go"), Defaults()).accepts_async
+    assert not target_of(entry("rust"), Defaults()).accepts_async
+    old = b'{"namespace":"default","name":"f","timeout_ms":1000,"max_request_bytes":1,"max_response_bytes":1}'
+    assert target_of(decode_route(old), Defaults()).accepts_async, "entries written before the field existed"
+    assert decode_route(encode_route(entry("go"))).runtime == "go"
