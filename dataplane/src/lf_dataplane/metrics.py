@@ -29,12 +29,10 @@ from typing import Any
 
 import msgspec
 
+from lf_dataplane.buckets import DURATION_BUCKETS
+
 log = logging.getLogger(__name__)
 
-DURATION_BUCKETS: tuple[float, ...] = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-)  # fmt: skip
-"""Seconds: sub-millisecond (a warm trivial call) through minutes (the longest sync timeouts)."""
 SIZE_BUCKETS: tuple[int, ...] = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
 """Bytes, powers of 4 from 64 B to 16 MiB (`size_index` finds a bucket with one `bit_length`)."""
 _NB = len(DURATION_BUCKETS) + 1

@@ -78,6 +78,7 @@ class AsyncWorker:
         self._main: asyncio.Task[None] | None = None
         self._ready = False
         # counters for metrics (issue 4): what this replica did
+        self.last_reply = ""
         self.counts = {"runs": 0, "succeeded": 0, "retries": 0, "dead": 0, "zombie_results_dropped": 0}
 
     # -- life cycle -------------------------------------------------------------------------------------------------
@@ -151,6 +152,7 @@ class AsyncWorker:
         self.pull_open = max(0, self.pull_open - 1)
         if not reply:
             return
+        self.last_reply = reply  # its pending token is exported (lf_runtime.metrics), parsed at scrape time
         self.running += 1
         task = asyncio.get_running_loop().create_task(self._process(reply, payload, headers))
         self.tasks.add(task)

@@ -32,6 +32,7 @@ import logging
 import signal
 import time
 import traceback
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
@@ -42,10 +43,12 @@ from lf_dataplane.subjects import invoke_subject, queue_group
 from lf_native import RequestEnvelope, decode_request, encode_response
 
 from lf_runtime import connecting, replies
+from lf_runtime import metrics as _metrics
 from lf_runtime import tracing as _tracing
 from lf_runtime.capture import CALL_ID, CallOutput
 from lf_runtime.handlers import Handler, to_parts
 from lf_runtime.logs import Log
+from lf_runtime.metrics import BUCKETS_NS, RuntimeStats
 from lf_runtime.requests import Request, RequestError
 from lf_runtime.settings import Settings
 from lf_runtime.workers import WorkerPool
@@ -72,7 +75,9 @@ def usable_budget_s(budget_ms: int) -> float:
 class Call:
     """One admitted call, owned by the event loop thread."""
 
-    __slots__ = ("cold", "deadline", "done", "envelope", "reply", "started_ns", "state", "stuck", "task", "timer")
+    __slots__ = (
+        "cold", "deadline", "done", "envelope", "outcome", "reply", "started_ns", "state", "stuck", "task", "timer",
+    )  # fmt: skip
 
     def __init__(self, reply: str, envelope: RequestEnvelope, started_ns: int, deadline: float) -> None:
         self.reply = reply
@@ -83,6 +88,7 @@ class Call:
         self.deadline = deadline
         self.state = _QUEUED
         self.cold = False
+        self.outcome = _metrics.OK  # set by whoever encodes a failure (lf_runtime.metrics.OUTCOMES)
         self.stuck = False  # a sync handler still running past its deadline
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -149,6 +155,28 @@ class Replica:
         self._tracer: Any = _tracing.setup(_tracing.RUNTIME_SERVICE) if _TRACING else None
         self._spans: dict[Call, Any] = {}
         """With tracing on: each running call's span (lf_runtime.tracing), until the call is answered."""
+        self.stats = RuntimeStats()
+        """Plain counters for `/metrics` (lf_runtime.metrics), kept whether or not the listener runs."""
+        self.async_worker: Any = None
+        """The AsyncWorker once it started (its counts are exported)."""
+
+    # ------------------------------------------------------------------------------------ metrics (read)
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def inflight(self) -> int:
+        return self._running + len(self._waiting)
+
+    @property
+    def stuck(self) -> int:
+        return self._stuck
+
+    @property
+    def cold_started(self) -> bool:
+        return not self._cold
 
     # ----------------------------------------------------------------------------------------- life cycle
 
@@ -165,12 +193,17 @@ class Replica:
         await connecting.connect(conn, settings)
         sid = conn.subscribe(subject, self._on_msg, group)
         await conn.flush(ROUND_TRIP_TIMEOUT_S)  # the server has the SUB: calls reach us from now on
+        metrics_server = None
+        if settings.metrics_port > 0:
+            metrics_server = await _metrics.serve(self, settings.metrics_host, settings.metrics_port)
         self._log.event("ready", subject=subject, queue=group, concurrency=self._limit, queue_depth=self._depth)
+        if metrics_server is not None:
+            self._log.event("metrics_listening", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
         worker = None
         if settings.async_concurrency > 0:
             # Imported on a thread after `ready` (msgspec and ssl take tens of ms): sync calls don't wait for it.
             module = await loop.run_in_executor(None, importlib.import_module, "lf_runtime.asyncworker")
-            worker = module.AsyncWorker(settings, self, self._log)
+            worker = self.async_worker = module.AsyncWorker(settings, self, self._log)
             worker.start()
         code = await self._stopped
         if worker is not None:
@@ -179,6 +212,8 @@ class Replica:
         if worker is not None:
             await worker.close(self._settings.drain_timeout_s)
         await conn.close()
+        if metrics_server is not None:
+            metrics_server.close()
         self._log.event("stopped", exit_code=code)
         return code
 
@@ -214,6 +249,7 @@ class Replica:
                 call.timer.cancel()
             message = "the replica stopped before the handler answered"
             payload = replies.error(call.envelope.call_id, ErrorKind.INTERNAL, message)
+            self.stats.calls[_metrics.INTERNAL] += 1
             if _TRACING:
                 _tracing.end(self._spans.pop(call, None), payload, "drain_timeout")
             self._deliver(call, payload)
@@ -226,6 +262,7 @@ class Replica:
             envelope = decode_request(payload)
         except ValueError as exc:  # lf_native.EnvelopeError
             self._log.warning("bad_request", error=str(exc), size=len(payload))
+            self.stats.calls[_metrics.BAD_REQUEST] += 1
             if reply:
                 self._publish(reply, replies.error("", ErrorKind.BAD_REQUEST, f"bad request envelope: {exc}"))
             return
@@ -235,6 +272,7 @@ class Replica:
         running = self._running
         if running >= self._limit and len(self._waiting) >= self._depth:
             message = f"replica busy: {running} running, {len(self._waiting)} queued"
+            self.stats.calls[_metrics.BUSY] += 1
             self._publish(reply, replies.error(envelope.call_id, ErrorKind.BUSY, message, _perf_ns() - started))
             return
         budget_ms = envelope.budget_ms  # usable_budget_s, inlined: min() on a float and an int costs here
@@ -242,6 +280,7 @@ class Replica:
         budget_s = (budget_ms - (margin if margin < RUNTIME_MARGIN_MAX_MS else RUNTIME_MARGIN_MAX_MS)) / 1000
         if budget_s <= 0:
             message = f"no time left to run the handler (budget {envelope.budget_ms} ms)"
+            self.stats.calls[_metrics.TIMEOUT] += 1
             self._publish(reply, replies.error(envelope.call_id, ErrorKind.TIMEOUT, message))
             return
         call = Call(reply, envelope, started, _monotonic() + budget_s)
@@ -385,6 +424,11 @@ class Replica:
         call.state = _DONE
         if call.timer is not None:
             call.timer.cancel()
+        stats = self.stats
+        stats.calls[call.outcome] += 1
+        duration = _perf_ns() - call.started_ns
+        stats.dur[bisect_left(BUCKETS_NS, duration)] += 1
+        stats.dur_sum_ns += duration
         if _TRACING:
             _tracing.end(self._spans.pop(call, None), payload)
         if call.done is None:
@@ -404,6 +448,10 @@ class Replica:
         budget_ms = call.envelope.budget_ms
         message = f"the handler did not answer within the call's budget ({budget_ms} ms)"
         duration = _perf_ns() - call.started_ns
+        stats = self.stats
+        stats.calls[_metrics.TIMEOUT] += 1
+        stats.dur[bisect_left(BUCKETS_NS, duration)] += 1
+        stats.dur_sum_ns += duration
         payload = replies.error(call.envelope.call_id, ErrorKind.TIMEOUT, message, duration, call.cold)
         if _TRACING:
             _tracing.end(self._spans.pop(call, None), payload, "timeout")
@@ -433,6 +481,7 @@ class Replica:
         try:
             status, headers, body = to_parts(value)
             if len(body) > self._max_body:
+                call.outcome = _metrics.TOO_LARGE
                 kind = ErrorKind.RESPONSE_TOO_LARGE
                 message = f"response body of {len(body)} bytes exceeds the limit of {self._max_body} bytes"
             else:
@@ -440,9 +489,11 @@ class Replica:
                 encoded = encode_response(status, headers, body, call_id, 0, "", duration, call.cold)
                 if len(encoded) <= self._conn.max_payload:
                     return encoded
+                call.outcome = _metrics.TOO_LARGE
                 kind = ErrorKind.RESPONSE_TOO_LARGE
                 message = f"response of {len(encoded)} bytes exceeds NATS max_payload {self._conn.max_payload}"
         except Exception as exc:
+            call.outcome = _metrics.INTERNAL
             kind, message = ErrorKind.INTERNAL, str(exc)
         self._log.error("call_failed", call_id=call_id, error_kind=kind.name, error=message)
         return replies.error(call_id, kind, message, _perf_ns() - call.started_ns, call.cold)
@@ -454,7 +505,9 @@ class Replica:
         if _TRACING:
             _tracing.fail(self._spans.get(call), exc)
         if isinstance(exc, RequestError):
+            call.outcome = _metrics.BAD_REQUEST
             return replies.bad_input(call_id, str(exc), duration, call.cold)
+        call.outcome = _metrics.HANDLER_ERROR
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         trace = "".join(traceback.format_exception(exc))
         self._log.error("call_failed", call_id=call_id, error_kind="HANDLER", error=message, traceback=trace)

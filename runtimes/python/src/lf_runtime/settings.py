@@ -64,6 +64,9 @@ class Settings:
     async_result_ttl_s: float = 24 * 3600.0
     async_ack_grace_s: float = 5.0
     callback_allow_private: bool = False
+    metrics_port: int = 0
+    """LF_METRICS_PORT: serve `GET /metrics` on this port (0: no listener)."""
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -105,6 +108,8 @@ class Settings:
             async_result_ttl_s=get.seconds("LF_ASYNC_RESULT_TTL", 24 * 3600.0) or 24 * 3600.0,
             async_ack_grace_s=get.seconds("LF_ASYNC_ACK_GRACE", 5.0),
             callback_allow_private=get.text("LF_CALLBACK_ALLOW_PRIVATE", "false").lower() == "true",
+            metrics_port=get.integer("LF_METRICS_PORT", 0, low=0, high=65535),
+            metrics_host=get.text("LF_METRICS_HOST", "127.0.0.1"),
         )
 
     @property
