@@ -58,10 +58,13 @@ def prometheus(dev: LfDev, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     assert PROMETHEUS is not None, "prometheus is not installed (Debian package prometheus)"
     work = tmp_path_factory.mktemp("prometheus")
     config = work / "prometheus.yml"
+    replicas = wait_for(lambda: replica_targets(dev), 60, "printer's replicas to have a metrics_url")
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n  - job_name: lf-ingestor\n    static_configs:\n"
         f"      - targets: ['127.0.0.1:{dev.port}']\n"
+        "  - job_name: lf-replicas\n    static_configs:\n"
+        f"      - targets: [{', '.join(repr(t) for t in replicas)}]\n"
     )
     port = free_port()
     with (work / "prometheus.log").open("wb") as log:
@@ -81,6 +84,16 @@ def prometheus(dev: LfDev, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def replica_targets(dev: LfDev) -> list[str]:
+    """`host:port` of every printer replica's /metrics, from `lf list -o json` (empty until all have one)."""
+    found = [f for f in dev.state() if f["name"] == "printer"]
+    replicas = found[0].get("replica_states", []) if found else []
+    urls = [r.get("metrics_url") for r in replicas]
+    if not urls or not all(urls):
+        return []
+    return [str(u).removeprefix("http://").removesuffix("/metrics") for u in urls]
 
 
 def query(prometheus: str, expr: str) -> list[dict[str, object]]:
@@ -117,6 +130,15 @@ def test_prometheus_counts_calls_by_function_and_code_and_one_cold_start(dev: Lf
     assert [float(r["value"][1]) for r in cold] == [1.0]  # type: ignore[index]
     errors = query(prometheus, 'litefunctions_errors_total{function="printer",layer="function"}')
     assert sum(float(r["value"][1]) for r in errors) == 3  # type: ignore[index]
+    runtime_cold = query(prometheus, 'litefunctions_runtime_cold_starts_total{function="printer"}')
+    assert [float(r["value"][1]) for r in runtime_cold] == [1.0], "the replica counts its cold start once"  # type: ignore[index]
+
+    def runtime_calls() -> dict[str, float]:
+        rows = query(prometheus, 'sum by (outcome) (litefunctions_runtime_calls_total{function="printer"})')
+        return {str(r["metric"]["outcome"]): float(r["value"][1]) for r in rows if float(r["value"][1])}  # type: ignore[index]
+
+    by_outcome = {"ok": expected["200"], "handler_error": expected["500"]}
+    wait_for(lambda: runtime_calls() == by_outcome, 30, f"the replica's own counts to be {by_outcome}")
     p99 = query(
         prometheus,
         'histogram_quantile(0.99, sum by (le) (litefunctions_invocation_duration_seconds_bucket{function="printer"}))',

@@ -70,3 +70,11 @@ def test_a_missing_secret_names_the_file(tmp_path: Path) -> None:
 def test_restart_backoff_doubles_and_is_capped() -> None:
     backoff = Backoff(first=0.2, cap=10.0)
     assert [backoff.delay(n) for n in range(8)] == [0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0]
+
+
+def test_metrics_url_recorded_from_a_replicas_port() -> None:
+    from lf_controlplane.dev.state import metrics_url
+
+    assert metrics_url({"LF_METRICS_PORT": "9123"}) == "http://127.0.0.1:9123/metrics"
+    assert metrics_url({"LF_METRICS_PORT": "0"}) is None
+    assert metrics_url({}) is None, "Go and Rust replicas serve no /metrics"

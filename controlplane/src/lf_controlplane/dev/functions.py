@@ -18,6 +18,7 @@ from lf_dataplane.specs import Function, async_env
 from lf_controlplane.dev import builds, venvs
 from lf_controlplane.dev.folders import FunctionFolder, fingerprint
 from lf_controlplane.dev.supervising import Printer, ProcessSpec, Supervised, print_line
+from lf_controlplane.natsserver import free_port
 
 # Exit code of a Python runtime that recycled itself after too many stuck handlers (EX_TEMPFAIL).
 RECYCLED = 75
@@ -129,10 +130,13 @@ class FunctionRunner:
             raise NotReadyError(f"{function.name}: {exc}") from exc
         running = RunningFunction(folder=folder, function=function, fingerprint=digest, generation=generation)
         for index in range(function.replicas):
+            replica_env = process_env
+            if function.runtime == "python":  # each replica serves its own /metrics (docs/metrics.md)
+                replica_env = {**process_env, "LF_METRICS_PORT": str(free_port()), "LF_METRICS_HOST": "127.0.0.1"}
             spec = ProcessSpec(
                 label=f"{function.name}-{generation}.{index}",
                 argv=argv,
-                env=process_env,
+                env=replica_env,
                 cwd=folder.path,
                 ready_marker=READY_MARKER,
             )

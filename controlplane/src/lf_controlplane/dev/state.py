@@ -26,6 +26,8 @@ class ReplicaState(msgspec.Struct, kw_only=True):
     state: str
     restarts: int
     last_exit: int | None
+    metrics_url: str | None = None
+    """The replica's own `/metrics` (Python replicas; None for Go and Rust)."""
 
 
 class FunctionState(msgspec.Struct, kw_only=True):
@@ -58,7 +60,15 @@ def _replica(replica: Supervised) -> ReplicaState:
         state=str(replica.state),
         restarts=replica.restarts,
         last_exit=replica.last_exit,
+        metrics_url=metrics_url(replica.spec.env),
     )
+
+
+def metrics_url(env: dict[str, str]) -> str | None:
+    port = env.get("LF_METRICS_PORT", "")
+    if not port or port == "0":
+        return None
+    return f"http://{env.get('LF_METRICS_HOST', '127.0.0.1')}:{port}/metrics"
 
 
 def function_health(replicas: list[Supervised]) -> Health:
