@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import os
 import signal
 import sys
@@ -51,8 +52,42 @@ Printer = Callable[[str, str], None]
 
 
 def print_line(label: str, line: str) -> None:
-    sys.stdout.write(f"{label:>18} | {line}\n")
+    """Relay one line of a child's output; a JSON log line is shown human-readably (`human`)."""
+    text = "\n".join(f"{label:>18} | {part}" for part in human(line).split("\n"))
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+_MULTILINE = ("traceback",)
+
+
+def human(line: str) -> str:
+    """`HH:MM:SS level event key=value ...` for a JSON log line (ours: `ts`, `level`, `event`); else `line` as is.
+
+    A string value with spaces, quotes or `=` is quoted; a traceback follows on its own lines.
+    """
+    if not line.startswith("{"):
+        return line
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(record, dict) or "event" not in record:
+        return line
+    ts = str(record.pop("ts", ""))
+    clock = ts[11:19] if len(ts) >= 19 and ts[10] == "T" else time.strftime("%H:%M:%S")
+    parts = [clock, str(record.pop("level", "info")), str(record.pop("event"))]
+    extra: list[str] = []
+    for key, value in record.items():
+        if key in _MULTILINE and isinstance(value, str) and value:
+            extra.append(value.rstrip("\n"))
+            continue
+        if isinstance(value, str):
+            shown = value if value and not any(c in value for c in ' "=\n\t') else json.dumps(value)
+        else:
+            shown = json.dumps(value, separators=(",", ":"))
+        parts.append(f"{key}={shown}")
+    return "\n".join([" ".join(parts), *extra])
 
 
 @dataclass
