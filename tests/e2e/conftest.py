@@ -12,8 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,24 +21,11 @@ import httpx
 import pytest
 from lf_controlplane.natsserver import free_port
 
+from tests.waiting import wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 TEST_FUNCTIONS = Path(__file__).resolve().parent / "functions"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll `condition` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-            if result:
-                return result
-        except (httpx.TransportError, OSError, ValueError) as exc:
-            last_error = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
 
 
 @dataclass

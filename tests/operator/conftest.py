@@ -11,9 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,26 +21,12 @@ import httpx
 import pytest
 from lf_controlplane.natsserver import NatsServer
 
+from tests.waiting import wait_for
 from tools.k8s import build
 from tools.k8s.cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLIC_URL = "http://lf-ingestor.test"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition", poll: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = condition()
-        except (httpx.TransportError, OSError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @dataclass

@@ -10,9 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,8 @@ import nats
 from lf_controlplane.natsserver import NatsServer
 from lf_dataplane.routes import FunctionRoute, encode_route
 from lf_dataplane.subjects import ROUTES_BUCKET, function_route_key
+
+from tests.waiting import wait_for as wait_until
 
 HANDLER = """
 import json, os, time
@@ -43,20 +43,6 @@ def handle(req):
         time.sleep(float(mode[5:]))
     return {"pid": os.getpid(), "call": call_id, "body": req.body.decode()}
 """
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-            if result:
-                return result
-        except (httpx.TransportError, OSError) as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last!r})")
 
 
 @dataclass

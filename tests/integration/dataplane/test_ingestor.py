@@ -32,6 +32,8 @@ from lf_native import RequestEnvelope, decode_request, encode_response
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
+from tests.waiting import wait_for as wait_until
+
 pytestmark = pytest.mark.integration
 
 Reply = bytes | None  # None: never answer
@@ -53,20 +55,6 @@ class Ingestor:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-            if result:
-                return result
-        except (httpx.TransportError, OSError) as exc:
-            last = exc
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last!r})")
 
 
 def start_ingestor(nats_url: str, log: Path, **env: str) -> Ingestor:
