@@ -21,7 +21,7 @@ import nats
 from lf_dataplane.routes import encode_route, route_key, route_of
 from lf_dataplane.subjects import ROUTES_BUCKET
 from nats.aio.client import Client as NatsClient
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
+from nats.js.errors import BucketNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from watchfiles import awatch
 
@@ -38,6 +38,8 @@ from lf_controlplane.dev.supervising import ProcessSpec, Supervised, print_line
 from lf_controlplane.dev.venvs import RequirementsError
 from lf_controlplane.natsserver import NatsServer
 from lf_controlplane.urls import function_url
+
+ROUTES_TIMEOUT_S = 10.0  # one write to LF_ROUTES; a broker that does not answer in this time is a failure
 
 
 class StartupError(RuntimeError):
@@ -67,6 +69,7 @@ class DevPlatform:
     broker: NatsServer | None = None
     nc: NatsClient | None = None
     routes: KeyValue | None = None
+    published: dict[str, bytes] | None = None  # what this lf dev last wrote to LF_ROUTES; None before the first write
     ingestor: Supervised | None = None
     runner: FunctionRunner | None = None
     running: dict[str, RunningFunction] = field(default_factory=dict)
@@ -220,23 +223,29 @@ class DevPlatform:
         await self.runner.stop(running)
 
     async def _publish_routes(self) -> None:
-        """Make LF_ROUTES hold exactly the running functions (stale keys of an earlier run are deleted)."""
+        """Make LF_ROUTES hold exactly the running functions.
+
+        The bucket is listed once, at start, to delete stale keys of an earlier run; after that the changes are
+        computed against what this process wrote. (Listing it on every change depended on nats-py's `keys()`
+        watcher, which in one CI run left a removed function's route in place.)
+        """
         assert self.routes is not None
         routes = [route_of(r.function, revision=r.fingerprint[:16]) for r in self.running.values()]
         wanted = {route_key(route): encode_route(route) for route in routes}
-        try:
-            existing = set(await self.routes.keys())
-        except NoKeysError:
-            existing = set()
-        for key in existing - wanted.keys():
-            await self.routes.delete(key)
-        for key, value in wanted.items():
+        if self.published is None:
             try:
-                if (await self.routes.get(key)).value == value:
-                    continue
-            except KeyNotFoundError:
-                pass
-            await self.routes.put(key, value)
+                stale = set(await asyncio.wait_for(self.routes.keys(), ROUTES_TIMEOUT_S))
+            except NoKeysError:
+                stale = set()
+            previous: dict[str, bytes] = dict.fromkeys(stale, b"")
+        else:
+            previous = self.published
+        for key in previous.keys() - wanted.keys():
+            await asyncio.wait_for(self.routes.delete(key), ROUTES_TIMEOUT_S)
+        for key, value in wanted.items():
+            if previous.get(key) != value:
+                await asyncio.wait_for(self.routes.put(key, value), ROUTES_TIMEOUT_S)
+        self.published = wanted
 
     async def _watch(self) -> None:
         root = self.settings.root
