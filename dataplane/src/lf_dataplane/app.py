@@ -64,6 +64,35 @@ _SAFE_METHODS = ("GET", "HEAD")
 _TRACING = _tracing.ENABLED  # read once at import; off, OpenTelemetry is never imported
 
 
+class _Call:
+    """One request's facts on their way `_call` → `_cached` → `_forward` → `_invoke`, instead of eight arguments.
+
+    `items` is the header list built once (size check, then envelope); `fn_ns` the runtime's time from the
+    response envelope (for the overhead header); `span` the call's SERVER span with tracing on.
+    """
+
+    __slots__ = ("scope", "proto", "call_id", "start", "items", "target", "rest", "params", "fn_ns", "span")
+
+    scope: Any
+    proto: Any
+    call_id: str
+    start: float
+    items: Any
+    target: FunctionTarget
+    rest: str
+    params: Any
+    fn_ns: int
+    span: _tracing.CallSpan | None
+
+    def __init__(self, scope: Any, proto: Any, call_id: str, start: float) -> None:
+        self.scope = scope
+        self.proto = proto
+        self.call_id = call_id
+        self.start = start
+        self.fn_ns = 0
+        self.span = None
+
+
 class Ingestor:
     """The RSGI app. `background` runs for the worker's life (connect, watch routes); `close` runs at exit."""
 
@@ -98,8 +127,6 @@ class Ingestor:
         self._next_call_id = CallIds().next_id
         self._max_header_bytes = settings.max_header_bytes
         self._probes: dict[str, Callable[[], Reply]] = {"/healthz": self._healthz, "/readyz": self._readyz}
-        self._fn_ns: dict[str, int] = {}
-        """A call's runtime time (envelope duration_ns) until its response is written: the overhead header."""
         self.metrics: WorkerStats | None = None
         self._stats: dict[str, Any] | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -108,10 +135,6 @@ class Ingestor:
             self.metrics.sources.update(cache=self.cache, gate=self.gate, app=self)
             self._stats = self.metrics.functions
             self._probes["/metrics"] = self._metrics
-        self._spans: dict[str, _tracing.CallSpan] = {}
-        """With tracing on: each function call's span by call id, while the call runs."""
-        if _TRACING:  # a span around each function call; off, `_call` is called directly
-            self._call = self._traced_call  # type: ignore[method-assign]
         self.asyncs = AsyncCalls(
             bus,
             publish_timeout_s=settings.async_publish_timeout_s,
@@ -153,44 +176,55 @@ class Ingestor:
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         start = time.perf_counter()
-        call_id = self._next_call_id()
+        call = _Call(scope, proto, self._next_call_id(), start)
         path = scope.path
         try:
             probe = self._probes.get(path)
             if probe is None:
-                status, headers, body = await self._call(scope, proto, path, call_id, start)
+                status, headers, body = await self._call(call, path)
             elif scope.method in _PROBE_METHODS:
                 status, headers, body = probe()
             else:
                 raise hm.method_not_allowed(_PROBE_METHODS)
         except hm.HttpError as err:
             status, headers, body = err.status, err.headers(), err.body()
-            call_id = getattr(err, "call_id", call_id)  # an async answer names its call (asynccalls.Answer)
-        except BaseException:
-            self._fn_ns.pop(call_id, None)
-            raise
+            call.call_id = getattr(err, "call_id", call.call_id)  # an async answer names its call (asynccalls.Answer)
         elapsed = time.perf_counter() - start
-        headers.append((hm.CALL_ID_HEADER, call_id))
+        headers.append((hm.CALL_ID_HEADER, call.call_id))
         headers.append((hm.DURATION_HEADER, f"{elapsed:.6f}"))
-        headers.append((hm.OVERHEAD_HEADER, f"{elapsed - self._fn_ns.pop(call_id, 0) / 1e9:.6f}"))
+        headers.append((hm.OVERHEAD_HEADER, f"{elapsed - call.fn_ns / 1e9:.6f}"))
         proto.response_bytes(status, headers, body)
 
-    async def _call(self, scope: Any, proto: Any, path: str, call_id: str, start: float) -> Reply:
-        table = self.routes.table
+    def _route(self, call: _Call, table: Any, path: str) -> FunctionTarget | None:
+        """Check the headers' size and look the function up (filling `call`); None when no function route matches."""
         if table is None:
             raise hm.not_ready()
-        method = scope.method
+        scope = call.scope
         headers = scope.headers
-        items = headers.items()
+        items = call.items = headers.items()
         hm.check_headers_size(items, self._max_header_bytes)
         try:
-            target, rest, params = table.lookup(method, scope.authority or headers.get("host", ""), path)
+            target, rest, call.params = table.lookup(scope.method, scope.authority or headers.get("host", ""), path)
         except MethodNotAllowed as exc:
             raise hm.method_not_allowed(exc.args[1]) from None
         except RouteNotFound:
-            # /async-function/... and /invocations/...: after the native lookup, so sync calls pay nothing
-            return await self.asyncs.handle(scope, proto, path, call_id, start, table)
-        rest = rest or "/"
+            return None
+        call.target = target
+        call.rest = rest or "/"
+        return target  # type: ignore[no-any-return]
+
+    async def _call(self, call: _Call, path: str) -> Reply:
+        table = self.routes.table
+        scope = call.scope
+        target = self._route(call, table, path)
+        if target is None:  # /async-function/..., /invocations/...: after the lookup, so sync calls pay nothing
+            return await self.asyncs.handle(scope, call.proto, path, call.call_id, call.start, table)
+        method = scope.method
+        headers = scope.headers
+        rest = call.rest
+        span = None
+        if _TRACING:  # the function call's SERVER span (lf_dataplane.tracing); probes and unknown paths get none
+            span = call.span = _tracing.CallSpan(method, headers, call.call_id, target.namespace, target.name)
         stats = self._stats
         if stats is not None:  # metrics: a dict lookup and a few increments (see metrics.py)
             fstats = stats.get(target.label) or self._new_stats(target)
@@ -199,7 +233,7 @@ class Ingestor:
             limit_headers = None if target.rate is None else await self._take(scope, headers, target)
             policy = target.cache
             if policy is None or method not in policy.methods:
-                reply = await self._forward(scope, proto, target, rest, params, call_id, start, None)
+                reply = await self._forward(call, None)
             elif (
                 method == "GET"
                 and (key := policy.key(method, rest, scope.query_string, headers)) is not None
@@ -207,41 +241,22 @@ class Ingestor:
             ):
                 reply = hit  # the hot case of a cached function, without another coroutine
             else:
-                reply = await self._cached(scope, proto, target, rest, params, call_id, start)
-        except hm.HttpError as err:
-            if stats is not None:
-                fstats.failed(err.status, err.layer, err.code, time.perf_counter() - start)
+                reply = await self._cached(call)
+        except BaseException as exc:
+            if stats is not None and isinstance(exc, hm.HttpError):
+                fstats.failed(exc.status, exc.layer, exc.code, time.perf_counter() - call.start)
+            if span is not None:
+                span.fail(exc)
             raise
         finally:
             if stats is not None:
                 fstats.inflight -= 1
         if stats is not None:
-            fstats.answered(reply[0], len(reply[2]), time.perf_counter() - start)
+            fstats.answered(reply[0], len(reply[2]), time.perf_counter() - call.start)
+        if span is not None:
+            span.end(reply[0])
         if limit_headers is not None:
             reply[1].extend(limit_headers)
-        return reply
-
-    async def _traced_call(self, scope: Any, proto: Any, path: str, call_id: str, start: float) -> Reply:
-        """`_call` inside the function call's SERVER span (lf_dataplane.tracing); probes, the async endpoints and
-        unknown paths get none. The route is looked up twice: only with tracing on."""
-        table = self.routes.table
-        headers = scope.headers
-        method = scope.method
-        try:
-            target = table.lookup(method, scope.authority or headers.get("host", ""), path)[0] if table else None
-        except (MethodNotAllowed, RouteNotFound):
-            target = None
-        if target is None:
-            return await Ingestor._call(self, scope, proto, path, call_id, start)
-        span = self._spans[call_id] = _tracing.CallSpan(method, headers, call_id, target.namespace, target.name)
-        try:
-            reply = await Ingestor._call(self, scope, proto, path, call_id, start)
-        except BaseException as exc:
-            span.fail(exc)
-            raise
-        finally:
-            del self._spans[call_id]
-        span.end(reply[0])
         return reply
 
     async def _take(self, scope: Any, headers: Any, target: FunctionTarget) -> list[Header]:
@@ -257,88 +272,72 @@ class Ingestor:
             )
         return hm.rate_limit_headers(decision.limit, decision.remaining, decision.reset_s)
 
-    async def _cached(
-        self, scope: Any, proto: Any, target: FunctionTarget, rest: str, params: Any, call_id: str, start: float
-    ) -> Reply:
+    async def _cached(self, call: _Call) -> Reply:
         """A call to a function that caches this method: a tier-1 hit answers at once, a miss fills the key."""
+        target = call.target
         policy = target.cache
         assert policy is not None
+        scope = call.scope
         method = scope.method
         headers = scope.headers
         body = None
         if method in _SAFE_METHODS:
-            key = policy.key(method, rest, scope.query_string, headers)
+            key = policy.key(method, call.rest, scope.query_string, headers)
         else:  # opted in: the body is part of the key
-            body = await _read_body(scope, proto, headers, target.max_request_bytes)
-            key = policy.key(method, rest, scope.query_string, headers, body)
+            body = await _read_body(scope, call.proto, headers, target.max_request_bytes)
+            key = policy.key(method, call.rest, scope.query_string, headers, body)
         if key is None:
-            return await self._forward(scope, proto, target, rest, params, call_id, start, body)
+            return await self._forward(call, body)
         reply = self.cache.hit(key)
         if reply is None:
 
-            def call() -> Awaitable[Reply]:
-                return self._forward(scope, proto, target, rest, params, call_id, start, body)
+            def forward() -> Awaitable[Reply]:
+                return self._forward(call, body)
 
-            wait_s = start + target.timeout_s - time.perf_counter()
-            reply = await self.cache.fill(key, policy, call, store=method != "HEAD", wait_s=wait_s)
+            wait_s = call.start + target.timeout_s - time.perf_counter()
+            reply = await self.cache.fill(key, policy, forward, store=method != "HEAD", wait_s=wait_s)
         if method == "HEAD":
             return reply[0], reply[1], b""
         return reply
 
-    async def _forward(
-        self,
-        scope: Any,
-        proto: Any,
-        target: FunctionTarget,
-        rest: str,
-        params: Any,
-        call_id: str,
-        start: float,
-        body: bytes | None,
-    ) -> Reply:
+    async def _forward(self, call: _Call, body: bytes | None) -> Reply:
         """Through the function's in-flight gate, then the worker's, to the function."""
+        target = call.target
         fgate = target.gate
         if fgate is not None and not fgate.try_enter():
-            if not await fgate.enter(start + target.timeout_s - time.perf_counter()):
+            if not await fgate.enter(call.start + target.timeout_s - time.perf_counter()):
                 raise hm.function_overloaded(target.label)
         try:
             gate = self.gate
             if not gate.try_enter() and not await gate.enter(self._queue_timeout_s):
                 raise hm.overloaded()
             try:
-                return await self._invoke(scope, proto, target, rest, params, call_id, start, body)
+                return await self._invoke(call, body)
             finally:
                 gate.leave()
         finally:
             if fgate is not None:
                 fgate.leave()
 
-    async def _invoke(
-        self,
-        scope: Any,
-        proto: Any,
-        target: FunctionTarget,
-        rest: str,
-        params: Any,
-        call_id: str,
-        start: float,
-        body: bytes | None,
-    ) -> Reply:
-        method = scope.method
+    async def _invoke(self, call: _Call, body: bytes | None) -> Reply:
+        scope = call.scope
+        target = call.target
         headers = scope.headers
-        items = headers.items()
         if body is None:
-            body = await _read_body(scope, proto, headers, target.max_request_bytes)
-        query = scope.query_string
+            body = await _read_body(scope, call.proto, headers, target.max_request_bytes)
         if _TRACING:  # the call's span's context (a child of the incoming one)
-            traceparent, tracestate = _tracing.outgoing(self._spans.get(call_id), headers)
+            traceparent, tracestate = _tracing.outgoing(call.span, headers)
         else:  # passed on as it came
             traceparent = headers.get("traceparent", "")
             tracestate = headers.get("tracestate", "") if traceparent else ""
+        call_id, method, rest, query, items, params = (
+            call.call_id, scope.method, call.rest, scope.query_string, call.items, call.params
+        )  # fmt: skip
 
         def encode(budget_ms: int) -> bytes:
             return encode_request(call_id, method, rest, query, items, body, budget_ms, params, traceparent, tracestate)
 
+        start = call.start
         try:
             response = await invoke(self.bus, target.subject, encode, start + target.timeout_s, clock=time.perf_counter)
         except NoResponders:
@@ -351,9 +350,8 @@ class Ingestor:
             raise hm.broker_refused_payload(len(body)) from None
         except BadResponse as exc:
             raise hm.bad_response(f"the runtime's answer is not a response envelope: {exc}") from None
-        duration_ns = response.duration_ns
-        self._fn_ns[call_id] = duration_ns
-        if _TRACING and (span := self._spans.get(call_id)) is not None:
+        duration_ns = call.fn_ns = response.duration_ns
+        if _TRACING and (span := call.span) is not None:
             span.coldstart(response.cold_start)
         stats = self._stats
         if stats is not None:

@@ -121,9 +121,9 @@ def inject(ctx: Any = None) -> tuple[str, str]:
 class CallSpan:
     """The ingestor's SERVER span of one function call.
 
-    It is passed explicitly (Ingestor._spans, by call id), never made current: granian's RSGI scheduler runs every
-    request of a worker in one shared contextvars context, so a context attached by one request would be seen by
-    the others it interleaves with.
+    It is passed explicitly (on the ingestor's per-call object, app._Call), never made current: granian's RSGI
+    scheduler runs every request of a worker in one shared contextvars context, so a context attached by one
+    request would be seen by the others it interleaves with.
     """
 
     __slots__ = ("span",)
