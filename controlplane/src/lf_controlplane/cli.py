@@ -358,7 +358,12 @@ def operator(
     import kopf
 
     import lf_controlplane.operator.handlers  # noqa: F401 (registers the handlers)
+    from lf_controlplane.operator.config import OperatorConfig
 
+    try:
+        OperatorConfig.from_env()  # a malformed setting stops here, not in a retried startup handler
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     kopf.configure(verbose=os.environ.get("LF_LOG_LEVEL", "") == "debug")
     kopf.run(standalone=True, clusterwide=not namespace, namespaces=namespace or (), liveness_endpoint=liveness)
 

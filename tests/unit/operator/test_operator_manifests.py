@@ -224,3 +224,89 @@ def test_an_image_runs_as_built() -> None:
     assert "LF_FUNCTION_DIR" not in {e["name"] for e in container["env"]}
     inline = manifests.make_deployment(parse_function(body()), CONFIG)["spec"]["template"]["spec"]["containers"][0]
     assert inline["command"] == ["python", "-m", "lf_runtime"]
+
+
+def test_runtime_pods_serve_metrics_for_prometheus() -> None:
+    deployment = manifests.make_deployment(parse_function(body()), CONFIG)
+    template = deployment["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (env["LF_METRICS_PORT"], env["LF_METRICS_HOST"]) == ("9091", "0.0.0.0")  # not the runtime's loopback
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9091, "protocol": "TCP"}]
+    annotations = template["metadata"]["annotations"]
+    assert {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")} == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9091",
+        "prometheus.io/path": "/metrics",
+    }
+    own = manifests.make_deployment(parse_function(body(env={"LF_METRICS_PORT": "1", "LF_METRICS_HOST": "x"})), CONFIG)
+    own_env = [e for e in own["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"].startswith("LF_METRICS")]
+    assert own_env == [{"name": "LF_METRICS_PORT", "value": "9091"}, {"name": "LF_METRICS_HOST", "value": "0.0.0.0"}]
+
+
+def test_metrics_port_zero_leaves_pods_unscraped() -> None:
+    config = OperatorConfig(images={"python": "py:1"}, runtime_metrics_port=0)
+    deployment = manifests.make_deployment(parse_function(body()), config)
+    template = deployment["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    assert "ports" not in container
+    assert not {e["name"] for e in container["env"]} & {"LF_METRICS_PORT", "LF_METRICS_HOST"}
+    assert set(template["metadata"]["annotations"]) == {manifests.REVISION_ANNOTATION}
+    policy = manifests.make_network_policy(parse_function(body()), config)
+    assert "ingress" not in policy["spec"]
+
+
+SCRAPE_RULES = {
+    "default: pods of namespace monitoring": (
+        {},
+        [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+    ),
+    "any namespace": ({"LF_METRICS_SCRAPERS": "*"}, [{"namespaceSelector": {}}]),
+    "labelled namespaces and pods": (
+        {"LF_METRICS_SCRAPERS": "team=obs, tier=infra", "LF_METRICS_SCRAPER_PODS": "app.kubernetes.io/name=prometheus"},
+        [
+            {
+                "namespaceSelector": {"matchLabels": {"team": "obs", "tier": "infra"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }
+        ],
+    ),
+    "nobody": ({"LF_METRICS_SCRAPERS": ""}, None),
+}
+
+
+@pytest.mark.parametrize(("env", "peers"), SCRAPE_RULES.values(), ids=SCRAPE_RULES.keys())
+def test_network_policy_admits_only_the_scrapers_to_the_metrics_port(
+    env: dict[str, str], peers: list[dict[str, Any]] | None
+) -> None:
+    config = OperatorConfig.from_env(env)
+    policy = manifests.make_network_policy(parse_function(body()), config)
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"litefunctions.io/function": "hello"}}
+    assert spec["policyTypes"] == ["Ingress"]
+    if peers is None:
+        assert "ingress" not in spec
+    else:
+        assert spec["ingress"] == [{"from": peers, "ports": [{"protocol": "TCP", "port": 9091}]}]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LF_METRICS_SCRAPERS": "monitoring"}, "LF_METRICS_SCRAPERS: 'monitoring' is not label=value"),
+        ({"LF_METRICS_SCRAPER_PODS": "a=b=c"}, "LF_METRICS_SCRAPER_PODS: 'a=b=c' is not label=value"),
+        ({"LF_RUNTIME_METRICS_PORT": "70000"}, "LF_RUNTIME_METRICS_PORT='70000' is not a port"),
+        ({"LF_OPERATOR_METRICS_PORT": "x"}, "LF_OPERATOR_METRICS_PORT='x' is not a port"),
+    ],
+)
+def test_malformed_metrics_settings_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        OperatorConfig.from_env(env)
+
+
+def test_metrics_settings_from_the_environment() -> None:
+    config = OperatorConfig.from_env(
+        {"LF_RUNTIME_METRICS_PORT": "9300", "LF_OPERATOR_METRICS_PORT": "8081", "LF_OPERATOR_METRICS_HOST": "127.0.0.1"}
+    )
+    assert (config.runtime_metrics_port, config.metrics_port, config.metrics_host) == (9300, 8081, "127.0.0.1")
+    assert OperatorConfig.from_env({}).metrics_port == 0  # off unless asked for

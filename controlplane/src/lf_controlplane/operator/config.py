@@ -3,12 +3,59 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # The Python runtime image that runs inline code (deploy/images/python.Dockerfile built without a FUNCTION);
 # Go and Rust functions always name their own image. Not published yet: set LF_RUNTIME_IMAGE_PYTHON.
 DEFAULT_IMAGES = {"python": "ghcr.io/litefunctions/runtime-python:0.1.0"}
+
+RUNTIME_METRICS_PORT = 9091
+"""The port of a function pod's `/metrics` (LF_METRICS_PORT of the runtime; containerPort `metrics`)."""
+METRICS_SCRAPERS = "kubernetes.io/metadata.name=monitoring"
+"""Namespaces whose pods may scrape function pods: the conventional Prometheus namespace."""
+
+_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+
+def parse_selector(text: str, setting: str) -> dict[str, str]:
+    """`k=v,k2=v2` as matchLabels ({} for an empty text); ValueError naming `setting` when it is not that."""
+    labels: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, eq, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
+            raise ValueError(f"{setting}: {part!r} is not label=value")
+        labels[key] = value
+    return labels
+
+
+@dataclass(frozen=True)
+class Scrapers:
+    """Who may reach a function pod's metrics port: pods matching `pods` (any pod when empty) in namespaces
+    matching `namespaces` ({}: any namespace, from LF_METRICS_SCRAPERS=*; None: nobody, from an empty value)."""
+
+    namespaces: Mapping[str, str] | None = field(
+        default_factory=lambda: parse_selector(METRICS_SCRAPERS, "LF_METRICS_SCRAPERS")
+    )
+    pods: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, namespaces: str, pods: str) -> Scrapers:
+        text = namespaces.strip()
+        ns = {} if text == "*" else (parse_selector(text, "LF_METRICS_SCRAPERS") if text else None)
+        return cls(ns, parse_selector(pods, "LF_METRICS_SCRAPER_PODS"))
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) > 65535:
+        raise ValueError(f"{name}={raw!r} is not a port (0-65535)")
+    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -21,6 +68,14 @@ class OperatorConfig:
     """Base URL of the ingestors, for status.url."""
     images: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
     """Default runtime image per runtime, when a Function has no spec.image."""
+    runtime_metrics_port: int = RUNTIME_METRICS_PORT
+    """LF_RUNTIME_METRICS_PORT: the function pods' `/metrics` port (0: no metrics port, annotations or rule)."""
+    scrapers: Scrapers = field(default_factory=Scrapers)
+    """LF_METRICS_SCRAPERS / LF_METRICS_SCRAPER_PODS: who the NetworkPolicy lets reach that port."""
+    metrics_port: int = 0
+    """LF_OPERATOR_METRICS_PORT: the operator's own `/metrics` (0: off)."""
+    metrics_host: str = "0.0.0.0"  # scraped from other pods
+    """LF_OPERATOR_METRICS_HOST."""
 
     @property
     def pod_nats_url(self) -> str:
@@ -28,6 +83,7 @@ class OperatorConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
+        """The settings; ValueError on a malformed port or selector (the operator does not start)."""
         images = dict(DEFAULT_IMAGES)
         override = env.get("LF_RUNTIME_IMAGE_PYTHON")
         if override:
@@ -37,4 +93,10 @@ class OperatorConfig:
             function_nats_url=env.get("LF_FUNCTION_NATS_URL", ""),
             public_url=env.get("LF_PUBLIC_URL", cls.public_url),
             images=images,
+            runtime_metrics_port=_port(env, "LF_RUNTIME_METRICS_PORT", RUNTIME_METRICS_PORT),
+            scrapers=Scrapers.parse(
+                env.get("LF_METRICS_SCRAPERS", METRICS_SCRAPERS), env.get("LF_METRICS_SCRAPER_PODS", "")
+            ),
+            metrics_port=_port(env, "LF_OPERATOR_METRICS_PORT", 0),
+            metrics_host=env.get("LF_OPERATOR_METRICS_HOST", cls.metrics_host) or cls.metrics_host,
         )

@@ -17,6 +17,7 @@ import kopf
 from lf_controlplane.operator import manifests, specs, status
 from lf_controlplane.operator.config import OperatorConfig
 from lf_controlplane.operator.kube import Conflict, Kube
+from lf_controlplane.operator.metrics import METRICS, mark_invalid
 from lf_controlplane.operator.routestore import RouteStore
 from lf_controlplane.operator.specs import GROUP, VERSION
 
@@ -57,11 +58,19 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
-    memo["lf"] = Context(OperatorConfig.from_env(), Kube.connect())
+    config = OperatorConfig.from_env()
+    if config.metrics_port:
+        try:
+            port = METRICS.serve(config.metrics_host, config.metrics_port)
+        except OSError as exc:
+            raise kopf.PermanentError(f"metrics on {config.metrics_host}:{config.metrics_port}: {exc}") from exc
+        log.info("metrics on http://%s:%d/metrics", config.metrics_host, port)
+    memo["lf"] = Context(config, Kube.connect())
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    METRICS.close()
     ctx = memo.get("lf")
     if isinstance(ctx, Context):
         await ctx.kube.close()
@@ -80,14 +89,16 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.resume(GROUP, VERSION, "functions")
 @kopf.on.create(GROUP, VERSION, "functions")
 @kopf.on.update(GROUP, VERSION, "functions")
+@METRICS.measured("Function")
 async def reconcile_function(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     ctx = _ctx(memo)
     try:
         fn = specs.parse_function(body)
     except specs.InvalidSpec as exc:
+        mark_invalid()
         kopf.warn(body, reason="InvalidSpec", message=str(exc))
         current = await ctx.kube.get("Deployment", body.meta.name or "", body.meta.namespace or "")
-        patch.status.update(status.function_status(body, current, invalid=str(exc)))
+        _record_status(body, status.function_status(body, current, invalid=str(exc)), patch)
         return
     to_apply, to_delete = manifests.children(fn, ctx.config)
     deployment = None
@@ -97,6 +108,10 @@ async def reconcile_function(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo
             deployment = stored
     for kind, name in to_delete:
         await ctx.kube.delete(kind, name, fn.namespace)
+    asked = manifests.desired_replicas(fn)
+    if asked is None and deployment is not None:  # KEDA's: the count the Deployment has as applied
+        asked = deployment.get("spec", {}).get("replicas")
+    METRICS.set_desired(fn.namespace, fn.name, asked)
     fields = {
         "url": manifests.url_of(fn, ctx.config),
         "selector": manifests.selector_string(fn.name),
@@ -106,19 +121,27 @@ async def reconcile_function(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo
     try:
         await (await ctx.route_store()).put_function(manifests.make_route(fn))
     except Exception:
-        patch.status.update(status.function_status(body, deployment, routed=False, **fields))
+        _record_status(body, status.function_status(body, deployment, routed=False, **fields), patch)
         raise
-    patch.status.update(status.function_status(body, deployment, routed=True, **fields))
+    _record_status(body, status.function_status(body, deployment, routed=True, **fields), patch)
     log.info("function %s/%s reconciled (revision %s)", fn.namespace, fn.name, fields["revision"])
 
 
+def _record_status(body: kopf.Body, fields: dict[str, Any], patch: kopf.Patch) -> None:
+    patch.status.update(fields)
+    METRICS.set_phase(body.meta.namespace or "", body.meta.name or "", str(fields.get("phase", "")))
+
+
 @kopf.on.delete(GROUP, VERSION, "functions")
+@METRICS.measured("Function")
 async def remove_function(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     ctx = _ctx(memo)
     await (await ctx.route_store()).delete_function(namespace or "", name)
+    METRICS.forget(namespace or "", name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": manifests.MANAGED_BY})
+@METRICS.measured("Deployment")
 async def deployment_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     ctx = _ctx(memo)
     name = body.meta.labels.get(manifests.FUNCTION_LABEL)
@@ -132,6 +155,7 @@ async def deployment_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.M
         if function is None:
             return
         derived = status.derive_function_status(function, deployment)
+        METRICS.set_phase(namespace, name, str(derived["phase"]))
         if not status.status_changed(function.get("status"), derived):
             return
         version = str(function["metadata"]["resourceVersion"])
@@ -149,11 +173,13 @@ async def deployment_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.M
 @kopf.on.resume(GROUP, VERSION, "triggers")
 @kopf.on.create(GROUP, VERSION, "triggers")
 @kopf.on.update(GROUP, VERSION, "triggers")
+@METRICS.measured("Trigger")
 async def reconcile_trigger(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     ctx = _ctx(memo)
     try:
         tr = specs.parse_trigger(body)
     except specs.InvalidSpec as exc:
+        mark_invalid()
         kopf.warn(body, reason="InvalidSpec", message=str(exc))
         patch.status.update(
             status.trigger_status(body, phase="Failed", ready=False, reason="InvalidSpec", message=str(exc))
@@ -182,6 +208,7 @@ async def reconcile_trigger(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
 
 
 @kopf.on.delete(GROUP, VERSION, "triggers")
+@METRICS.measured("Trigger")
 async def remove_trigger(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     ctx = _ctx(memo)
     await (await ctx.route_store()).delete_trigger(namespace or "", name)

@@ -23,6 +23,7 @@ from lf_controlplane.urls import function_url
 MANAGED_BY = "lf-operator"
 FUNCTION_LABEL = "litefunctions.io/function"
 REVISION_ANNOTATION = "litefunctions.io/revision"
+METRICS_PATH = "/metrics"
 
 CODE_DIR = "/var/lib/lf/function"
 SECRETS_DIR = "/var/run/lf/secrets"
@@ -121,6 +122,9 @@ def runtime_env(fn: FunctionObject, config: OperatorConfig) -> list[dict[str, st
         "HOME": "/tmp",  # noqa: S108 (the writable emptyDir)
         **async_env(function),  # LF_TIMEOUT (an async call's budget, the ack wait) and spec.async, as in lf dev
     }
+    if config.runtime_metrics_port:  # on the pod's address, for Prometheus (the runtime's default is loopback)
+        contract["LF_METRICS_PORT"] = str(config.runtime_metrics_port)
+        contract["LF_METRICS_HOST"] = "0.0.0.0"
     if inline(fn):  # an image carries its code where its own LF_FUNCTION_DIR says (deploy/images: /function)
         contract["LF_FUNCTION_DIR"] = CODE_DIR
     own = [{"name": k, "value": v} for k, v in sorted(function.env.items()) if k not in contract]
@@ -191,13 +195,17 @@ def make_deployment(fn: FunctionObject, config: OperatorConfig) -> dict[str, Any
     }
     if inline(fn):  # the runtime image's command, code from the ConfigMap; an image of a function runs as built
         container["command"] = ["python", "-m", "lf_runtime"]
+    annotations = {REVISION_ANNOTATION: revision(fn)}
+    if config.runtime_metrics_port:
+        container["ports"] = [{"name": "metrics", "containerPort": config.runtime_metrics_port, "protocol": "TCP"}]
+        annotations.update(scrape_annotations(config.runtime_metrics_port))
     pod_labels = labels(fn.name)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(fn.name)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "revisionHistoryLimit": 3,
         "template": {
-            "metadata": {"labels": pod_labels, "annotations": {REVISION_ANNOTATION: revision(fn)}},
+            "metadata": {"labels": pod_labels, "annotations": annotations},
             "spec": {
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,
@@ -233,13 +241,27 @@ def make_pdb(fn: FunctionObject) -> dict[str, Any] | None:
     }
 
 
-def make_network_policy(fn: FunctionObject) -> dict[str, Any]:
-    """No ingress at all: a runtime only dials out (to NATS, and whatever the function calls)."""
+def scrape_annotations(port: int) -> dict[str, str]:
+    """The `prometheus.io/*` pod annotations that annotation-based scrape configs select on."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": METRICS_PATH}
+
+
+def make_network_policy(fn: FunctionObject, config: OperatorConfig) -> dict[str, Any]:
+    """No ingress but the scrapers' (config.scrapers) to the metrics port: a runtime only dials out (to NATS, and
+    whatever the function calls) and serves nothing else."""
+    spec: dict[str, Any] = {"podSelector": {"matchLabels": selector(fn.name)}, "policyTypes": ["Ingress"]}
+    scrapers = config.scrapers
+    if config.runtime_metrics_port and scrapers.namespaces is not None:
+        namespaces = dict(scrapers.namespaces)
+        peer: dict[str, Any] = {"namespaceSelector": {"matchLabels": namespaces} if namespaces else {}}
+        if scrapers.pods:
+            peer["podSelector"] = {"matchLabels": dict(scrapers.pods)}
+        spec["ingress"] = [{"from": [peer], "ports": [{"protocol": "TCP", "port": config.runtime_metrics_port}]}]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _metadata(fn, fn.name),
-        "spec": {"podSelector": {"matchLabels": selector(fn.name)}, "policyTypes": ["Ingress"]},
+        "spec": spec,
     }
 
 
@@ -258,7 +280,7 @@ def children(fn: FunctionObject, config: OperatorConfig) -> tuple[list[dict[str,
         delete.append(("PodDisruptionBudget", fn.name))
     else:
         apply.append(pdb)
-    apply.append(make_network_policy(fn))
+    apply.append(make_network_policy(fn, config))
     return apply, delete
 
 
