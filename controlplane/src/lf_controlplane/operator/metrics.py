@@ -17,7 +17,7 @@ import contextvars
 import functools
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, ParamSpec, TypeVar
 
 import kopf
@@ -102,12 +102,14 @@ class OperatorMetrics:
         except KeyError:
             pass
 
-    def measured(self, kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    def measured(
+        self, kind: str
+    ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
         """Count and time every run of an async handler (innermost decorator, under kopf's)."""
         if kind not in KINDS:
             raise ValueError(f"kind {kind!r} is not one of {KINDS}")
 
-        def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        def decorate(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
             @functools.wraps(fn)
             async def run(*args: P.args, **kwargs: P.kwargs) -> R:
                 current = _Run()
