@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,8 @@ def wait_for(
         except TRANSIENT as exc:
             last = exc
         else:
+            if inspect.isawaitable(last):  # an async condition would be truthy at once, unawaited
+                raise TypeError(f"wait_for polls a plain function; {what} returned an awaitable")
             if last:
                 return last
         time.sleep(interval)

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from lf_native import MethodNotAllowed, RouteNotFound, encode_request
 
 from lf_dataplane import asyncstreams as js
 from lf_dataplane import httpmapping as hm
+from lf_dataplane import tracing as _tracing
 from lf_dataplane.forwarding import BusError
 from lf_dataplane.ssrf import UnsafeUrl, resolve_target, system_resolver
 
@@ -31,6 +33,7 @@ MAX_IDEMPOTENCY_KEY = 256
 
 Header = tuple[str, str]
 Reply = tuple[int, list[Header], bytes]
+_TRACING = _tracing.ENABLED
 _JSON: list[Header] = [("content-type", "application/json")]
 
 
@@ -88,14 +91,16 @@ class AsyncCalls:
         if path.startswith(ASYNC_PREFIX):
             return await self.submit(scope, proto, path, call_id, start, table)
         if path.startswith(INVOCATIONS_PREFIX):
-            return await self.invocation(scope.method, path[len(INVOCATIONS_PREFIX) :])
+            asked = path[len(INVOCATIONS_PREFIX) :]
+            if not _TRACING:
+                return await self.invocation(scope.method, asked)
+            span = _tracing.CallSpan.endpoint(scope.method, INVOCATIONS_PREFIX + "{id}", scope.headers, asked)
+            return await _traced(span, self.invocation(scope.method, asked))
         raise hm.unrouted(path)
 
     # -- submit -----------------------------------------------------------------------------------------------------
 
     async def submit(self, scope: Any, proto: Any, path: str, call_id: str, start: float, table: Any) -> Reply:
-        from lf_dataplane.app import _read_body  # the same body rules as a sync call
-
         method = scope.method
         headers = scope.headers
         sync_path = "/function/" + path[len(ASYNC_PREFIX) :]
@@ -113,6 +118,25 @@ class AsyncCalls:
                 f"call /function/{target.name}.{target.namespace} synchronously",
                 hm.LAYER_INGESTOR,
             )
+        if not _TRACING:
+            return await self._submit(scope, proto, call_id, target, rest, params, None)
+        span = _tracing.CallSpan(method, headers, call_id, target.namespace, target.name, queued=True)
+        return await _traced(span, self._submit(scope, proto, call_id, target, rest, params, span))
+
+    async def _submit(
+        self,
+        scope: Any,
+        proto: Any,
+        call_id: str,
+        target: Any,
+        rest: str,
+        params: Any,
+        span: _tracing.CallSpan | None,
+    ) -> Reply:
+        from lf_dataplane.app import _read_body  # the same body rules as a sync call
+
+        method = scope.method
+        headers = scope.headers
         callback = headers.get(CALLBACK_HEADER) or ""
         if callback:
             await self._check_callback(callback)
@@ -127,12 +151,15 @@ class AsyncCalls:
         try:
             if key:
                 call_id, duplicate = await self._claim(ns, fn, key, call_id)
+                if span is not None:
+                    span.span.set_attribute("faas.invocation_id", call_id)
                 if duplicate and await self._known(call_id):
                     return self._accepted(call_id, ns, fn, duplicate=True)
             items = [(k, v) for k, v in headers.items() if k not in (CALLBACK_HEADER, IDEMPOTENCY_HEADER)]
+            traceparent, tracestate = _tracing.outgoing(span, headers) if span is not None else _incoming(headers)
             envelope = encode_request(
                 call_id, method, rest or "/", scope.query_string, items, body, int(target.timeout_s * 1000), params,
-                headers.get("traceparent", ""),
+                traceparent, tracestate,
             )  # fmt: skip
             msg_headers = [(js.MSG_ID, call_id), (js.SUBMITTED_HEADER, f"{time.time():.6f}")]
             if callback:
@@ -255,6 +282,22 @@ class AsyncCalls:
             raise Answer(409, _error("not_cancellable", "the call has started"), call_id) from None
         await js.remove_queued(self.request, call_id)
         raise Answer(200, {"callId": call_id, "status": "cancelled"}, call_id)
+
+
+async def _traced(span: _tracing.CallSpan, answer: Awaitable[Reply]) -> Reply:
+    """Await an endpoint's answer inside `span` (the endpoints answer by raising `Answer`, an HttpError)."""
+    try:
+        reply = await answer
+    except BaseException as exc:
+        span.fail(exc)
+        raise
+    span.end(reply[0])
+    return reply
+
+
+def _incoming(headers: Any) -> tuple[str, str]:
+    traceparent = headers.get("traceparent", "")
+    return traceparent, headers.get("tracestate", "") if traceparent else ""
 
 
 def _error(code: str, message: str) -> dict[str, Any]:

@@ -119,7 +119,8 @@ def inject(ctx: Any = None) -> tuple[str, str]:
 
 
 class CallSpan:
-    """The ingestor's SERVER span of one function call.
+    """The ingestor's SERVER span of one function call (sync, or an async submission), or of a call's status
+    endpoint (`endpoint`).
 
     It is passed explicitly (on the ingestor's per-call object, app._Call), never made current: granian's RSGI
     scheduler runs every request of a worker in one shared contextvars context, so a context attached by one
@@ -128,23 +129,26 @@ class CallSpan:
 
     __slots__ = ("span",)
 
-    def __init__(self, method: str, headers: Any, call_id: str, namespace: str, name: str) -> None:
-        from opentelemetry import trace
+    def __init__(self, method: str, headers: Any, call_id: str, namespace: str, name: str, *, queued: bool = False):
+        attributes: dict[str, Any] = {
+            "faas.invocation_id": call_id,
+            "faas.trigger": "http",
+            "faas.name": name,
+            "faas.invoked_name": name,
+            "litefunctions.namespace": namespace,
+            "http.request.method": method,
+        }
+        if queued:  # POST /async-function/...: the runtime's CONSUMER span (trigger pubsub) will be its child
+            attributes["litefunctions.async"] = True
+        self.span = _start_server_span(f"{method} {name}{' async' if queued else ''}", headers, attributes)
 
-        tracer = _tracer if _tracer is not None else trace.get_tracer(TRACER_NAME)
-        self.span = tracer.start_span(
-            f"{method} {name}",
-            context=extract(headers.get("traceparent", ""), headers.get("tracestate", "")),
-            kind=trace.SpanKind.SERVER,
-            attributes={
-                "faas.invocation_id": call_id,
-                "faas.trigger": "http",
-                "faas.name": name,
-                "faas.invoked_name": name,
-                "litefunctions.namespace": namespace,
-                "http.request.method": method,
-            },
-        )
+    @classmethod
+    def endpoint(cls, method: str, route: str, headers: Any, call_id: str) -> CallSpan:
+        """The span of a request to one of the ingestor's own endpoints about a call (`/invocations/{id}`)."""
+        span = cls.__new__(cls)
+        attributes = {"faas.invocation_id": call_id, "http.request.method": method, "http.route": route}
+        span.span = _start_server_span(f"{method} {route}", headers, attributes)
+        return span
 
     def outgoing(self) -> tuple[str, str]:
         """(traceparent, tracestate) for the request envelope: this span's context."""
@@ -174,6 +178,14 @@ class CallSpan:
         else:
             self.span.record_exception(exc)
             self.end(500, type(exc).__name__)
+
+
+def _start_server_span(name: str, headers: Any, attributes: dict[str, Any]) -> Any:
+    from opentelemetry import trace
+
+    tracer = _tracer if _tracer is not None else trace.get_tracer(TRACER_NAME)
+    context = extract(headers.get("traceparent", ""), headers.get("tracestate", ""))
+    return tracer.start_span(name, context=context, kind=trace.SpanKind.SERVER, attributes=attributes)
 
 
 def outgoing(span: CallSpan | None, headers: Any) -> tuple[str, str]:

@@ -1,0 +1,91 @@
+"""Traces of async calls: the ingestor's span of the submission is the parent of the runtime's CONSUMER span of the
+run, in the caller's trace; the status endpoint gets its own span. Real nats-server (JetStream), ingestor and
+Python runtime processes; spans exported over OTLP/HTTP to the in-process collector of test_tracing."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from tests.integration.dataplane.test_ingestor import put_route, start_ingestor, stop_ingestor, wait_served
+from tests.integration.runtime.runtime_harness import RuntimeProcess
+from tests.integration.tracing.test_tracing import (
+    INCOMING_PARENT,
+    SYNC_HANDLER,
+    TRACE_ID,
+    Collector,
+    Exported,
+    collector,  # noqa: F401 (fixture)
+    kv,  # noqa: F401 (fixture)
+    otel_env,
+    start_runtime,
+)
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def test_async_run_is_a_child_of_the_submission(
+    nats_url: str,
+    tmp_path: Path,
+    collector: Collector,  # noqa: F811
+    kv: Any,  # noqa: F811
+) -> None:
+    env = otel_env(collector.endpoint)
+    ingestor = start_ingestor(nats_url, tmp_path / "ingestor.log", **env)
+    function = f"tra-{uuid.uuid4().hex[:10]}"
+    runtime: RuntimeProcess | None = None
+    incoming = {"traceparent": f"00-{TRACE_ID}-{INCOMING_PARENT}-01"}
+    try:
+        await put_route(kv, function)
+        async with httpx.AsyncClient(timeout=20) as http:
+            await wait_served(http, f"{ingestor.url}/function/{function}")
+            runtime = start_runtime(nats_url, tmp_path / "fn", function, SYNC_HANDLER, env)
+            runtime.wait_for("ready")
+            submitted = await http.post(f"{ingestor.url}/async-function/{function}/a", headers=incoming)
+            assert submitted.status_code == 202, submitted.text
+            call_id = submitted.headers["x-call-id"]
+            status_url = f"{ingestor.url}/invocations/{call_id}"
+
+            def completed() -> bool:
+                answer = httpx.get(status_url, timeout=5)
+                return answer.status_code == 200 and answer.json()["status"] == "succeeded"
+
+            wait_for(completed, timeout=20, what="the async call's result")
+    finally:
+        stop_ingestor(ingestor)
+        if runtime is not None:
+            runtime.signal(signal.SIGTERM)
+            runtime.exit_code()
+            runtime.close()
+
+    def one(predicate: Any) -> Exported:
+        found = collector.wait_for(predicate, 1)
+        assert len(found) == 1, [s.span.name for s in found]
+        return found[0]
+
+    submit = one(lambda s: s.service == "litefunctions-ingestor" and s.span.name == f"POST {function} async")
+    run = one(lambda s: s.service == "litefunctions-runtime" and s.attr("faas.invocation_id") == call_id)
+    assert submit.attr("faas.invocation_id") == call_id
+    assert submit.attr("litefunctions.async") is True
+    assert submit.attr("http.response.status_code") == 202
+    assert submit.span.kind == Span.SPAN_KIND_SERVER
+    assert submit.span.trace_id == run.span.trace_id == bytes.fromhex(TRACE_ID)
+    assert submit.span.parent_span_id == bytes.fromhex(INCOMING_PARENT)
+    assert run.span.parent_span_id == submit.span.span_id
+    assert run.span.kind == Span.SPAN_KIND_CONSUMER
+    assert run.attr("faas.trigger") == "pubsub"
+    assert run.attr("http.response.status_code") == 200
+    # the handler's own span nests under the run
+    inner = one(lambda s: s.span.name == "inner")
+    assert inner.span.parent_span_id == run.span.span_id
+    # each status poll is a span of the ingestor's, named by route (not by call id) and carrying the call id
+    polls = collector.wait_for(lambda s: s.span.name == "GET /invocations/{id}", 1)
+    assert {p.attr("faas.invocation_id") for p in polls} == {call_id}
+    assert polls[-1].attr("http.response.status_code") == 200
