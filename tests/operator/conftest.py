@@ -101,6 +101,12 @@ class OperatorProcess:
     process: subprocess.Popen[bytes] | None = None
     runs: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    metrics_port: int = field(default_factory=lambda: free_port())
+
+    @property
+    def metrics_url(self) -> str:
+        """The operator's own /metrics (LF_OPERATOR_METRICS_PORT; the same port across restarts)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> OperatorProcess:
         self.runs += 1
@@ -109,6 +115,8 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "LF_NATS_URL": self.nats_url,
             "LF_PUBLIC_URL": PUBLIC_URL,
+            "LF_OPERATOR_METRICS_PORT": str(self.metrics_port),
+            "LF_OPERATOR_METRICS_HOST": "127.0.0.1",
             **self.env,
         }
         with (self.log_dir / f"operator-{self.runs}.log").open("wb") as log:
@@ -201,6 +209,8 @@ class Runtime:
 
     process: subprocess.Popen[bytes]
     log: Path
+    metrics_url: str | None = None
+    """Where it serves the Deployment's metrics port (moved to a free loopback port here)."""
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -232,10 +242,15 @@ def start_runtime(kubectl: Kubectl, name: str, namespace: str, workdir: Path) ->
     tmp = workdir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     env.update({"LF_FUNCTION_DIR": str(code_dir), "HOME": str(tmp), "TMPDIR": str(tmp), "LF_SECRETS_DIR": ""})
+    metrics_url = None
+    if "LF_METRICS_PORT" in env:  # the pod's port 9091 on all addresses becomes a free loopback port
+        port = free_port()
+        env.update({"LF_METRICS_PORT": str(port), "LF_METRICS_HOST": "127.0.0.1"})
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
     command = list(container["command"])
     assert command[:3] == ["python", "-m", "lf_runtime"]
     command[0] = sys.executable
     log = workdir / "runtime.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(command, env={"PATH": os.environ["PATH"], **env}, stdout=sink, stderr=sink)
-    return Runtime(process, log)
+    return Runtime(process, log, metrics_url)

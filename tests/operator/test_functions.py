@@ -21,9 +21,9 @@ from tests.operator.conftest import (
     Kubectl,
     OperatorProcess,
     start_runtime,
-    wait_for,
 )
 from tests.operator.kv import route_entry
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(300)]
 
