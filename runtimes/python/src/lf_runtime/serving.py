@@ -273,7 +273,8 @@ class Replica:
         if running >= self._limit and len(self._waiting) >= self._depth:
             message = f"replica busy: {running} running, {len(self._waiting)} queued"
             self.stats.calls[_metrics.BUSY] += 1
-            self._publish(reply, replies.error(envelope.call_id, ErrorKind.BUSY, message, _perf_ns() - started))
+            payload = replies.error(envelope.call_id, ErrorKind.BUSY, message, _perf_ns() - started)
+            self._refuse(reply, envelope, payload, "busy")
             return
         budget_ms = envelope.budget_ms  # usable_budget_s, inlined: min() on a float and an int costs here
         margin = budget_ms * RUNTIME_MARGIN_FRACTION
@@ -281,7 +282,7 @@ class Replica:
         if budget_s <= 0:
             message = f"no time left to run the handler (budget {envelope.budget_ms} ms)"
             self.stats.calls[_metrics.TIMEOUT] += 1
-            self._publish(reply, replies.error(envelope.call_id, ErrorKind.TIMEOUT, message))
+            self._refuse(reply, envelope, replies.error(envelope.call_id, ErrorKind.TIMEOUT, message), "timeout")
             return
         call = Call(reply, envelope, started, _monotonic() + budget_s)
         if running < self._limit:
@@ -289,6 +290,13 @@ class Replica:
         else:
             call.timer = self._loop.call_later(budget_s, self._expire, call)
             self._waiting.append(call)
+
+    def _refuse(self, reply: str, envelope: RequestEnvelope, payload: bytes, error: str) -> None:
+        """Answer a call no handler will run (`busy`, or `timeout`: no time left)."""
+        if _TRACING:
+            settings = self._settings
+            _tracing.refused(self._tracer, envelope, settings.namespace, settings.function, payload, error)
+        self._publish(reply, payload)
 
     @property
     def free_slots(self) -> int:

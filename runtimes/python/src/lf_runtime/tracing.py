@@ -12,7 +12,7 @@ from typing import Any
 
 from lf_dataplane.tracing import ENABLED, RUNTIME_SERVICE, extract, setup, shutdown
 
-__all__ = ["ENABLED", "RUNTIME_SERVICE", "end", "fail", "setup", "shutdown", "start"]
+__all__ = ["ENABLED", "RUNTIME_SERVICE", "end", "fail", "refused", "setup", "shutdown", "start"]
 
 
 def start(tracer: Any, context: Any, envelope: Any, namespace: str, function: str, cold: bool, queued: bool) -> Any:
@@ -21,7 +21,23 @@ def start(tracer: Any, context: Any, envelope: Any, namespace: str, function: st
     from opentelemetry import trace
 
     parent = extract(envelope.traceparent, envelope.tracestate)
-    span = tracer.start_span(
+    span = _span(tracer, parent, envelope, namespace, function, cold, queued)
+    context.run(otel_context.attach, trace.set_span_in_context(span, parent))  # the copy is dropped after the call
+    return span
+
+
+def refused(tracer: Any, envelope: Any, namespace: str, function: str, payload: bytes, error: str) -> None:
+    """A call answered before any handler ran (`busy`, or no time left in its budget): a span begun and ended
+    at once, so the trace shows which replica refused it and why. An undecodable envelope has no trace context
+    to join and gets none."""
+    parent = extract(envelope.traceparent, envelope.tracestate)
+    end(_span(tracer, parent, envelope, namespace, function, False, False), payload, error)
+
+
+def _span(tracer: Any, parent: Any, envelope: Any, namespace: str, function: str, cold: bool, queued: bool) -> Any:
+    from opentelemetry import trace
+
+    return tracer.start_span(
         function,
         context=parent,
         kind=trace.SpanKind.CONSUMER if queued else trace.SpanKind.SERVER,
@@ -34,8 +50,6 @@ def start(tracer: Any, context: Any, envelope: Any, namespace: str, function: st
             "http.request.method": envelope.method,
         },
     )
-    context.run(otel_context.attach, trace.set_span_in_context(span, parent))  # the copy is dropped after the call
-    return span
 
 
 def fail(span: Any, exc: BaseException) -> None:
