@@ -22,6 +22,12 @@ pub struct Settings {
     pub drain_timeout: Duration,
     pub secrets_dir: Option<String>,
     pub connect_timeout: Duration,
+    /// `LF_METRICS_PORT`: serve `GET /metrics` on this port (0: no listener).
+    pub metrics_port: u16,
+    /// `LF_METRICS_HOST` (default 127.0.0.1).
+    pub metrics_host: String,
+    /// `LF_LOG_CAPTURE` (default on, `0` turns it off): the function's stdout/stderr per call, to `LF_LOGS`.
+    pub log_capture: bool,
 }
 
 impl Settings {
@@ -61,6 +67,10 @@ impl Settings {
             drain_timeout: seconds(get, "LF_DRAIN_TIMEOUT", 30.0)?,
             secrets_dir: get("LF_SECRETS_DIR").map(str::to_owned),
             connect_timeout: seconds(get, "LF_CONNECT_TIMEOUT", 10.0)?,
+            metrics_port: u16::try_from(integer(get, "LF_METRICS_PORT", 0, 0, 65_535)?)
+                .unwrap_or_default(),
+            metrics_host: get("LF_METRICS_HOST").unwrap_or("127.0.0.1").to_owned(),
+            log_capture: get("LF_LOG_CAPTURE") != Some("0"),
         })
     }
 }
@@ -175,6 +185,16 @@ mod tests {
         assert_eq!((s.concurrency, s.queue_depth), (16, 16));
         assert_eq!(s.max_response_bytes, 6 << 20);
         assert_eq!(s.drain_timeout, Duration::from_secs(30));
+        assert_eq!((s.metrics_port, s.metrics_host.as_str()), (0, "127.0.0.1"));
+        assert!(s.log_capture);
+        let s = Settings::from_env(env(&[
+            ("LF_FUNCTION", "hello"),
+            ("LF_METRICS_PORT", "9100"),
+            ("LF_LOG_CAPTURE", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(s.metrics_port, 9100);
+        assert!(!s.log_capture);
     }
 
     #[test]
@@ -185,6 +205,7 @@ mod tests {
             ("LF_DRAIN_TIMEOUT", "-1"),
             ("LF_NATS_URL", "http://x"),
             ("LF_CONNECT_TIMEOUT", "soon"),
+            ("LF_METRICS_PORT", "65536"),
         ] {
             let mut vars = env(&[("LF_FUNCTION", "ok")]);
             vars.push((key.to_owned(), value.to_owned()));

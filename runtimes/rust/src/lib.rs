@@ -4,12 +4,15 @@
 //! `lf dev` and the image build generate a binary crate whose `main` is `lf_runtime::main(handler::handle)`.
 //! The envelope codec is `lf-native`'s pure-Rust core.
 
+pub mod capture;
 pub mod config;
 pub mod handlers;
 pub mod logs;
+pub mod metrics;
 pub mod serving;
 pub mod types;
 
+pub use capture::Output;
 pub use handlers::Handler;
 pub use types::{secret, BadRequest, Error, Request, Response, Result};
 
@@ -63,6 +66,21 @@ pub fn run<M: 'static, H: Handler<M>>(
     if let Some(dir) = &settings.secrets_dir {
         std::env::set_var("LF_SECRETS_DIR", dir); // what `secret()` reads; before any thread starts
     }
+    // Before any thread starts: fds 1 and 2 become pipes (capture.rs), the log keeps the real stderr.
+    let capture = if settings.log_capture {
+        match capture::Capture::install(&settings.namespace, &settings.function) {
+            Ok(capture) => Some(capture),
+            Err(error) => {
+                log.warning(
+                    "capture_unavailable",
+                    &[("error", json!(error.to_string()))],
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,12 +91,17 @@ pub fn run<M: 'static, H: Handler<M>>(
             return EXIT_FAILURE;
         }
     };
-    let replica = serving::Replica::new(settings, Arc::new(handler), log.clone());
-    match runtime.block_on(replica.run()) {
+    let replica = serving::Replica::new(settings, Arc::new(handler), log.clone())
+        .with_capture(capture.clone());
+    let code = match runtime.block_on(replica.run()) {
         Ok(code) => code,
         Err(error) => {
             log.error("failed", &[("error", json!(error))]);
             EXIT_FAILURE
         }
+    };
+    if let Some(capture) = capture {
+        capture.uninstall(std::time::Duration::from_secs(1));
     }
+    code
 }

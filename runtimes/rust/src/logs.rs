@@ -1,10 +1,18 @@
 //! The runtime's structured log: one JSON object per line on stderr, with the Python runtime's events and
 //! leading fields (`ts`, `level`, `event`, `function`, `namespace`). Successful calls are not logged.
 
-use std::io::Write;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+
+/// Where the log goes: fd 2, or the original stderr once fd 2 is a capture pipe (`capture.rs`).
+static FD: AtomicI32 = AtomicI32::new(2);
+
+/// Send the log to `fd` from now on.
+pub fn set_fd(fd: i32) {
+    FD.store(fd, Ordering::Relaxed);
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Log {
@@ -32,7 +40,8 @@ impl Log {
             line.push_str(&value.to_string());
         }
         line.push_str("}\n");
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        // One write(2) per line (under PIPE_BUF lines are never interleaved with other writers').
+        crate::capture::write_all(FD.load(Ordering::Relaxed), line.as_bytes());
     }
 
     pub fn info(&self, event: &str, fields: &[(&str, Value)]) {

@@ -26,9 +26,11 @@ use serde_json::json;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinError;
 
+use crate::capture::Capture;
 use crate::config::{redacted_nats_url, Settings};
 use crate::handlers::{panic_message, Handler};
 use crate::logs::Log;
+use crate::metrics::{self, Metrics, Outcome};
 use crate::types::{BadRequest, Request, Response, Result};
 use crate::{EXIT_FAILURE, EXIT_OK, EXIT_TEMPFAIL};
 
@@ -96,6 +98,8 @@ pub struct Replica<H, M> {
     settings: Settings,
     handler: Arc<H>,
     log: Log,
+    metrics: Arc<Metrics>,
+    capture: Option<Arc<Capture>>,
     _marker: std::marker::PhantomData<fn() -> M>,
 }
 
@@ -106,8 +110,8 @@ struct Shared<H, M> {
     client: Client,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
-    cold: AtomicBool,
-    stuck: AtomicUsize,
+    metrics: Arc<Metrics>,
+    capture: Option<Arc<Capture>>,
     next_id: AtomicU64,
     calls: Mutex<HashMap<u64, Arc<Call>>>,
     idle: Notify,
@@ -119,11 +123,25 @@ struct Shared<H, M> {
 impl<H: Handler<M>, M: 'static> Replica<H, M> {
     pub fn new(settings: Settings, handler: Arc<H>, log: Log) -> Self {
         Self {
+            metrics: Arc::new(Metrics::new(&settings.namespace, &settings.function)),
             settings,
             handler,
             log,
+            capture: None,
             _marker: std::marker::PhantomData,
         }
+    }
+
+    /// Keep each call's output (`capture.rs`) and publish it to `LF_LOGS` when the call is answered.
+    #[must_use]
+    pub fn with_capture(mut self, capture: Option<Arc<Capture>>) -> Self {
+        self.capture = capture;
+        self
+    }
+
+    /// The replica's counters (`/metrics`), for the parts that count from outside this module.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Connect, subscribe, log `ready`, serve until stopped, drain; return the exit code.
@@ -148,8 +166,8 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
             log: self.log.clone(),
             client: client.clone(),
             waiting: AtomicUsize::new(0),
-            cold: AtomicBool::new(true),
-            stuck: AtomicUsize::new(0),
+            metrics: self.metrics.clone(),
+            capture: self.capture.clone(),
             next_id: AtomicU64::new(0),
             calls: Mutex::new(HashMap::new()),
             idle: Notify::new(),
@@ -158,6 +176,15 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
             _marker: std::marker::PhantomData,
         });
         tokio::spawn(watch_signals(shared.stop.clone()));
+        let listener = if s.metrics_port > 0 {
+            let address = format!("{}:{}", s.metrics_host, s.metrics_port);
+            let listener = tokio::net::TcpListener::bind(&address)
+                .await
+                .map_err(|e| format!("metrics listener on {address}: {e}"))?;
+            Some(tokio::spawn(metrics::serve(listener, self.metrics.clone())))
+        } else {
+            None
+        };
         self.log.info(
             "ready",
             &[
@@ -167,6 +194,10 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
                 ("queue_depth", json!(s.queue_depth)),
             ],
         );
+        if listener.is_some() {
+            let url = format!("http://{}:{}/metrics", s.metrics_host, s.metrics_port);
+            self.log.info("metrics_listening", &[("url", json!(url))]);
+        }
         let code = loop {
             tokio::select! {
                 biased;
@@ -188,6 +219,9 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
                 .warning("flush_failed", &[("error", json!(error.to_string()))]);
         }
         let _ = client.drain().await;
+        if let Some(listener) = listener {
+            listener.abort();
+        }
         self.log.info("stopped", &[("exit_code", json!(code))]);
         Ok(code)
     }
@@ -260,6 +294,9 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
         let started = Instant::now();
         let decoded = RequestRef::decode(&message.payload);
         let Some(reply) = message.reply else {
+            if decoded.is_err() {
+                self.metrics.count(Outcome::BadRequest);
+            }
             let call_id = decoded.map(|r| r.call_id.to_owned()).unwrap_or_default();
             self.log
                 .warning("no_reply_subject", &[("call_id", json!(call_id))]);
@@ -268,6 +305,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
         let req = match decoded {
             Ok(req) => req,
             Err(error) => {
+                self.metrics.count(Outcome::BadRequest);
                 self.log.warning(
                     "bad_request",
                     &[
@@ -289,6 +327,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                 "no time left to run the handler (budget {} ms)",
                 req.budget_ms
             );
+            self.metrics.count(Outcome::Timeout);
             self.spawn_publish(
                 reply,
                 error_reply(req.call_id, error_kind::TIMEOUT, &message, 0, false),
@@ -308,6 +347,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                     self.waiting.load(Ordering::Relaxed)
                 );
                 let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(0);
+                self.metrics.count(Outcome::Busy);
                 self.spawn_publish(
                     reply,
                     error_reply(req.call_id, error_kind::BUSY, &message, took, false),
@@ -337,8 +377,10 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             traceparent: owned.traceparent,
             tracestate: owned.tracestate,
             deadline,
+            output: crate::capture::Output::default(),
         };
         self.calls.lock().unwrap().insert(call.id, call.clone());
+        self.metrics.admitted();
         tokio::spawn(self.clone().serve(call, request, permit, deadline.into()));
     }
 
@@ -347,7 +389,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
     async fn serve(
         self: Arc<Self>,
         call: Arc<Call>,
-        request: Request,
+        mut request: Request,
         permit: Option<OwnedSemaphorePermit>,
         deadline: tokio::time::Instant,
     ) {
@@ -360,7 +402,8 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             };
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             let Some(permit) = acquired else {
-                self.finish(&call, Self::timeout_reply(&call)).await;
+                self.finish(&call, Self::timeout_reply(&call), Outcome::Timeout, true)
+                    .await;
                 return;
             };
             permit
@@ -373,31 +416,39 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             self.forget(&call); // answered by the drain timeout while it waited
             return;
         }
-        if self.cold.swap(false, Ordering::Relaxed) {
+        if !self.metrics.cold_started.swap(true, Ordering::Relaxed) {
             call.cold.store(true, Ordering::Relaxed);
+        }
+        if let Some(capture) = &self.capture {
+            capture.begin(call.id, &call.call_id);
+            request.output = capture.output(call.id);
         }
         let started = self.handler.clone().start(request);
         let mut join = started.join;
         tokio::select! {
             result = &mut join => {
-                let payload = self.answer(&call, result);
-                self.finish(&call, payload).await;
+                let (payload, outcome) = self.answer(&call, result);
+                self.publish_output(&call, true).await; // before the answer, as the Python runtime does
+                self.finish(&call, payload, outcome, true).await;
                 drop(permit);
             }
             () = tokio::time::sleep_until(deadline) => {
-                self.finish(&call, Self::timeout_reply(&call)).await;
+                self.finish(&call, Self::timeout_reply(&call), Outcome::Timeout, true).await;
                 drop(permit);
                 if started.cancellable {
                     join.abort();
+                    self.publish_output(&call, true).await;
                 } else {
+                    self.publish_output(&call, false).await;
                     self.stuck_until_done(&call, join).await;
+                    self.publish_output(&call, true).await;
                 }
             }
         }
     }
 
     async fn stuck_until_done(&self, call: &Call, join: tokio::task::JoinHandle<Result<Response>>) {
-        let stuck = self.stuck.fetch_add(1, Ordering::Relaxed) + 1;
+        let stuck = self.metrics.stuck.fetch_add(1, Ordering::Relaxed) + 1;
         let limit = self.settings.stuck_limit;
         self.log.warning(
             "stuck",
@@ -412,21 +463,27 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             let _ = self.stop.send((EXIT_TEMPFAIL, reason));
         }
         let _ = join.await;
-        let stuck = self.stuck.fetch_sub(1, Ordering::Relaxed) - 1;
+        let stuck = self.metrics.stuck.fetch_sub(1, Ordering::Relaxed) - 1;
         self.log.info(
             "stuck_returned",
             &[("call_id", json!(call.call_id)), ("stuck", json!(stuck))],
         );
     }
 
-    /// Publish `payload` if this is the call's first answer, then forget the call.
-    async fn finish(&self, call: &Call, payload: Vec<u8>) {
+    /// Publish `payload` if this is the call's first answer (and count it: with its duration if `timed`),
+    /// then forget the call.
+    async fn finish(&self, call: &Call, payload: Vec<u8>, outcome: Outcome, timed: bool) {
         let won = [QUEUED, RUNNING].iter().any(|&from| {
             call.state
                 .compare_exchange(from, DONE, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         });
         if won {
+            if timed {
+                self.metrics.record(outcome, call.took());
+            } else {
+                self.metrics.count(outcome);
+            }
             self.publish(call.reply.clone(), payload).await;
         }
         self.forget(call);
@@ -434,7 +491,9 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
 
     fn forget(&self, call: &Call) {
         let mut calls = self.calls.lock().unwrap();
-        calls.remove(&call.id);
+        if calls.remove(&call.id).is_some() {
+            self.metrics.left();
+        }
         if calls.is_empty() {
             self.idle.notify_waiters();
         }
@@ -456,9 +515,13 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
         )
     }
 
-    fn answer(&self, call: &Call, result: Result<Result<Response>, JoinError>) -> Vec<u8> {
+    fn answer(
+        &self,
+        call: &Call,
+        result: Result<Result<Response>, JoinError>,
+    ) -> (Vec<u8>, Outcome) {
         let (id, took, cold) = (call.call_id.as_str(), call.took(), call.cold());
-        let (kind, message) = match result {
+        let (kind, message, outcome) = match result {
             Ok(Ok(response)) => {
                 if !(100..=599).contains(&response.status) {
                     (
@@ -467,6 +530,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                             "Response.status {} is not an HTTP status code (100-599)",
                             response.status
                         ),
+                        Outcome::Internal,
                     )
                 } else if response.body.len() > self.settings.max_response_bytes {
                     (
@@ -476,6 +540,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                             response.body.len(),
                             self.settings.max_response_bytes
                         ),
+                        Outcome::TooLarge,
                     )
                 } else {
                     let headers = response
@@ -483,7 +548,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                         .iter()
                         .map(|(n, v)| (n.as_str(), v.as_str()))
                         .collect();
-                    return encode(&ResponseRef {
+                    let payload = encode(&ResponseRef {
                         status: response.status,
                         error_kind: error_kind::NONE,
                         cold_start: cold,
@@ -493,19 +558,29 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                         headers,
                         body: &response.body,
                     });
+                    return (payload, Outcome::Ok);
                 }
             }
             Ok(Err(error)) => {
                 if let Some(bad) = error.downcast_ref::<BadRequest>() {
-                    return bad_input(id, &bad.0, took, cold);
+                    return (bad_input(id, &bad.0, took, cold), Outcome::BadRequest);
                 }
-                (error_kind::HANDLER, error.to_string())
+                (
+                    error_kind::HANDLER,
+                    error.to_string(),
+                    Outcome::HandlerError,
+                )
             }
             Err(error) if error.is_panic() => (
                 error_kind::HANDLER,
                 format!("panic: {}", panic_message(&*error.into_panic())),
+                Outcome::HandlerError,
             ),
-            Err(_) => (error_kind::INTERNAL, "the handler was cancelled".to_owned()),
+            Err(_) => (
+                error_kind::INTERNAL,
+                "the handler was cancelled".to_owned(),
+                Outcome::Internal,
+            ),
         };
         self.log.error(
             "call_failed",
@@ -515,7 +590,31 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                 ("error", json!(message)),
             ],
         );
-        error_reply(id, kind, &message, took, cold)
+        (error_reply(id, kind, &message, took, cold), outcome)
+    }
+
+    /// What the handler wrote (so far, unless `done`), to `LF_LOGS`; best effort: logs never fail a call.
+    async fn publish_output(&self, call: &Call, done: bool) {
+        let Some(capture) = &self.capture else { return };
+        let record = if done {
+            capture.end(call.id)
+        } else {
+            capture.take_so_far(call.id)
+        };
+        let Some(record) = record else { return };
+        if let Err(error) = self
+            .client
+            .publish(capture.subject.clone(), record.into())
+            .await
+        {
+            self.log.warning(
+                "output_not_published",
+                &[
+                    ("call_id", json!(call.call_id)),
+                    ("error", json!(error.to_string())),
+                ],
+            );
+        }
     }
 
     async fn publish(&self, reply: Subject, payload: Vec<u8>) {
@@ -552,7 +651,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             "draining",
             &[
                 ("in_flight", json!(in_flight)),
-                ("stuck", json!(self.stuck.load(Ordering::Relaxed))),
+                ("stuck", json!(self.metrics.stuck.load(Ordering::Relaxed))),
             ],
         );
         let wait = async {
@@ -586,7 +685,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                 call.took(),
                 call.cold(),
             );
-            self.finish(call, payload).await;
+            self.finish(call, payload, Outcome::Internal, false).await;
         }
     }
 }

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Instant;
 
+use crate::capture::Output;
+
 /// Any error a handler returns; its `Display` becomes the 500's message.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// A handler's result.
@@ -26,6 +28,9 @@ pub struct Request {
     pub tracestate: String,
     /// When the runtime stops waiting for the handler (the budget minus the runtime's margin).
     pub deadline: Instant,
+    /// The call's own stdout and stderr (`req.output.println(..)`), published with the call's id to `LF_LOGS`
+    /// whatever else runs at the time; `println!` is captured only while no other call runs (see `capture`).
+    pub output: Output,
 }
 
 impl Request {
