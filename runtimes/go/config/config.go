@@ -39,6 +39,12 @@ type Settings struct {
 	DrainTimeout     time.Duration
 	SecretsDir       string
 	ConnectTimeout   time.Duration
+	// MetricsPort (LF_METRICS_PORT): serve GET /metrics on MetricsHost (LF_METRICS_HOST, default 127.0.0.1)
+	// at this port; 0 (the default) serves nothing and counts nothing.
+	MetricsPort int
+	MetricsHost string
+	// LogCapture (LF_LOG_CAPTURE, on unless "0"): the handler's stdout/stderr per call to LF_LOGS.
+	LogCapture bool
 }
 
 // New parses "KEY=value" entries (os.Environ()); variables set to "" count as unset.
@@ -59,6 +65,12 @@ func New(environ []string) (*Settings, error) {
 		DrainTimeout:   r.seconds("LF_DRAIN_TIMEOUT", DefaultDrainTimeout),
 		SecretsDir:     env["LF_SECRETS_DIR"],
 		ConnectTimeout: r.seconds("LF_CONNECT_TIMEOUT", DefaultConnectTimeout),
+		MetricsPort:    r.integer("LF_METRICS_PORT", 0, 0, 65535),
+		MetricsHost:    env["LF_METRICS_HOST"],
+		LogCapture:     env["LF_LOG_CAPTURE"] != "0",
+	}
+	if s.MetricsHost == "" {
+		s.MetricsHost = "127.0.0.1"
 	}
 	s.QueueDepth = r.integer("LF_QUEUE_DEPTH", s.Concurrency, 0, 1_000_000)
 	s.MaxResponseBytes = r.integer("LF_MAX_RESPONSE_BYTES", DefaultMaxResponseBytes, 0, math.MaxInt32)

@@ -4,9 +4,13 @@ package serving
 
 import (
 	"fmt"
+	stdlog "log"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"go.opentelemetry.io/otel"
 
 	"litefunctions.io/runtime/config"
 	"litefunctions.io/runtime/lf"
@@ -41,6 +45,31 @@ func Run(environ []string, handler lf.HandlerFunc) int {
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	replica := NewReplica(settings, handler, log)
+	if settings.LogCapture { // the handler's stdout/stderr per call, to LF_LOGS (capture.go)
+		capture, err := installCapture(settings.Namespace, settings.Function, &os.Stdout, &os.Stderr)
+		if err != nil {
+			log.Warning("capture_failed", "error", err.Error())
+		} else {
+			stdlog.SetOutput(os.Stderr) // the log package's default logger (and slog's) took the original
+			replica.capture = capture
+			defer capture.close()
+		}
+	}
+	env := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	if tracingConfigured(env) { // off: nothing of OpenTelemetry runs (tracing.go)
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warning("tracing_error", "error", err.Error()) }))
+		tracing, err := setupTracing(env, log.Warning)
+		if err != nil {
+			log.Warning("tracing_failed", "error", err.Error())
+		} else {
+			replica.tracing = tracing
+		}
+	}
 	go func() {
 		sig := <-signals
 		replica.Stop(ExitOK, fmt.Sprint(sig))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 
 	"litefunctions.io/runtime/config"
 	"litefunctions.io/runtime/envelope"
@@ -63,6 +64,8 @@ type call struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	stop    func() bool // stops the deadline's AfterFunc
+	out     callOutput  // with capture on: the handler's context and its output (capture.go)
+	span    trace.Span  // with tracing on: set under Replica.mu when the call starts (tracing.go)
 }
 
 // Replica serves one function until stopped.
@@ -83,14 +86,32 @@ type Replica struct {
 
 	stopOnce sync.Once
 	stopped  chan int
+
+	metrics *Metrics // nil without LF_METRICS_PORT (metrics.go)
+	capture *capture // nil with LF_LOG_CAPTURE=0 (capture.go)
+	tracing *tracing // nil unless OTEL_* configure it (tracing.go)
 }
 
 // NewReplica prepares a replica; Run connects and serves.
 func NewReplica(settings *config.Settings, handler lf.HandlerFunc, log *Log) *Replica {
-	return &Replica{
+	r := &Replica{
 		settings: settings, handler: handler, log: log,
 		active: make(map[*call]struct{}), cold: true, stopped: make(chan int, 1),
 	}
+	if settings.MetricsPort > 0 {
+		r.metrics = &Metrics{}
+	}
+	return r
+}
+
+// Metrics are the replica's counters (nil when LF_METRICS_PORT is unset; their methods are no-ops then).
+func (r *Replica) Metrics() *Metrics { return r.metrics }
+
+// gauges are read at scrape time.
+func (r *Replica) gauges() Gauges {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Gauges{Inflight: r.running + r.queued, Stuck: r.stuck, ColdStarted: !r.cold}
 }
 
 // Stop begins draining; the first reason wins. Safe from any goroutine.
@@ -124,9 +145,28 @@ func (r *Replica) Run() (int, error) {
 		nc.Close()
 		return ExitFailure, fmt.Errorf("subscribing to %s: %w", subject, err)
 	}
+	var metricsSrv *metricsServer
+	if r.metrics != nil {
+		collector := newCollector(r.metrics, s.Namespace, s.Function, r.gauges)
+		if metricsSrv, err = serveMetrics(collector, s.MetricsHost, s.MetricsPort); err != nil {
+			nc.Close()
+			return ExitFailure, fmt.Errorf("serving /metrics on %s:%d: %w", s.MetricsHost, s.MetricsPort, err)
+		}
+	}
 	r.log.Info("ready", "subject", subject, "queue", queue, "concurrency", s.Concurrency, "queue_depth", s.QueueDepth)
+	if metricsSrv != nil {
+		r.log.Info("metrics_listening", "url", metricsSrv.URL)
+	}
 	code := <-r.stopped
 	r.drain(sub)
+	if r.tracing != nil {
+		if err := r.tracing.shutdown(5 * time.Second); err != nil {
+			r.log.Warning("tracing_shutdown_failed", "error", err.Error())
+		}
+	}
+	if metricsSrv != nil {
+		metricsSrv.close()
+	}
 	if nc.IsConnected() {
 		if err := nc.FlushTimeout(2 * time.Second); err != nil {
 			r.log.Warning("flush_failed", "error", err.Error())
@@ -171,6 +211,7 @@ func (r *Replica) onMsg(msg *nats.Msg) {
 	req, err := envelope.DecodeRequest(msg.Data)
 	if err != nil {
 		r.log.Warning("bad_request", "error", err.Error(), "size", len(msg.Data))
+		r.metrics.Call(OutcomeBadRequest)
 		if msg.Reply != "" {
 			r.publish(msg.Reply, errorReply("", envelope.ErrBadRequest, "bad request envelope: "+err.Error(), 0, false))
 		}
@@ -183,6 +224,7 @@ func (r *Replica) onMsg(msg *nats.Msg) {
 	budget := UsableBudget(req.BudgetMS)
 	if budget <= 0 {
 		message := fmt.Sprintf("no time left to run the handler (budget %d ms)", req.BudgetMS)
+		r.metrics.Call(OutcomeTimeout)
 		r.publish(msg.Reply, errorReply(req.CallID, envelope.ErrTimeout, message, 0, false))
 		return
 	}
@@ -192,31 +234,43 @@ func (r *Replica) onMsg(msg *nats.Msg) {
 		running, queued := r.running, r.queued
 		r.mu.Unlock()
 		message := fmt.Sprintf("replica busy: %d running, %d queued", running, queued)
+		r.metrics.Call(OutcomeBusy)
 		r.publish(msg.Reply, errorReply(req.CallID, envelope.ErrBusy, message, time.Since(started), false))
 		return
 	}
 	c := &call{reply: msg.Reply, req: req, started: started}
 	c.ctx, c.cancel = context.WithDeadline(context.Background(), started.Add(budget))
+	if r.capture != nil {
+		c.out = callOutput{Context: c.ctx, capture: r.capture, id: req.CallID}
+		c.out.writers = [2]streamWriter{{o: &c.out, stream: streamStdout}, {o: &c.out, stream: streamStderr}}
+	}
 	c.stop = context.AfterFunc(c.ctx, func() { r.expire(c) })
 	r.active[c] = struct{}{}
 	if r.running < s.Concurrency {
-		r.startLocked(c)
+		if !r.startLocked(c) { // its deadline fired already: expire answers it and counts it out of the queue
+			r.queued++
+		}
 	} else {
-		c.state.Store(stateQueued)
 		r.queue = append(r.queue, c)
 		r.queued++
 	}
 	r.mu.Unlock()
 }
 
-// startLocked marks c running and starts its goroutine; r.mu is held.
-func (r *Replica) startLocked(c *call) {
-	c.state.Store(stateRunning)
+// startLocked marks c running and starts its goroutine, unless its deadline came first; r.mu is held.
+func (r *Replica) startLocked(c *call) bool {
+	if !c.state.CompareAndSwap(stateQueued, stateRunning) { // expire won: it answered and counted
+		return false
+	}
 	r.running++
 	if r.cold {
 		c.cold, r.cold = true, false
 	}
+	if r.tracing != nil {
+		c.span = r.tracing.start(c.req, r.settings.Namespace, r.settings.Function, c.cold)
+	}
 	go r.execute(c)
+	return true
 }
 
 // release frees a slot and starts queued calls in order.
@@ -228,9 +282,8 @@ func (r *Replica) release(c *call) {
 		next := r.queue[0]
 		r.queue[0] = nil
 		r.queue = r.queue[1:]
-		if next.state.Load() == stateQueued { // else it timed out while waiting
+		if r.startLocked(next) { // else it timed out while waiting (expire counted it out of queued)
 			r.queued--
-			r.startLocked(next)
 		}
 	}
 	r.checkIdleLocked()
@@ -247,9 +300,17 @@ func (r *Replica) checkIdleLocked() {
 // ------------------------------------------------------------------------------------------------ execution
 
 func (r *Replica) execute(c *call) {
+	if r.capture != nil {
+		r.capture.begin(&c.out)
+	}
 	resp, err, panicked := r.invoke(c)
+	var output []byte
+	if r.capture != nil {
+		output = r.capture.end(&c.out)
+	}
 	if !c.state.CompareAndSwap(stateRunning, stateDone) {
 		// expire answered TIMEOUT already; this handler was stuck and is back.
+		r.publishOutput(c, output)
 		c.cancel()
 		r.mu.Lock()
 		r.stuck--
@@ -260,7 +321,18 @@ func (r *Replica) execute(c *call) {
 	}
 	c.stop()
 	c.cancel()
-	r.publish(c.reply, r.answer(c, resp, err, panicked))
+	payload, outcome := r.answer(c, resp, err, panicked)
+	r.metrics.Ran(outcome, time.Since(c.started))
+	if c.span != nil {
+		if panicked != nil {
+			failSpan(c.span, fmt.Errorf("panic: %v", panicked))
+		} else if err != nil {
+			failSpan(c.span, err)
+		}
+		endSpan(c.span, payload, "")
+	}
+	r.publishOutput(c, output)
+	r.publish(c.reply, payload)
 	r.release(c)
 }
 
@@ -274,8 +346,15 @@ func (r *Replica) invoke(c *call) (resp *lf.Response, err error, panicked any) {
 		}
 	}()
 	req := c.req
-	deadline, _ := c.ctx.Deadline()
-	resp, err = r.handler(c.ctx, &lf.Request{
+	ctx := c.ctx
+	deadline, _ := ctx.Deadline()
+	if r.capture != nil {
+		ctx = &c.out // answers lf.Stdout(ctx) & co., else c.ctx
+	}
+	if c.span != nil {
+		ctx = trace.ContextWithSpan(ctx, c.span)
+	}
+	resp, err = r.handler(ctx, &lf.Request{
 		CallID: req.CallID, Method: req.Method, Path: req.Path, RawQuery: req.Query,
 		Headers: lf.Headers(req.Headers), Params: req.Params, Body: req.Body,
 		TraceParent: req.TraceParent, TraceState: req.TraceState, Deadline: deadline,
@@ -293,17 +372,27 @@ func (r *Replica) expire(c *call) {
 		delete(r.active, c)
 		r.checkIdleLocked()
 		r.mu.Unlock()
-		r.publish(c.reply, errorReply(c.req.CallID, envelope.ErrTimeout, message, time.Since(c.started), c.cold))
+		took := time.Since(c.started)
+		r.metrics.Ran(OutcomeTimeout, took)
+		r.publish(c.reply, errorReply(c.req.CallID, envelope.ErrTimeout, message, took, c.cold))
 		return
 	}
 	if !c.state.CompareAndSwap(stateRunning, stateTimedOut) {
 		return
 	}
-	r.publish(c.reply, errorReply(c.req.CallID, envelope.ErrTimeout, message, time.Since(c.started), c.cold))
+	took := time.Since(c.started)
+	r.metrics.Ran(OutcomeTimeout, took)
+	payload := errorReply(c.req.CallID, envelope.ErrTimeout, message, took, c.cold)
 	r.mu.Lock()
+	span := c.span // written by startLocked under r.mu
 	r.stuck++
 	stuck := r.stuck
 	r.mu.Unlock()
+	endSpan(span, payload, "timeout")
+	r.publish(c.reply, payload)
+	if r.capture != nil {
+		r.publishOutput(c, r.capture.flush(&c.out))
+	}
 	r.log.Warning("stuck", "call_id", c.req.CallID, "stuck", stuck, "limit", r.settings.StuckLimit)
 	if stuck >= r.settings.StuckLimit {
 		r.Stop(ExitTempFail, fmt.Sprintf("%d handlers are stuck past their deadline", stuck))
@@ -313,19 +402,20 @@ func (r *Replica) expire(c *call) {
 
 // -------------------------------------------------------------------------------------------------- answers
 
-func (r *Replica) answer(c *call, resp *lf.Response, err error, panicked any) []byte {
+// answer encodes the handler's result; the outcome is its label in litefunctions_runtime_calls_total.
+func (r *Replica) answer(c *call, resp *lf.Response, err error, panicked any) ([]byte, Outcome) {
 	id, took := c.req.CallID, time.Since(c.started)
 	var bad *lf.BadRequestError
 	switch {
 	case panicked != nil:
-		return errorReply(id, envelope.ErrHandler, fmt.Sprintf("panic: %v", panicked), took, c.cold)
+		return errorReply(id, envelope.ErrHandler, fmt.Sprintf("panic: %v", panicked), took, c.cold), OutcomeHandlerError
 	case errors.As(err, &bad):
-		return badInput(id, bad.Message, took, c.cold)
+		return badInput(id, bad.Message, took, c.cold), OutcomeBadRequest
 	case err != nil:
 		r.log.Error("call_failed", "call_id", id, "error_kind", "HANDLER", "error", err.Error())
-		return errorReply(id, envelope.ErrHandler, err.Error(), took, c.cold)
+		return errorReply(id, envelope.ErrHandler, err.Error(), took, c.cold), OutcomeHandlerError
 	case resp == nil:
-		return encode(&envelope.Response{Status: 204, CallID: id, DurationNS: uint64(took), ColdStart: c.cold})
+		return encode(&envelope.Response{Status: 204, CallID: id, DurationNS: uint64(took), ColdStart: c.cold}), OutcomeOK
 	}
 	status := resp.Status
 	if status == 0 {
@@ -333,20 +423,21 @@ func (r *Replica) answer(c *call, resp *lf.Response, err error, panicked any) []
 	}
 	var kind envelope.ErrorKind
 	var message string
+	outcome := OutcomeInternal
 	switch {
 	case status < 100 || status > 599:
 		kind, message = envelope.ErrInternal, fmt.Sprintf("Response.Status %d is not an HTTP status code (100-599)", status)
 	case len(resp.Body) > r.settings.MaxResponseBytes:
-		kind = envelope.ErrResponseTooLarge
+		kind, outcome = envelope.ErrResponseTooLarge, OutcomeTooLarge
 		message = fmt.Sprintf("response body of %d bytes exceeds the limit of %d bytes", len(resp.Body), r.settings.MaxResponseBytes)
 	default:
 		return encode(&envelope.Response{
 			Status: uint16(status), CallID: id, Headers: resp.Headers, Body: resp.Body, //nolint:gosec // checked above
 			DurationNS: uint64(took), ColdStart: c.cold,
-		})
+		}), OutcomeOK
 	}
 	r.log.Error("call_failed", "call_id", id, "error_kind", kindName(kind), "error", message)
-	return errorReply(id, kind, message, took, c.cold)
+	return errorReply(id, kind, message, took, c.cold), outcome
 }
 
 func kindName(kind envelope.ErrorKind) string {
@@ -379,6 +470,16 @@ func encode(resp *envelope.Response) []byte {
 		payload, _ = (&envelope.Response{Status: 502, ErrorKind: envelope.ErrInternal, CallID: resp.CallID, Error: err.Error()}).Encode()
 	}
 	return payload
+}
+
+// publishOutput sends a call's output record to LF_LOGS (best effort: logs never fail a call).
+func (r *Replica) publishOutput(c *call, record []byte) {
+	if record == nil {
+		return
+	}
+	if err := r.nc.Publish(r.capture.subject, record); err != nil { // e.g. over max_payload
+		r.log.Warning("output_not_published", "call_id", c.req.CallID, "error", err.Error())
+	}
 }
 
 func (r *Replica) publish(reply string, payload []byte) {
@@ -424,17 +525,22 @@ func (r *Replica) drain(sub *nats.Subscription) {
 func (r *Replica) abandon() {
 	r.mu.Lock()
 	calls := make([]*call, 0, len(r.active))
+	spans := make([]trace.Span, 0, len(r.active))
 	ids := make([]string, 0, len(r.active))
 	for c := range r.active {
 		calls = append(calls, c)
+		spans = append(spans, c.span)
 		ids = append(ids, c.req.CallID)
 	}
 	r.mu.Unlock()
 	r.log.Warning("drain_timeout", "calls", ids)
-	for _, c := range calls {
+	for i, c := range calls {
 		if c.state.CompareAndSwap(stateRunning, stateTimedOut) || c.state.CompareAndSwap(stateQueued, stateTimedOut) {
 			message := "the replica stopped before the handler answered"
-			r.publish(c.reply, errorReply(c.req.CallID, envelope.ErrInternal, message, time.Since(c.started), c.cold))
+			payload := errorReply(c.req.CallID, envelope.ErrInternal, message, time.Since(c.started), c.cold)
+			r.metrics.Call(OutcomeInternal)
+			endSpan(spans[i], payload, "drain_timeout")
+			r.publish(c.reply, payload)
 		}
 	}
 }

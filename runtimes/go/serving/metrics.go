@@ -1,0 +1,230 @@
+package serving
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// The replica's /metrics (LF_METRICS_PORT > 0): the Python runtime's families, labels and buckets
+// (runtimes/python/src/lf_runtime/metrics.py, docs/metrics.md). A call costs two or three atomic additions
+// and a scan of the bucket bounds, no allocation; prometheus/client_golang runs at scrape time only, through
+// a Collector that reads the atomics. With LF_METRICS_PORT unset the replica has no *Metrics and the hot
+// path tests one nil pointer.
+
+// Outcome of a call, the label values of litefunctions_runtime_calls_total (the Python runtime's OUTCOMES).
+type Outcome uint8
+
+// Outcomes, in the Python runtime's order.
+const (
+	OutcomeOK Outcome = iota
+	OutcomeHandlerError
+	OutcomeTimeout
+	OutcomeBusy
+	OutcomeBadRequest
+	OutcomeTooLarge
+	OutcomeInternal
+	outcomes
+)
+
+var outcomeNames = [outcomes]string{"ok", "handler_error", "timeout", "busy", "bad_request", "too_large", "internal"}
+
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// DurationBuckets are the ingestor's (dataplane/src/lf_dataplane/buckets.py), in seconds.
+var DurationBuckets = [...]float64{
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+}
+
+// bucketsNS are DurationBuckets in nanoseconds, so a duration is placed by integer comparisons.
+var bucketsNS = func() (out [len(DurationBuckets)]time.Duration) {
+	for i, b := range DurationBuckets {
+		out[i] = time.Duration(b * 1e9)
+	}
+	return out
+}()
+
+// Metrics are a replica's counters. Every method is safe from any goroutine and a no-op on a nil *Metrics
+// (metrics off), so callers need no check of their own.
+type Metrics struct {
+	calls [outcomes]atomic.Uint64
+	dur   [len(DurationBuckets) + 1]atomic.Uint64 // per bucket (not cumulative); the last is +Inf
+	durNS atomic.Uint64
+
+	asyncRuns, asyncRetries, asyncDead, asyncZombies atomic.Uint64
+	asyncPending                                     atomic.Int64
+}
+
+// Call counts one answered call by its outcome.
+func (m *Metrics) Call(outcome Outcome) {
+	if m != nil {
+		m.calls[outcome].Add(1)
+	}
+}
+
+// Ran counts a call that ran (or timed out) with its outcome and its time from arrival to answer.
+func (m *Metrics) Ran(outcome Outcome, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.calls[outcome].Add(1)
+	i := 0
+	for i < len(bucketsNS) && took > bucketsNS[i] { // le: a duration equal to a bound is in its bucket
+		i++
+	}
+	m.dur[i].Add(1)
+	m.durNS.Add(uint64(max(took, 0)))
+}
+
+// AsyncRun counts an async attempt this replica ran.
+func (m *Metrics) AsyncRun() {
+	if m != nil {
+		m.asyncRuns.Add(1)
+	}
+}
+
+// AsyncRetry counts an async attempt that failed and was scheduled again.
+func (m *Metrics) AsyncRetry() {
+	if m != nil {
+		m.asyncRetries.Add(1)
+	}
+}
+
+// AsyncDead counts an async call this replica dead-lettered.
+func (m *Metrics) AsyncDead() {
+	if m != nil {
+		m.asyncDead.Add(1)
+	}
+}
+
+// AsyncZombie counts an async result dropped because another delivery of the call moved its record on.
+func (m *Metrics) AsyncZombie() {
+	if m != nil {
+		m.asyncZombies.Add(1)
+	}
+}
+
+// SetAsyncPending records the consumer's pending count as of the last pulled call.
+func (m *Metrics) SetAsyncPending(n int64) {
+	if m != nil {
+		m.asyncPending.Store(n)
+	}
+}
+
+// Gauges are what the collector reads from the replica at scrape time.
+type Gauges struct {
+	Inflight, Stuck int
+	ColdStarted     bool
+}
+
+// collector is the prometheus.Collector over a replica's Metrics and gauges.
+type collector struct {
+	m      *Metrics
+	gauges func() Gauges
+	labels []string // namespace, function
+
+	calls, duration, inflight, cold, stuck                    *prometheus.Desc
+	asyncRuns, asyncRetries, asyncDead, asyncZombies, pending *prometheus.Desc
+}
+
+func newCollector(m *Metrics, namespace, function string, gauges func() Gauges) *collector {
+	nf := []string{"namespace", "function"}
+	desc := func(name, help string, extra ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, append(nf[:2:2], extra...), nil)
+	}
+	return &collector{
+		m: m, gauges: gauges, labels: []string{namespace, function},
+		calls:     desc("litefunctions_runtime_calls_total", "Calls this replica answered, by outcome", "outcome"),
+		duration:  desc("litefunctions_runtime_handler_duration_seconds", "Time from a call's arrival in the replica to its answer (calls that ran, timeouts included)"),
+		inflight:  desc("litefunctions_runtime_inflight", "Calls running or queued"),
+		cold:      desc("litefunctions_runtime_cold_starts_total", "Cold starts of this replica (0 or 1)"),
+		stuck:     desc("litefunctions_runtime_stuck_handlers", "Sync handler threads still running past their call's deadline"),
+		asyncRuns: desc("litefunctions_async_runs_total", "Async calls this replica ran (each attempt)"),
+		asyncRetries: desc("litefunctions_async_retries_total",
+			"Async attempts that failed and were scheduled again"),
+		asyncDead: desc("litefunctions_async_dead_total", "Async calls dead-lettered by this replica"),
+		asyncZombies: desc("litefunctions_async_zombie_results_dropped_total",
+			"Async results dropped because another delivery of the call moved on"),
+		pending: desc("litefunctions_async_pending",
+			"The function's async calls not yet delivered, as of this replica's last pulled call"),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.calls, c.duration, c.inflight, c.cold, c.stuck,
+		c.asyncRuns, c.asyncRetries, c.asyncDead, c.asyncZombies, c.pending} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	m, lv := c.m, c.labels
+	for o := range outcomes {
+		ch <- prometheus.MustNewConstMetric(c.calls, prometheus.CounterValue, float64(m.calls[o].Load()), lv[0], lv[1], outcomeNames[o])
+	}
+	buckets := make(map[float64]uint64, len(DurationBuckets))
+	var total uint64
+	for i, bound := range DurationBuckets {
+		total += m.dur[i].Load()
+		buckets[bound] = total
+	}
+	total += m.dur[len(DurationBuckets)].Load()
+	ch <- prometheus.MustNewConstHistogram(c.duration, total, float64(m.durNS.Load())/1e9, buckets, lv...)
+	g := c.gauges()
+	cold := 0.0
+	if g.ColdStarted {
+		cold = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(g.Inflight), lv...)
+	ch <- prometheus.MustNewConstMetric(c.cold, prometheus.CounterValue, cold, lv...)
+	ch <- prometheus.MustNewConstMetric(c.stuck, prometheus.GaugeValue, float64(g.Stuck), lv...)
+	ch <- prometheus.MustNewConstMetric(c.asyncRuns, prometheus.CounterValue, float64(m.asyncRuns.Load()), lv...)
+	ch <- prometheus.MustNewConstMetric(c.asyncRetries, prometheus.CounterValue, float64(m.asyncRetries.Load()), lv...)
+	ch <- prometheus.MustNewConstMetric(c.asyncDead, prometheus.CounterValue, float64(m.asyncDead.Load()), lv...)
+	ch <- prometheus.MustNewConstMetric(c.asyncZombies, prometheus.CounterValue, float64(m.asyncZombies.Load()), lv...)
+	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(m.asyncPending.Load()), lv...)
+}
+
+// metricsHandler is the /metrics handler of one collector, on a registry of its own (no Go or process
+// collectors: a replica exports the Python runtime's families only).
+func metricsHandler(c *collector) (http.Handler, error) {
+	registry := prometheus.NewRegistry()
+	if err := registry.Register(c); err != nil {
+		return nil, err
+	}
+	return promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), nil
+}
+
+// metricsServer listens on host:port and serves GET /metrics until closed.
+type metricsServer struct {
+	server *http.Server
+	URL    string
+}
+
+func serveMetrics(c *collector, host string, port int) (*metricsServer, error) {
+	handler, err := metricsHandler(c)
+	if err != nil {
+		return nil, err
+	}
+	listener, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", handler)
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = server.Serve(listener) }() // ErrServerClosed once closed
+	return &metricsServer{server: server, URL: "http://" + listener.Addr().String() + "/metrics"}, nil
+}
+
+func (s *metricsServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.server.Shutdown(ctx)
+}
