@@ -3,6 +3,7 @@
     python -m bench run [SCENARIO ...] [--duration 10] [--json out.json]
     python -m bench peers [--duration 10] [--json out.json]
     python -m bench gate [--budgets bench/budgets.toml]
+    python -m bench observability [--rounds 3] [--duration 8]
 
 Every run measures the canary (a bare granian RSGI hello on the same core) before and after the scenarios and
 reports each figure absolute and as a share of the canary's mean requests/s.
@@ -79,12 +80,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sub in (run, commands.add_parser("peers", help="OpenFaaS, Knative and uvicorn, same handler")):
         sub.add_argument("--duration", type=float, default=10.0)
         sub.add_argument("--json", type=Path, help="write the results here as JSON")
+    obs = commands.add_parser("observability", help="sync-hello with metrics off / on / on + tracing")
+    obs.add_argument("--rounds", type=int, default=3)
+    obs.add_argument("--duration", type=float, default=8.0)
     gate_cmd = commands.add_parser("gate", help="the short CI check against bench/budgets.toml")
     gate_cmd.add_argument("--budgets", type=Path, default=gate.BUDGETS)
     args = parser.parse_args(argv)
     try:
         if args.command == "gate":
             return gate.run(args.budgets)
+        if args.command == "observability":
+            from bench import observability
+
+            print(observability.table(observability.run(args.rounds, args.duration)))
+            return 0
         results = run_scenarios(args.scenarios, args.duration) if args.command == "run" else run_peers(args.duration)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
