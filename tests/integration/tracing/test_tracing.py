@@ -7,17 +7,13 @@ span through the OpenTelemetry API, which must nest under the runtime's.
 
 from __future__ import annotations
 
-import gzip
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +21,11 @@ import httpx
 import nats
 import pytest
 from lf_dataplane.subjects import ROUTES_BUCKET
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from tests.integration.dataplane.test_ingestor import put_route, start_ingestor, stop_ingestor, wait_served
 from tests.integration.runtime.runtime_harness import RuntimeProcess, collect_stdout
+from tests.otlpcollector import Collector, Exported, otel_env
 
 pytestmark = pytest.mark.integration
 
@@ -72,79 +64,6 @@ async def handle(req):
 # -- the collector --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Exported:
-    service: str
-    span: Span
-
-    def attr(self, key: str) -> Any:
-        for kv in self.span.attributes:
-            if kv.key == key:
-                value: AnyValue = kv.value
-                return getattr(value, value.WhichOneof("value"))
-        return None
-
-
-class Collector:
-    """POST /v1/traces → the spans, with their resource's service.name."""
-
-    def __init__(self) -> None:
-        self.spans: list[Exported] = []
-        self._changed = threading.Condition()
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if self.headers.get("content-encoding") == "gzip":
-                    body = gzip.decompress(body)
-                if self.path != "/v1/traces":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                request = ExportTraceServiceRequest.FromString(body)
-                collector.add(request)
-                answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def add(self, request: ExportTraceServiceRequest) -> None:
-        found = []
-        for resource_spans in request.resource_spans:
-            service = next(
-                (kv.value.string_value for kv in resource_spans.resource.attributes if kv.key == "service.name"), ""
-            )
-            for scope_spans in resource_spans.scope_spans:
-                found.extend(Exported(service, span) for span in scope_spans.spans)
-        with self._changed:
-            self.spans.extend(found)
-            self._changed.notify_all()
-
-    def wait_for(self, predicate: Any, count: int, timeout: float = 15.0) -> list[Exported]:
-        end = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = [s for s in self.spans if predicate(s)]
-                if len(found) >= count:
-                    return found
-                left = end - time.monotonic()
-                assert left > 0, f"{len(found)} of {count} spans exported: {[s.span.name for s in self.spans]}"
-                self._changed.wait(min(left, 0.1))
-
-
 @pytest.fixture
 def collector() -> Iterator[Collector]:
     collector = Collector()
@@ -152,15 +71,6 @@ def collector() -> Iterator[Collector]:
     yield collector
     collector.server.shutdown()
     collector.server.server_close()
-
-
-def otel_env(endpoint: str) -> dict[str, str]:
-    return {
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-    }
 
 
 # -- the processes ---------------------------------------------------------------------------------------------------

@@ -77,4 +77,4 @@ def test_metrics_url_recorded_from_a_replicas_port() -> None:
 
     assert metrics_url({"LF_METRICS_PORT": "9123"}) == "http://127.0.0.1:9123/metrics"
     assert metrics_url({"LF_METRICS_PORT": "0"}) is None
-    assert metrics_url({}) is None, "Go and Rust replicas serve no /metrics"
+    assert metrics_url({}) is None, "a replica started without LF_METRICS_PORT serves no /metrics"

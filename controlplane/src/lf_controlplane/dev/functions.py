@@ -130,9 +130,8 @@ class FunctionRunner:
             raise NotReadyError(f"{function.name}: {exc}") from exc
         running = RunningFunction(folder=folder, function=function, fingerprint=digest, generation=generation)
         for index in range(function.replicas):
-            replica_env = process_env
-            if function.runtime == "python":  # each replica serves its own /metrics (docs/metrics.md)
-                replica_env = {**process_env, "LF_METRICS_PORT": str(free_port()), "LF_METRICS_HOST": "127.0.0.1"}
+            # each replica, whatever its runtime, serves its own /metrics (docs/metrics.md)
+            replica_env = {**process_env, "LF_METRICS_PORT": str(free_port()), "LF_METRICS_HOST": "127.0.0.1"}
             spec = ProcessSpec(
                 label=f"{function.name}-{generation}.{index}",
                 argv=argv,

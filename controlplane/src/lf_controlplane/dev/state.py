@@ -27,7 +27,7 @@ class ReplicaState(msgspec.Struct, kw_only=True):
     restarts: int
     last_exit: int | None
     metrics_url: str | None = None
-    """The replica's own `/metrics` (Python replicas; None for Go and Rust)."""
+    """The replica's own `/metrics` (None when it was started without LF_METRICS_PORT)."""
 
 
 class FunctionState(msgspec.Struct, kw_only=True):

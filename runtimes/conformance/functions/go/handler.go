@@ -8,7 +8,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +19,7 @@ import (
 )
 
 // Handle answers one call.
-func Handle(_ context.Context, req *lf.Request) (*lf.Response, error) {
+func Handle(ctx context.Context, req *lf.Request) (*lf.Response, error) {
 	action, arg, _ := strings.Cut(strings.Trim(req.Path, "/"), "/")
 	switch action {
 	case "echo":
@@ -62,6 +64,13 @@ func Handle(_ context.Context, req *lf.Request) (*lf.Response, error) {
 			return nil, err
 		}
 		return lf.JSON(200, map[string]any{"received": received})
+	case "print":
+		// Output capture (LF_LOGS): os.Stdout/os.Stderr are attributed while this is the only call running;
+		// lf.Stdout(ctx) always is.
+		fmt.Println("stdout " + arg)
+		fmt.Fprintln(os.Stderr, "stderr "+arg)
+		fmt.Fprintln(lf.Stdout(ctx), "output "+arg)
+		return lf.Text(200, "printed"), nil
 	case "sleep":
 		ms, _ := strconv.Atoi(arg)
 		time.Sleep(time.Duration(ms) * time.Millisecond) // ignores ctx on purpose

@@ -1,6 +1,7 @@
 """The conformance function in Python: one behaviour per first path segment (see the suite's README)."""
 
 import hashlib
+import sys
 import time
 
 from lf_runtime import Request, Response
@@ -28,6 +29,11 @@ def handle(req: Request) -> Response | dict[str, object]:
         raise ZeroDivisionError("conformance panic")
     if action == "json":
         return {"received": req.json()}
+    if action == "print":  # output capture (LF_LOGS): attributed by the call's context
+        print(f"stdout {arg}")
+        print(f"stderr {arg}", file=sys.stderr)
+        print(f"output {arg}")
+        return Response(b"printed", headers=[("content-type", "text/plain")])
     if action == "sleep":
         time.sleep(int(arg) / 1000)  # ignores the deadline on purpose
         return Response(b"slept", headers=[("content-type", "text/plain")])
