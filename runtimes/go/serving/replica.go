@@ -225,7 +225,7 @@ func (r *Replica) onMsg(msg *nats.Msg) {
 	if budget <= 0 {
 		message := fmt.Sprintf("no time left to run the handler (budget %d ms)", req.BudgetMS)
 		r.metrics.Call(OutcomeTimeout)
-		r.publish(msg.Reply, errorReply(req.CallID, envelope.ErrTimeout, message, 0, false))
+		r.refuse(msg.Reply, req, errorReply(req.CallID, envelope.ErrTimeout, message, 0, false), "timeout")
 		return
 	}
 	s := r.settings
@@ -235,7 +235,7 @@ func (r *Replica) onMsg(msg *nats.Msg) {
 		r.mu.Unlock()
 		message := fmt.Sprintf("replica busy: %d running, %d queued", running, queued)
 		r.metrics.Call(OutcomeBusy)
-		r.publish(msg.Reply, errorReply(req.CallID, envelope.ErrBusy, message, time.Since(started), false))
+		r.refuse(msg.Reply, req, errorReply(req.CallID, envelope.ErrBusy, message, time.Since(started), false), "busy")
 		return
 	}
 	c := &call{reply: msg.Reply, req: req, started: started}
@@ -257,6 +257,14 @@ func (r *Replica) onMsg(msg *nats.Msg) {
 	r.mu.Unlock()
 }
 
+// refuse answers a call no handler will run ("busy", or "timeout": no time left).
+func (r *Replica) refuse(reply string, req *envelope.Request, payload []byte, errType string) {
+	if r.tracing != nil {
+		r.tracing.refused(req, r.settings.Namespace, r.settings.Function, payload, errType)
+	}
+	r.publish(reply, payload)
+}
+
 // startLocked marks c running and starts its goroutine, unless its deadline came first; r.mu is held.
 func (r *Replica) startLocked(c *call) bool {
 	if !c.state.CompareAndSwap(stateQueued, stateRunning) { // expire won: it answered and counted
@@ -267,7 +275,7 @@ func (r *Replica) startLocked(c *call) bool {
 		c.cold, r.cold = true, false
 	}
 	if r.tracing != nil {
-		c.span = r.tracing.start(c.req, r.settings.Namespace, r.settings.Function, c.cold)
+		c.span = r.tracing.start(c.req, r.settings.Namespace, r.settings.Function, c.cold, false)
 	}
 	go r.execute(c)
 	return true

@@ -107,8 +107,9 @@ func otlpExporter(env map[string]string, warn func(event string, fields ...any))
 	return otlptracehttp.New(context.Background()) // endpoint, headers, timeout, compression: OTEL_EXPORTER_OTLP_*
 }
 
-// start begins a call's span (the handler's ctx gets it in Replica.invoke).
-func (t *tracing) start(req *envelope.Request, namespace, function string, cold bool) trace.Span {
+// start begins a call's span (the handler's ctx gets it in Replica.invoke). queued: an async call pulled from
+// JetStream (a CONSUMER span, trigger pubsub).
+func (t *tracing) start(req *envelope.Request, namespace, function string, cold, queued bool) trace.Span {
 	parent := context.Background()
 	if req.TraceParent != "" {
 		carrier := propagation.MapCarrier{"traceparent": req.TraceParent}
@@ -117,17 +118,27 @@ func (t *tracing) start(req *envelope.Request, namespace, function string, cold 
 		}
 		parent = propagation.TraceContext{}.Extract(parent, carrier)
 	}
+	kind, trigger := trace.SpanKindServer, "http"
+	if queued {
+		kind, trigger = trace.SpanKindConsumer, "pubsub"
+	}
 	_, span := t.tracer.Start(parent, function,
-		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithSpanKind(kind),
 		trace.WithAttributes(
 			attribute.String("faas.invocation_id", req.CallID),
-			attribute.String("faas.trigger", "http"),
+			attribute.String("faas.trigger", trigger),
 			attribute.Bool("faas.coldstart", cold),
 			attribute.String("faas.name", function),
 			attribute.String("litefunctions.namespace", namespace),
 			attribute.String("http.request.method", req.Method),
 		))
 	return span
+}
+
+// refused is the span of a call answered before any handler ran (errType "busy", or "timeout": no time
+// left), begun and ended at once, so the trace shows which replica refused it and why.
+func (t *tracing) refused(req *envelope.Request, namespace, function string, payload []byte, errType string) {
+	endSpan(t.start(req, namespace, function, false, false), payload, errType)
 }
 
 // failSpan records what the handler returned or panicked with.
