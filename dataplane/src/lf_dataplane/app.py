@@ -224,7 +224,7 @@ class Ingestor:
         rest = call.rest
         span = None
         if _TRACING:  # the function call's SERVER span (lf_dataplane.tracing); probes and unknown paths get none
-            span = call.span = _tracing.CallSpan(method, headers, call.call_id, target.namespace, target.name)
+            span = call.span = _tracing.CallSpan.start(method, headers, call.call_id, target.namespace, target.name)
         stats = self._stats
         if stats is not None:  # metrics: a dict lookup and a few increments (see metrics.py)
             fstats = stats.get(target.label) or self._new_stats(target)

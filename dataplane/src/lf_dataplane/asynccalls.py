@@ -120,7 +120,9 @@ class AsyncCalls:
             )
         if not _TRACING:
             return await self._submit(scope, proto, call_id, target, rest, params, None)
-        span = _tracing.CallSpan(method, headers, call_id, target.namespace, target.name, queued=True)
+        span = _tracing.CallSpan.start(method, headers, call_id, target.namespace, target.name, queued=True)
+        if span is None:  # sampled out by the caller: its trace context goes on as it came
+            return await self._submit(scope, proto, call_id, target, rest, params, None)
         return await _traced(span, self._submit(scope, proto, call_id, target, rest, params, span))
 
     async def _submit(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,17 +39,21 @@ ENABLED: bool = configured(os.environ)
 
 _provider: Any = None
 _tracer: Any = None
+_parent_based = False
+"""The sampler follows the parent's sampled flag (the default `parentbased_always_on`, any `parentbased_*`)."""
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
 
 
 def setup(default_service: str) -> Any:
     """Install the process's TracerProvider (once; idempotent) and return our tracer. Only call when ENABLED."""
-    global _provider, _tracer
+    global _provider, _tracer, _parent_based
     if _tracer is not None:
         return _tracer
     from opentelemetry import trace
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased
 
     resource = Resource.create({})  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
@@ -59,6 +64,7 @@ def setup(default_service: str) -> Any:
         if exporter is not None:
             provider.add_span_processor(BatchSpanProcessor(exporter))  # OTEL_BSP_* from the environment
     trace.set_tracer_provider(provider)
+    _parent_based = isinstance(provider.sampler, ParentBased)
     _provider = provider
     _tracer = provider.get_tracer(TRACER_NAME)
     return _tracer
@@ -103,19 +109,37 @@ def _exporter(name: str) -> Any:
 
 def extract(traceparent: str, tracestate: str) -> Any:
     """The OTel context of an incoming W3C trace context (an empty one when there is none or it is invalid)."""
+    if not traceparent:
+        from opentelemetry.context import Context
+
+        return Context()
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    carrier = {"traceparent": traceparent, "tracestate": tracestate} if traceparent else {}
-    return TraceContextTextMapPropagator().extract(carrier)
+    return TraceContextTextMapPropagator().extract({"traceparent": traceparent, "tracestate": tracestate})
 
 
-def inject(ctx: Any = None) -> tuple[str, str]:
-    """(traceparent, tracestate) of the current span, or of `ctx`'s; ("", "") without a valid one."""
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+def sampled_out(traceparent: str) -> bool:
+    """Whether a call continuing this W3C `traceparent` would record nothing: it is valid, its sampled flag is off
+    and the sampler is parent-based (the default). Such a call gets no span of ours (the SDK would make a
+    non-recording one, at tens of µs) and its trace context travels on as it came."""
+    if not _parent_based or not traceparent:
+        return False
+    match = _TRACEPARENT.match(traceparent)
+    if match is None or match[1] == "0" * 32 or match[2] == "0" * 16:
+        return False  # invalid: the SDK starts a new trace, which the sampler decides
+    return not int(match[3], 16) & 1
 
-    carrier: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(carrier, ctx)
-    return carrier.get("traceparent", ""), carrier.get("tracestate", "")
+
+def unsampled_context(traceparent: str, tracestate: str) -> Any:
+    """The OTel context of a `sampled_out` parent: a non-recording span, so spans a handler starts under it are
+    dropped like their parent and propagate its trace."""
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState, set_span_in_context
+
+    state = TraceState.from_header([tracestate]) if tracestate else None
+    parent = SpanContext(
+        int(traceparent[3:35], 16), int(traceparent[36:52], 16), True, TraceFlags(0), trace_state=state
+    )
+    return set_span_in_context(NonRecordingSpan(parent))
 
 
 class CallSpan:
@@ -127,7 +151,7 @@ class CallSpan:
     request would be seen by the others it interleaves with.
     """
 
-    __slots__ = ("span",)
+    __slots__ = ("recording", "span")
 
     def __init__(self, method: str, headers: Any, call_id: str, namespace: str, name: str, *, queued: bool = False):
         attributes: dict[str, Any] = {
@@ -141,6 +165,16 @@ class CallSpan:
         if queued:  # POST /async-function/...: the runtime's CONSUMER span (trigger pubsub) will be its child
             attributes["litefunctions.async"] = True
         self.span = _start_server_span(f"{method} {name}{' async' if queued else ''}", headers, attributes)
+        self.recording: bool = self.span.is_recording()
+
+    @classmethod
+    def start(
+        cls, method: str, headers: Any, call_id: str, namespace: str, name: str, *, queued: bool = False
+    ) -> CallSpan | None:
+        """The call's span, or None when the incoming trace context is `sampled_out`."""
+        if sampled_out(headers.get("traceparent", "")):
+            return None
+        return cls(method, headers, call_id, namespace, name, queued=queued)
 
     @classmethod
     def endpoint(cls, method: str, route: str, headers: Any, call_id: str) -> CallSpan:
@@ -148,21 +182,28 @@ class CallSpan:
         span = cls.__new__(cls)
         attributes = {"faas.invocation_id": call_id, "http.request.method": method, "http.route": route}
         span.span = _start_server_span(f"{method} {route}", headers, attributes)
+        span.recording = span.span.is_recording()
         return span
 
     def outgoing(self) -> tuple[str, str]:
-        """(traceparent, tracestate) for the request envelope: this span's context."""
-        from opentelemetry import trace
-
-        return inject(trace.set_span_in_context(self.span))
+        """(traceparent, tracestate) for the request envelope: this span's context (W3C, as the propagator writes
+        it; formatted here because the propagator's inject costs several µs)."""
+        ctx = self.span.get_span_context()
+        if not ctx.is_valid:
+            return "", ""
+        return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}", ctx.trace_state.to_header()
 
     def coldstart(self, cold: bool) -> None:
-        self.span.set_attribute("faas.coldstart", cold)
+        if self.recording:
+            self.span.set_attribute("faas.coldstart", cold)
 
     def end(self, status: int, error: str = "") -> None:
+        span = self.span
+        if not self.recording:  # sampled out at the root: nothing to record
+            span.end()
+            return
         from opentelemetry.trace import Status, StatusCode
 
-        span = self.span
         span.set_attribute("http.response.status_code", status)
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR, error or None))

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from lf_dataplane.tracing import ENABLED, RUNTIME_SERVICE, extract, setup, shutdown
+from lf_dataplane.tracing import ENABLED, RUNTIME_SERVICE, extract, sampled_out, setup, shutdown, unsampled_context
 
 __all__ = ["ENABLED", "RUNTIME_SERVICE", "end", "fail", "refused", "setup", "shutdown", "start"]
 
 
 def start(tracer: Any, context: Any, envelope: Any, namespace: str, function: str, cold: bool, queued: bool) -> Any:
-    """Start the call's span (current inside `context`, the contextvars copy the handler runs in)."""
+    """Start the call's span (current inside `context`, the contextvars copy the handler runs in); None when the
+    caller's trace is sampled out, whose non-recording context is made current instead."""
     from opentelemetry import context as otel_context
     from opentelemetry import trace
 
+    if sampled_out(envelope.traceparent):
+        context.run(otel_context.attach, unsampled_context(envelope.traceparent, envelope.tracestate))
+        return None
     parent = extract(envelope.traceparent, envelope.tracestate)
     span = _span(tracer, parent, envelope, namespace, function, cold, queued)
     context.run(otel_context.attach, trace.set_span_in_context(span, parent))  # the copy is dropped after the call
@@ -29,7 +33,9 @@ def start(tracer: Any, context: Any, envelope: Any, namespace: str, function: st
 def refused(tracer: Any, envelope: Any, namespace: str, function: str, payload: bytes, error: str) -> None:
     """A call answered before any handler ran (`busy`, or no time left in its budget): a span begun and ended
     at once, so the trace shows which replica refused it and why. An undecodable envelope has no trace context
-    to join and gets none."""
+    to join and gets none, nor does a sampled-out one."""
+    if sampled_out(envelope.traceparent):
+        return
     parent = extract(envelope.traceparent, envelope.tracestate)
     end(_span(tracer, parent, envelope, namespace, function, False, False), payload, error)
 

@@ -1,0 +1,65 @@
+"""The sampled-out fast path: which incoming trace contexts skip our spans, the non-recording context a handler
+gets instead, and the W3C header the ingestor formats itself (it must equal the propagator's)."""
+
+from __future__ import annotations
+
+import pytest
+from lf_dataplane import tracing
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import get_current_span
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+
+
+@pytest.fixture
+def parent_based(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracing, "_parent_based", True)
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "out"),
+    [
+        (f"00-{TRACE}-{PARENT}-00", True),
+        (f"00-{TRACE}-{PARENT}-02", True),  # flags without the sampled bit
+        (f"00-{TRACE}-{PARENT}-01", False),
+        (f"00-{TRACE}-{PARENT}-03", False),
+        ("", False),
+        (f"00-{'0' * 32}-{PARENT}-00", False),  # invalid ids: the SDK starts a new trace, the sampler decides
+        (f"00-{TRACE}-{'0' * 16}-00", False),
+        (f"00-{TRACE.upper()}-{PARENT}-00", False),
+        (f"01-{TRACE}-{PARENT}-00", False),
+        (f"00-{TRACE}-{PARENT}-00-extra", False),
+        (f"00-{TRACE[:-1]}g-{PARENT}-00", False),
+    ],
+)
+def test_sampled_out_only_for_a_valid_unsampled_parent(parent_based: None, traceparent: str, out: bool) -> None:
+    assert tracing.sampled_out(traceparent) is out
+
+
+def test_nothing_is_sampled_out_without_a_parent_based_sampler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracing, "_parent_based", False)  # e.g. OTEL_TRACES_SAMPLER=traceidratio ignores the flag
+    assert not tracing.sampled_out(f"00-{TRACE}-{PARENT}-00")
+
+
+def test_the_unsampled_context_carries_the_callers_ids_and_state() -> None:
+    span = get_current_span(tracing.unsampled_context(f"00-{TRACE}-{PARENT}-00", "vendor=x"))
+    ctx = span.get_span_context()
+    assert not span.is_recording()
+    assert (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}") == (TRACE, PARENT)
+    assert ctx.is_remote and not ctx.trace_flags.sampled
+    assert ctx.trace_state.to_header() == "vendor=x"
+
+
+@pytest.mark.parametrize("incoming", [f"00-{TRACE}-{PARENT}-01", ""])
+def test_the_outgoing_header_is_what_the_propagator_writes(monkeypatch: pytest.MonkeyPatch, incoming: str) -> None:
+    monkeypatch.setattr(tracing, "_tracer", TracerProvider().get_tracer("test"))
+    headers = {"traceparent": incoming, "tracestate": "vendor=x"} if incoming else {}
+    span = tracing.CallSpan("GET", headers, "call-1", "default", "hello")
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier, trace.set_span_in_context(span.span))
+    assert span.outgoing() == (carrier["traceparent"], carrier.get("tracestate", ""))
+    assert span.recording
+    span.end(200)
