@@ -10,6 +10,7 @@ pub mod handlers;
 pub mod logs;
 pub mod metrics;
 pub mod serving;
+pub mod tracing;
 pub mod types;
 
 pub use capture::Output;
@@ -37,6 +38,8 @@ pub fn run<M: 'static, H: Handler<M>>(
     vars: impl IntoIterator<Item = (String, String)>,
     handler: H,
 ) -> i32 {
+    let vars: std::collections::HashMap<String, String> = vars.into_iter().collect();
+    let traced = tracing::configured(&vars);
     let settings = match config::Settings::from_env(vars) {
         Ok(settings) => settings,
         Err(error) => {
@@ -81,6 +84,17 @@ pub fn run<M: 'static, H: Handler<M>>(
     } else {
         None
     };
+    let tracing = if traced {
+        match tracing::Tracing::setup() {
+            Ok(tracing) => Some(Arc::new(tracing)),
+            Err(error) => {
+                log.warning("tracing_unavailable", &[("error", json!(error))]);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,7 +106,8 @@ pub fn run<M: 'static, H: Handler<M>>(
         }
     };
     let replica = serving::Replica::new(settings, Arc::new(handler), log.clone())
-        .with_capture(capture.clone());
+        .with_capture(capture.clone())
+        .with_tracing(tracing.clone());
     let code = match runtime.block_on(replica.run()) {
         Ok(code) => code,
         Err(error) => {
@@ -100,6 +115,11 @@ pub fn run<M: 'static, H: Handler<M>>(
             EXIT_FAILURE
         }
     };
+    if let Some(tracing) = tracing {
+        if let Err(error) = tracing.shutdown() {
+            log.warning("tracing_shutdown_failed", &[("error", json!(error))]);
+        }
+    }
     if let Some(capture) = capture {
         capture.uninstall(std::time::Duration::from_secs(1));
     }

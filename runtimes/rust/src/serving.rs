@@ -31,6 +31,7 @@ use crate::config::{redacted_nats_url, Settings};
 use crate::handlers::{panic_message, Handler};
 use crate::logs::Log;
 use crate::metrics::{self, Metrics, Outcome};
+use crate::tracing::{CallSpan, Tracing};
 use crate::types::{BadRequest, Request, Response, Result};
 use crate::{EXIT_FAILURE, EXIT_OK, EXIT_TEMPFAIL};
 
@@ -81,6 +82,8 @@ struct Call {
     budget_ms: u32,
     started: Instant,
     cold: AtomicBool,
+    /// With tracing on: the call's span from its handler's start until it is answered.
+    span: Mutex<Option<CallSpan>>,
 }
 
 impl Call {
@@ -100,6 +103,7 @@ pub struct Replica<H, M> {
     log: Log,
     metrics: Arc<Metrics>,
     capture: Option<Arc<Capture>>,
+    tracing: Option<Arc<Tracing>>,
     _marker: std::marker::PhantomData<fn() -> M>,
 }
 
@@ -112,6 +116,7 @@ struct Shared<H, M> {
     waiting: AtomicUsize,
     metrics: Arc<Metrics>,
     capture: Option<Arc<Capture>>,
+    tracing: Option<Arc<Tracing>>,
     next_id: AtomicU64,
     calls: Mutex<HashMap<u64, Arc<Call>>>,
     idle: Notify,
@@ -128,6 +133,7 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
             handler,
             log,
             capture: None,
+            tracing: None,
             _marker: std::marker::PhantomData,
         }
     }
@@ -136,6 +142,13 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
     #[must_use]
     pub fn with_capture(mut self, capture: Option<Arc<Capture>>) -> Self {
         self.capture = capture;
+        self
+    }
+
+    /// One span per call (`tracing.rs`).
+    #[must_use]
+    pub fn with_tracing(mut self, tracing: Option<Arc<Tracing>>) -> Self {
+        self.tracing = tracing;
         self
     }
 
@@ -168,6 +181,7 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
             waiting: AtomicUsize::new(0),
             metrics: self.metrics.clone(),
             capture: self.capture.clone(),
+            tracing: self.tracing.clone(),
             next_id: AtomicU64::new(0),
             calls: Mutex::new(HashMap::new()),
             idle: Notify::new(),
@@ -364,6 +378,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             budget_ms: req.budget_ms,
             started,
             cold: AtomicBool::new(false),
+            span: Mutex::new(None),
         });
         let owned = req.to_owned();
         let request = Request {
@@ -423,6 +438,11 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             capture.begin(call.id, &call.call_id);
             request.output = capture.output(call.id);
         }
+        if let Some(tracing) = &self.tracing {
+            let s = &self.settings;
+            let span = tracing.start(&s.namespace, &s.function, &mut request, call.cold(), false);
+            *call.span.lock().unwrap() = Some(span);
+        }
         let started = self.handler.clone().start(request);
         let mut join = started.join;
         tokio::select! {
@@ -479,6 +499,16 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                 .is_ok()
         });
         if won {
+            if self.tracing.is_some() {
+                if let Some(span) = call.span.lock().unwrap().take() {
+                    let error = match outcome {
+                        Outcome::Timeout => "timeout",
+                        Outcome::Internal if !timed => "drain_timeout",
+                        _ => "",
+                    };
+                    span.end(&payload, error);
+                }
+            }
             if timed {
                 self.metrics.record(outcome, call.took());
             } else {
@@ -565,17 +595,18 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                 if let Some(bad) = error.downcast_ref::<BadRequest>() {
                     return (bad_input(id, &bad.0, took, cold), Outcome::BadRequest);
                 }
+                self.fail_span(call, &error.to_string());
                 (
                     error_kind::HANDLER,
                     error.to_string(),
                     Outcome::HandlerError,
                 )
             }
-            Err(error) if error.is_panic() => (
-                error_kind::HANDLER,
-                format!("panic: {}", panic_message(&*error.into_panic())),
-                Outcome::HandlerError,
-            ),
+            Err(error) if error.is_panic() => {
+                let message = format!("panic: {}", panic_message(&*error.into_panic()));
+                self.fail_span(call, &message);
+                (error_kind::HANDLER, message, Outcome::HandlerError)
+            }
             Err(_) => (
                 error_kind::INTERNAL,
                 "the handler was cancelled".to_owned(),
@@ -591,6 +622,14 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             ],
         );
         (error_reply(id, kind, &message, took, cold), outcome)
+    }
+
+    fn fail_span(&self, call: &Call, message: &str) {
+        if self.tracing.is_some() {
+            if let Some(span) = call.span.lock().unwrap().as_mut() {
+                span.fail(message);
+            }
+        }
     }
 
     /// What the handler wrote (so far, unless `done`), to `LF_LOGS`; best effort: logs never fail a call.

@@ -31,6 +31,14 @@ pub fn handle(req: Request) -> Result<Response> {
         "error" => return Err("conformance failure".into()),
         "panic" => panic!("conformance panic"),
         "json" => Response::json(&json!({ "received": req.json()? })),
+        "print" => {
+            // Output capture (LF_LOGS): println!/eprintln! are attributed while this is the only call running;
+            // req.output always is.
+            println!("stdout {arg}");
+            eprintln!("stderr {arg}");
+            req.output.println(format!("output {arg}"));
+            Response::text("printed")
+        }
         "sleep" => {
             // Ignores the deadline on purpose (a sync handler cannot be cancelled).
             std::thread::sleep(std::time::Duration::from_millis(arg.parse()?));
