@@ -3,7 +3,7 @@
     python -m bench run [SCENARIO ...] [--duration 10] [--json out.json]
     python -m bench peers [--duration 10] [--json out.json]
     python -m bench gate [--budgets bench/budgets.toml]
-    python -m bench observability [--rounds 3] [--duration 8]
+    python -m bench observability [--rounds 3] [--duration 8] [--configs off,metrics,...]
 
 Every run measures the canary (a bare granian RSGI hello on the same core) before and after the scenarios and
 reports each figure absolute and as a share of the canary's mean requests/s.
@@ -72,6 +72,12 @@ def run_peers(duration: float) -> dict[str, Result]:
     return results
 
 
+def observability_configs() -> tuple[str, ...]:
+    from bench.observability import CONFIGS
+
+    return CONFIGS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0] if __doc__ else "")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     obs = commands.add_parser("observability", help="sync-hello with metrics off / on / on + tracing")
     obs.add_argument("--rounds", type=int, default=3)
     obs.add_argument("--duration", type=float, default=8.0)
+    obs.add_argument("--configs", default=",".join(observability_configs()), help="comma-separated, 'off' included")
     gate_cmd = commands.add_parser("gate", help="the short CI check against bench/budgets.toml")
     gate_cmd.add_argument("--budgets", type=Path, default=gate.BUDGETS)
     args = parser.parse_args(argv)
@@ -92,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "observability":
             from bench import observability
 
-            print(observability.table(observability.run(args.rounds, args.duration)))
+            configs = tuple(c.strip() for c in args.configs.split(","))
+            print(observability.table(observability.run(args.rounds, args.duration, configs)))
             return 0
         results = run_scenarios(args.scenarios, args.duration) if args.command == "run" else run_peers(args.duration)
     except BenchError as exc:

@@ -94,14 +94,17 @@ def env_of(config: str, sink: str) -> dict[str, str]:
     return env
 
 
-def run(rounds: int, duration: float) -> dict[str, Runs]:
+def run(rounds: int, duration: float, configs: tuple[str, ...] = CONFIGS) -> dict[str, Runs]:
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown or "off" not in configs:
+        raise BenchError(f"configurations must include 'off' and be among {', '.join(CONFIGS)}; got {configs}")
     scenario = SCENARIOS["sync-hello"]
-    runs = {config: Runs() for config in CONFIGS}
+    runs = {config: Runs() for config in configs}
     with tempfile.TemporaryDirectory(prefix="lf-bench-obs-") as tmp:
         workdir = Path(tmp)
         with otlp_sink(workdir) as sink:
             for round_ in range(rounds):
-                for config in CONFIGS:
+                for config in configs:
                     before = spans_received(sink)
                     state = workdir / f"{config}-{round_}".replace(" ", "-").replace("%", "pct")
                     state.mkdir()
