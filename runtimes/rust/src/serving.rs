@@ -342,10 +342,8 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                 req.budget_ms
             );
             self.metrics.count(Outcome::Timeout);
-            self.spawn_publish(
-                reply,
-                error_reply(req.call_id, error_kind::TIMEOUT, &message, 0, false),
-            );
+            let payload = error_reply(req.call_id, error_kind::TIMEOUT, &message, 0, false);
+            self.refuse(&req, reply, payload, "timeout");
             return;
         }
         let permit = match self.permits.clone().try_acquire_owned() {
@@ -362,10 +360,8 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                 );
                 let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(0);
                 self.metrics.count(Outcome::Busy);
-                self.spawn_publish(
-                    reply,
-                    error_reply(req.call_id, error_kind::BUSY, &message, took, false),
-                );
+                let payload = error_reply(req.call_id, error_kind::BUSY, &message, took, false);
+                self.refuse(&req, reply, payload, "busy");
                 return;
             }
         };
@@ -397,6 +393,27 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
         self.calls.lock().unwrap().insert(call.id, call.clone());
         self.metrics.admitted();
         tokio::spawn(self.clone().serve(call, request, permit, deadline.into()));
+    }
+
+    /// Answer a call no handler will run (`busy`, or `timeout`: no time left); traced as refused.
+    fn refuse(
+        self: &Arc<Self>,
+        req: &RequestRef<'_>,
+        reply: Subject,
+        payload: Vec<u8>,
+        error: &str,
+    ) {
+        if let Some(tracing) = &self.tracing {
+            let envelope = crate::tracing::Envelope {
+                call_id: req.call_id,
+                method: req.method,
+                traceparent: req.traceparent,
+                tracestate: req.tracestate,
+            };
+            let s = &self.settings;
+            tracing.refused(&s.namespace, &s.function, &envelope, &payload, error);
+        }
+        self.spawn_publish(reply, payload);
     }
 
     // ----------------------------------------------------------------------------------------- execution
