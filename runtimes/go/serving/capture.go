@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/sys/unix"
+
 	"litefunctions.io/runtime/internal/callctx"
 )
 
@@ -28,7 +30,7 @@ import (
 // to. A call's own writers (lf.Stdout(ctx), ...) write under its id directly. The runtime's own log keeps the
 // original stderr, and so does anything written to file descriptor 2 itself (a fatal error's trace).
 //
-// A call that prints nothing costs one non-blocking read of each pipe when its handler starts and returns.
+// A call that prints nothing costs one poll(2) of the two pipes when its handler starts and one when it returns.
 
 // maxCallOutput is what a call keeps of its output (the Python runtime's MAX_BYTES); the rest is counted.
 const maxCallOutput = 64 * 1024
@@ -108,6 +110,7 @@ type capture struct {
 	writeTo [2]*os.File // the pipes' write ends, installed as os.Stdout and os.Stderr
 	readers [2]*os.File // their read ends (non-blocking)
 	fds     [2]int      // the read ends' descriptors, read directly when draining
+	polls   [2]unix.PollFd
 	running []*callOutput
 	buf     []byte
 	pumps   sync.WaitGroup
@@ -131,7 +134,8 @@ func installCapture(namespace, function string, stdout, stderr **os.File) (*capt
 		if err != nil {
 			return nil, err
 		}
-		_ = raw.Control(func(fd uintptr) { c.fds[i] = int(fd) }) // (r.Fd() would make it blocking)
+		_ = raw.Control(func(fd uintptr) { c.fds[i] = int(fd) })           // (r.Fd() would make it blocking)
+		c.polls[i] = unix.PollFd{Fd: int32(c.fds[i]), Events: unix.POLLIN} //nolint:gosec // a descriptor
 		c.real[i], c.writeTo[i], c.readers[i] = *target, w, r
 		c.pumps.Add(1)
 		go c.pump(i, raw)
@@ -152,9 +156,20 @@ func (c *capture) pump(i int, raw syscall.RawConn) {
 	})
 }
 
+// drainLocked empties both pipes: one poll(2) for the two (nothing to read is the common case), then reads.
 func (c *capture) drainLocked() {
-	c.drainPipeLocked(streamStdout)
-	c.drainPipeLocked(streamStderr)
+	for i := range c.polls {
+		c.polls[i].Revents = 0
+	}
+	n, err := unix.Poll(c.polls[:], 0)
+	if err == nil && n == 0 {
+		return
+	}
+	for i := range c.polls {
+		if err != nil || c.polls[i].Revents != 0 { // (EINTR: read both)
+			c.drainPipeLocked(i)
+		}
+	}
 }
 
 // drainPipeLocked reads pipe i until it is empty, writing through and attributing; true at end of file.

@@ -205,3 +205,26 @@ func TestLfWritersOutsideACallAreTheProcessStreams(t *testing.T) {
 		t.Fatal("outside a call, lf.Stdout/lf.Stderr are os.Stdout/os.Stderr")
 	}
 }
+
+// BenchmarkSilentCall is what capture adds to a call that prints nothing: begin and end (a poll(2) each).
+func BenchmarkSilentCall(b *testing.B) {
+	dir := b.TempDir()
+	out, _ := os.Create(filepath.Join(dir, "out"))
+	errs, _ := os.Create(filepath.Join(dir, "err"))
+	defer out.Close()
+	defer errs.Close()
+	c, err := installCapture("default", "hello", &out, &errs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.close()
+	o := newOutput(c, "c1")
+	b.ReportAllocs()
+	for b.Loop() {
+		c.begin(o)
+		if c.end(o) != nil {
+			b.Fatal("a record for a silent call")
+		}
+		o.done = false
+	}
+}

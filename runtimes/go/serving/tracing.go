@@ -10,7 +10,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -27,10 +26,10 @@ import (
 // runs.
 //
 // On when OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_TRACES_EXPORTER is set,
-// unless OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true. The exporter is OTLP over HTTP/protobuf; the
-// SDK reads the other standard variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER,
-// OTEL_BSP_*, OTEL_EXPORTER_OTLP_HEADERS/TIMEOUT/COMPRESSION). The batch processor is flushed when the
-// replica stops.
+// unless OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true. The exporter is OTLP over HTTP/protobuf (otlp.go,
+// reading OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT/HEADERS/TIMEOUT/COMPRESSION); the SDK reads the other standard
+// variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_BSP_*). The batch processor
+// is flushed when the replica stops.
 
 const (
 	runtimeService = "litefunctions-runtime"
@@ -80,7 +79,7 @@ func setupTracing(env map[string]string, warn func(event string, fields ...any))
 			if added {
 				continue
 			}
-			exporter, err := otlpExporter(env, warn)
+			exporter, err := traceExporter(env, warn)
 			if err != nil {
 				return nil, err
 			}
@@ -96,7 +95,7 @@ func setupTracing(env map[string]string, warn func(event string, fields ...any))
 	return &tracing{provider: provider, tracer: provider.Tracer(tracerName)}, nil
 }
 
-func otlpExporter(env map[string]string, warn func(event string, fields ...any)) (sdktrace.SpanExporter, error) {
+func traceExporter(env map[string]string, warn func(event string, fields ...any)) (sdktrace.SpanExporter, error) {
 	protocol := env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"]
 	if protocol == "" {
 		protocol = env["OTEL_EXPORTER_OTLP_PROTOCOL"]
@@ -104,7 +103,7 @@ func otlpExporter(env map[string]string, warn func(event string, fields ...any))
 	if protocol != "" && protocol != "http/protobuf" {
 		warn("only OTLP over http/protobuf is built in; using it", "requested", protocol)
 	}
-	return otlptracehttp.New(context.Background()) // endpoint, headers, timeout, compression: OTEL_EXPORTER_OTLP_*
+	return newOTLPExporter(env) // endpoint, headers, timeout, compression: OTEL_EXPORTER_OTLP_* (otlp.go)
 }
 
 // start begins a call's span (the handler's ctx gets it in Replica.invoke). queued: an async call pulled from
