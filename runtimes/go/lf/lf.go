@@ -8,6 +8,20 @@
 // deadline (the envelope's budget minus the runtime's margin); a handler that runs past it is answered 504 for
 // it. An error becomes a 500 carrying its message; a panic too, and the replica keeps serving. A nil Response
 // with a nil error is a 204.
+//
+// # Output
+//
+// What a handler writes during a call is captured and published, one message per call, to the JetStream stream
+// LF_LOGS (`lf logs NAME [--call ID]`), and still reaches the process's stdout and stderr (LF_LOG_CAPTURE=0
+// turns capture off). Stdout(ctx), Stderr(ctx) and Logger(ctx) are always attributed to the call. Plain
+// os.Stdout and os.Stderr (fmt.Println, the log package, slog's default handler) are attributed to a call only
+// when its handler was the only one running in the replica while they were written (always, with concurrency
+// 1); otherwise they reach the process's streams but no call's record. See Stdout.
+//
+// # Tracing
+//
+// With tracing configured (OTEL_EXPORTER_OTLP_ENDPOINT, docs/metrics.md), ctx carries the runtime's span of the
+// call, so otel.Tracer("…").Start(ctx, "…") in a handler starts a child of it.
 package lf
 
 import (
