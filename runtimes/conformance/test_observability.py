@@ -40,11 +40,9 @@ from tests.waiting import wait_for
 
 pytestmark = pytest.mark.conformance
 
-RUST_PENDING = {
-    "test_the_runtimes_span_continues_the_callers_trace": "the Rust runtime's spans are being added (runtimes/rust)",
-}
+RUST_PENDING: dict[str, str] = {}
 """The one place Rust cases are expected to fail (strict xfail): remove a test's entry once the Rust runtime passes
-it (its /metrics and LF_LOGS cases pass already)."""
+it (none left: /metrics, LF_LOGS and spans all pass)."""
 
 PROMTOOL = shutil.which("promtool")
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
