@@ -223,18 +223,26 @@ def test_a_calls_stdout_and_stderr_are_one_lf_logs_record(observed: Observed) ->
     # A handler left running past its deadline (the timeout case) is still a running handler: the Go runtime
     # attributes os.Stdout only while one handler runs. Wait for it to return rather than race it.
     wait_for(lambda: observed.samples().get(stuck) == 0, 10, "no stuck handler")
+    # The runtime logs a failed call (call_failed) on its own stderr, which is not the function's output: that
+    # call has no record. A replica publishes a call's record before its answer, so once the next call's record
+    # is in the stream, any record of this one would be too.
+    failed = httpx.get(observed.url("/error"))
+    assert failed.status_code == 500
     token = uuid.uuid4().hex[:12]
     began = time.time()
     response = httpx.get(observed.url(f"/print/{token}"))
     assert response.status_code == 200 and response.text == "printed"
     call_id = response.headers["x-call-id"]
     subject = f"lf.logs.default.{observed.function.name}"
+    seen: list[dict[str, Any]] = []
 
     def mine() -> list[dict[str, Any]]:
-        return [r for r in asyncio.run(_records(observed.nats_url, subject)) if r["call_id"] == call_id]
+        seen[:] = asyncio.run(_records(observed.nats_url, subject))
+        return [r for r in seen if r["call_id"] == call_id]
 
     records = wait_for(mine, 10, f"the LF_LOGS record of {call_id}")
     assert len(records) == 1, records
+    assert not [r for r in seen if r["call_id"] == failed.headers["x-call-id"]], "the runtime's own log was captured"
     record = records[0]
     assert (record["namespace"], record["function"]) == ("default", observed.function.name)
     assert record["replica"] and began - 1 <= record["ts"] <= time.time() + 1
