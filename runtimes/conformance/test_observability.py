@@ -110,11 +110,27 @@ def observed(
     collector: Collector,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Observed]:
-    runtime: str = request.param
+    replica = start_observed(request.param, f"obs-{request.param}", ingestor, nats_server, collector, tmp_path_factory)
+    try:
+        yield replica
+    finally:
+        replica.stop()
+
+
+def start_observed(
+    runtime: str,
+    name: str,
+    ingestor: str,
+    nats_server: NatsServer,
+    collector: Collector,
+    tmp_path_factory: pytest.TempPathFactory,
+    **env_extra: str,
+) -> Observed:
+    """A replica of `runtime`'s conformance function named `name` (routed), with /metrics and tracing on."""
     suite_function = load_function(runtime)
-    function = msgspec.structs.replace(suite_function, name=f"obs-{runtime}")
+    function = msgspec.structs.replace(suite_function, name=name)
     code_dir = FUNCTIONS / runtime
-    state = tmp_path_factory.mktemp(f"obs-{runtime}")
+    state = tmp_path_factory.mktemp(name)
     # the suite's build (cached): the binary does not depend on the function's name
     argv = asyncio.run(builds.runtime_argv(suite_function, code_dir, state / "builds", lambda _l, _s: None))
     secrets = state / "secrets"
@@ -124,17 +140,14 @@ def observed(
     )
     env = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
     port = free_port()
-    env.update(otel_env(collector.endpoint), LF_METRICS_PORT=str(port))
+    env.update(otel_env(collector.endpoint), LF_METRICS_PORT=str(port), **env_extra)
     asyncio.run(_put_route(nats_server.url, function))
     url = f"{ingestor}/function/{function.name}/inspect"
     wait_for(lambda: httpx.get(url, timeout=5).status_code != 404, 15, f"the ingestor to route {function.name}")
     replica = Observed(runtime, function, argv, env, ingestor)
     replica.metrics_port, replica.nats_url = port, nats_server.url
     replica.start()
-    try:
-        yield replica
-    finally:
-        replica.stop()
+    return replica
 
 
 async def _put_route(url: str, function: Any) -> None:
@@ -292,3 +305,25 @@ def test_the_runtimes_span_continues_the_callers_trace(observed: Observed, colle
     first, second = (span_of(c) for c in observed.first_calls)
     assert (first.attr("faas.coldstart"), second.attr("faas.coldstart")) == (True, False)
     assert first.span.parent_span_id == b"" and first.span.trace_id != second.span.trace_id
+
+
+def test_spans_are_exported_when_the_replica_stops(
+    observed: Observed,
+    ingestor: str,
+    nats_server: NatsServer,
+    collector: Collector,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """With a 10-minute export delay, the spans of a replica's calls leave only when SIGTERM flushes them."""
+    runtime = observed.runtime
+    replica = start_observed(
+        runtime, f"obs-stop-{runtime}", ingestor, nats_server, collector, tmp_path_factory,
+        OTEL_BSP_SCHEDULE_DELAY="600000",
+    )  # fmt: skip
+    try:
+        ids = set(replica.first_calls)
+        assert not [s for s in collector.spans if s.attr("faas.invocation_id") in ids], "exported before the stop"
+    finally:
+        assert replica.stop() == 0
+    found = collector.wait_for(lambda s: s.attr("faas.invocation_id") in ids, 2)
+    assert {s.attr("faas.invocation_id") for s in found} == ids
