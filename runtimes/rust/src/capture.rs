@@ -18,7 +18,7 @@
 //!   points the pipes are first emptied (non-blocking reads, under the lock the reader thread reads under), so
 //!   whatever is read was written while the set was the one it is attributed to: a handler's last line is
 //!   never lost or given to the next call, and output from before a call stays out of it. A call that prints
-//!   nothing costs two `read`s answering `EAGAIN` when its handler starts and two when it returns. A sync
+//!   nothing costs one zero-timeout `poll` of both pipes when its handler starts and one when it returns. A sync
 //!   handler past its deadline still counts as running (its later output is published when it returns, as in
 //!   Python); an aborted async handler stops counting at once. The same rule as the Go runtime's.
 //!
@@ -304,18 +304,30 @@ impl Capture {
     fn drain(&self) -> Option<MutexGuard<'_, [Vec<u8>; 2]>> {
         let pipes = self.pipes.as_ref()?;
         let mut buffers = pipes.reading.lock().unwrap();
-        self.read_available(pipes, &mut buffers);
+        // One poll(2) for both pipes (nothing waiting is the common case), reads only for what has data.
+        let ready = poll_pipes(pipes, [true, true], 0);
+        if ready.iter().any(|&r| r) {
+            self.read_available(pipes, &mut buffers, ready);
+        }
         Some(buffers)
     }
 
-    /// Empty both (non-blocking) pipes: attribute, then write through. Returns which pipes reached EOF.
-    fn read_available(&self, pipes: &Pipes, buffers: &mut [Vec<u8>; 2]) -> [bool; 2] {
+    /// Empty the `ready` (non-blocking) pipes: attribute, then write through. Returns which reached EOF.
+    fn read_available(
+        &self,
+        pipes: &Pipes,
+        buffers: &mut [Vec<u8>; 2],
+        ready: [bool; 2],
+    ) -> [bool; 2] {
         let mut closed = [false; 2];
         let fds = [
             (pipes.stdout_read, pipes.stdout_original, Stream::Stdout),
             (pipes.stderr_read, pipes.stderr_original, Stream::Stderr),
         ];
         for (i, (read_fd, original, stream)) in fds.into_iter().enumerate() {
+            if !ready[i] {
+                continue;
+            }
             let buffer = &mut buffers[i];
             loop {
                 let n = unsafe { libc::read(read_fd, buffer.as_mut_ptr().cast(), buffer.len()) };
@@ -350,23 +362,12 @@ impl Capture {
         let Some(pipes) = &self.pipes else { return };
         let mut open = [true, true];
         while open.iter().any(|&o| o) {
-            let mut polled =
-                [(pipes.stdout_read, open[0]), (pipes.stderr_read, open[1])].map(|(fd, open)| {
-                    libc::pollfd {
-                        fd: if open { fd } else { -1 },
-                        events: libc::POLLIN,
-                        revents: 0,
-                    }
-                });
-            let ready = unsafe { libc::poll(polled.as_mut_ptr(), 2, -1) };
-            if ready < 0 {
-                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                break;
+            let ready = poll_pipes(pipes, open, -1);
+            if !ready.iter().any(|&r| r) {
+                continue; // EINTR
             }
             let mut buffers = pipes.reading.lock().unwrap();
-            let closed = self.read_available(pipes, &mut buffers);
+            let closed = self.read_available(pipes, &mut buffers, ready);
             drop(buffers);
             for i in 0..2 {
                 // POLLHUP without data is EOF too (read() said 0 above in that case)
@@ -429,6 +430,22 @@ impl Output {
             },
         }
     }
+}
+
+/// Which of the `open` pipes have data (or are closed), waiting at most `timeout_ms` (-1: until one has).
+fn poll_pipes(pipes: &Pipes, open: [bool; 2], timeout_ms: libc::c_int) -> [bool; 2] {
+    let mut polled =
+        [(pipes.stdout_read, open[0]), (pipes.stderr_read, open[1])].map(|(fd, open)| {
+            libc::pollfd {
+                fd: if open { fd } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            }
+        });
+    if unsafe { libc::poll(polled.as_mut_ptr(), 2, timeout_ms) } <= 0 {
+        return [false, false];
+    }
+    polled.map(|p| p.revents != 0)
 }
 
 fn cvt(value: libc::c_int) -> std::io::Result<libc::c_int> {
