@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"litefunctions.io/runtime/async"
 	"litefunctions.io/runtime/config"
 	"litefunctions.io/runtime/envelope"
 	"litefunctions.io/runtime/lf"
@@ -56,6 +57,7 @@ func UsableBudget(budgetMS uint32) time.Duration {
 
 type call struct {
 	reply   string
+	done    func([]byte) // an async call's answer goes here instead of to reply (package async)
 	req     *envelope.Request
 	started time.Time
 	state   atomic.Int32
@@ -83,6 +85,9 @@ type Replica struct {
 
 	stopOnce sync.Once
 	stopped  chan int
+
+	// Events counts the async worker's events (async.Nop unless set before Run).
+	Events async.Events
 }
 
 // NewReplica prepares a replica; Run connects and serves.
@@ -125,8 +130,15 @@ func (r *Replica) Run() (int, error) {
 		return ExitFailure, fmt.Errorf("subscribing to %s: %w", subject, err)
 	}
 	r.log.Info("ready", "subject", subject, "queue", queue, "concurrency", s.Concurrency, "queue_depth", s.QueueDepth)
+	worker := r.startAsync()
 	code := <-r.stopped
+	if worker != nil {
+		worker.StopPulling() // what the last pull delivered is admitted by now, and drained below
+	}
 	r.drain(sub)
+	if worker != nil {
+		worker.Close(s.DrainTimeout) // results stored and acked, callbacks sent
+	}
 	if nc.IsConnected() {
 		if err := nc.FlushTimeout(2 * time.Second); err != nil {
 			r.log.Warning("flush_failed", "error", err.Error())
@@ -162,6 +174,56 @@ func (r *Replica) connect() (*nats.Conn, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// startAsync starts pulling async calls (package async) unless LF_ASYNC_CONCURRENCY is 0.
+func (r *Replica) startAsync() *async.Worker {
+	s := r.settings
+	if s.AsyncConcurrency <= 0 {
+		return nil
+	}
+	worker, err := async.New(r.nc, async.Options{
+		Namespace: s.Namespace, Function: s.Function, Timeout: s.Timeout, AckGrace: s.AsyncAckGrace,
+		Concurrency: s.AsyncConcurrency, MaxInflight: s.AsyncMaxInflight, AllowPrivateCallbacks: s.CallbackAllowPrivate,
+		Policy: async.Policy{
+			MaxAttempts: s.AsyncMaxAttempts, Backoff: s.AsyncBackoff, MaxBackoff: async.DefaultMaxBackoff,
+			Jitter: async.DefaultJitter, MaxAge: s.AsyncMaxAge, ResultTTL: s.AsyncResultTTL,
+		},
+	}, r, r.log, r.Events)
+	if err != nil {
+		r.log.Error("async_worker_failed", "error", err.Error())
+		return nil
+	}
+	worker.Start()
+	return worker
+}
+
+// FreeSlots is how many handlers could start now without queueing: the async puller's window.
+func (r *Replica) FreeSlots() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.settings.Concurrency - r.running - r.queued
+}
+
+// RunAsync runs an async call (pulled from JetStream) like a sync one; its response envelope goes to done.
+// It waits in the queue when every slot is taken, whatever LF_QUEUE_DEPTH (the puller asked only for free
+// slots; a sync call may have taken one since).
+func (r *Replica) RunAsync(req *envelope.Request, done func([]byte)) {
+	started := time.Now()
+	c := &call{req: req, started: started, done: done}
+	budget := max(UsableBudget(req.BudgetMS), time.Millisecond)
+	c.ctx, c.cancel = context.WithDeadline(context.Background(), started.Add(budget))
+	c.stop = context.AfterFunc(c.ctx, func() { r.expire(c) })
+	r.mu.Lock()
+	r.active[c] = struct{}{}
+	if r.running < r.settings.Concurrency {
+		r.startLocked(c)
+	} else {
+		c.state.Store(stateQueued)
+		r.queue = append(r.queue, c)
+		r.queued++
+	}
+	r.mu.Unlock()
 }
 
 // ------------------------------------------------------------------------------------------------ admission
@@ -260,7 +322,7 @@ func (r *Replica) execute(c *call) {
 	}
 	c.stop()
 	c.cancel()
-	r.publish(c.reply, r.answer(c, resp, err, panicked))
+	r.respond(c, r.answer(c, resp, err, panicked))
 	r.release(c)
 }
 
@@ -293,13 +355,13 @@ func (r *Replica) expire(c *call) {
 		delete(r.active, c)
 		r.checkIdleLocked()
 		r.mu.Unlock()
-		r.publish(c.reply, errorReply(c.req.CallID, envelope.ErrTimeout, message, time.Since(c.started), c.cold))
+		r.respond(c, errorReply(c.req.CallID, envelope.ErrTimeout, message, time.Since(c.started), c.cold))
 		return
 	}
 	if !c.state.CompareAndSwap(stateRunning, stateTimedOut) {
 		return
 	}
-	r.publish(c.reply, errorReply(c.req.CallID, envelope.ErrTimeout, message, time.Since(c.started), c.cold))
+	r.respond(c, errorReply(c.req.CallID, envelope.ErrTimeout, message, time.Since(c.started), c.cold))
 	r.mu.Lock()
 	r.stuck++
 	stuck := r.stuck
@@ -381,6 +443,15 @@ func encode(resp *envelope.Response) []byte {
 	return payload
 }
 
+// respond sends a call's answer: to its reply subject, or to an async call's done.
+func (r *Replica) respond(c *call, payload []byte) {
+	if c.done != nil {
+		c.done(payload)
+		return
+	}
+	r.publish(c.reply, payload)
+}
+
 func (r *Replica) publish(reply string, payload []byte) {
 	if err := r.nc.Publish(reply, payload); err != nil { // closed, or reconnecting with a full buffer
 		r.log.Warning("reply_failed", "error", err.Error())
@@ -434,7 +505,7 @@ func (r *Replica) abandon() {
 	for _, c := range calls {
 		if c.state.CompareAndSwap(stateRunning, stateTimedOut) || c.state.CompareAndSwap(stateQueued, stateTimedOut) {
 			message := "the replica stopped before the handler answered"
-			r.publish(c.reply, errorReply(c.req.CallID, envelope.ErrInternal, message, time.Since(c.started), c.cold))
+			r.respond(c, errorReply(c.req.CallID, envelope.ErrInternal, message, time.Since(c.started), c.cold))
 		}
 	}
 }
