@@ -22,6 +22,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     pub secrets_dir: Option<String>,
     pub connect_timeout: Duration,
+    /// `LF_TIMEOUT` and `LF_ASYNC_*` (`crate::asyncwork`).
+    pub async_work: crate::asyncwork::AsyncSettings,
 }
 
 impl Settings {
@@ -61,6 +63,7 @@ impl Settings {
             drain_timeout: seconds(get, "LF_DRAIN_TIMEOUT", 30.0)?,
             secrets_dir: get("LF_SECRETS_DIR").map(str::to_owned),
             connect_timeout: seconds(get, "LF_CONNECT_TIMEOUT", 10.0)?,
+            async_work: crate::asyncwork::AsyncSettings::from_env(get, concurrency)?,
         })
     }
 }
@@ -115,7 +118,7 @@ fn nats_url(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
-fn integer<'a>(
+pub(crate) fn integer<'a>(
     get: impl Fn(&str) -> Option<&'a str>,
     key: &str,
     default: usize,
@@ -137,7 +140,7 @@ fn integer<'a>(
     Ok(value)
 }
 
-fn seconds<'a>(
+pub(crate) fn seconds<'a>(
     get: impl Fn(&str) -> Option<&'a str>,
     key: &str,
     default: f64,

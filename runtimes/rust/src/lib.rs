@@ -4,6 +4,7 @@
 //! `lf dev` and the image build generate a binary crate whose `main` is `lf_runtime::main(handler::handle)`.
 //! The envelope codec is `lf-native`'s pure-Rust core.
 
+pub mod asyncwork;
 pub mod config;
 pub mod handlers;
 pub mod logs;

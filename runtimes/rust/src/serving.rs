@@ -23,9 +23,10 @@ use _native::envelope::{error_kind, RequestRef, ResponseRef};
 use async_nats::{Client, Event, Message, Subject, Subscriber};
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinError;
 
+use crate::asyncwork::{AsyncWorker, NoCounters, Runner};
 use crate::config::{redacted_nats_url, Settings};
 use crate::handlers::{panic_message, Handler};
 use crate::logs::Log;
@@ -79,6 +80,8 @@ struct Call {
     budget_ms: u32,
     started: Instant,
     cold: AtomicBool,
+    /// An async call's answer goes here instead of to `reply` (`crate::asyncwork`).
+    done: Mutex<Option<oneshot::Sender<Vec<u8>>>>,
 }
 
 impl Call {
@@ -167,6 +170,20 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
                 ("queue_depth", json!(s.queue_depth)),
             ],
         );
+        let mut worker = (s.async_work.concurrency > 0).then(|| {
+            let runner: Arc<dyn Runner> = shared.clone();
+            let (ns, function) = (&s.namespace, &s.function);
+            let (settings, log) = (s.async_work.clone(), self.log.clone());
+            AsyncWorker::start(
+                settings,
+                ns,
+                function,
+                client.clone(),
+                runner,
+                Arc::new(NoCounters),
+                log,
+            )
+        });
         let code = loop {
             tokio::select! {
                 biased;
@@ -182,7 +199,13 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
                 },
             }
         };
+        if let Some(worker) = worker.as_mut() {
+            worker.stop_pulling().await;
+        }
         shared.drain(&mut sub).await;
+        if let Some(worker) = &worker {
+            worker.close(self.settings.drain_timeout).await;
+        }
         if let Err(error) = client.flush().await {
             self.log
                 .warning("flush_failed", &[("error", json!(error.to_string()))]);
@@ -324,6 +347,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             budget_ms: req.budget_ms,
             started,
             cold: AtomicBool::new(false),
+            done: Mutex::new(None),
         });
         let owned = req.to_owned();
         let request = Request {
@@ -427,7 +451,12 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                 .is_ok()
         });
         if won {
-            self.publish(call.reply.clone(), payload).await;
+            let done = call.done.lock().unwrap().take();
+            if let Some(done) = done {
+                let _ = done.send(payload);
+            } else {
+                self.publish(call.reply.clone(), payload).await;
+            }
         }
         self.forget(call);
     }
@@ -588,6 +617,52 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             );
             self.finish(call, payload).await;
         }
+    }
+}
+
+impl<H: Handler<M>, M: 'static> Runner for Shared<H, M> {
+    fn free_slots(&self) -> usize {
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        self.permits.available_permits().saturating_sub(waiting)
+    }
+
+    /// An async call (`crate::asyncwork`) runs like a sync one, never answered BUSY: it waits for a slot.
+    fn run_call(
+        self: Arc<Self>,
+        envelope: _native::envelope::Request,
+    ) -> oneshot::Receiver<Vec<u8>> {
+        let (done, answered) = oneshot::channel();
+        let started = Instant::now();
+        let deadline = started + usable_budget(envelope.budget_ms).max(Duration::from_millis(1));
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+        }
+        let call = Arc::new(Call {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            state: AtomicU8::new(QUEUED),
+            reply: Subject::from(""),
+            call_id: envelope.call_id.clone(),
+            budget_ms: envelope.budget_ms,
+            started,
+            cold: AtomicBool::new(false),
+            done: Mutex::new(Some(done)),
+        });
+        let request = Request {
+            call_id: envelope.call_id,
+            method: envelope.method,
+            path: envelope.path,
+            query: envelope.query,
+            headers: envelope.headers,
+            params: envelope.params,
+            body: envelope.body,
+            traceparent: envelope.traceparent,
+            tracestate: envelope.tracestate,
+            deadline,
+        };
+        self.calls.lock().unwrap().insert(call.id, call.clone());
+        tokio::spawn(self.clone().serve(call, request, permit, deadline.into()));
+        answered
     }
 }
 
