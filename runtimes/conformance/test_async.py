@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +139,12 @@ def async_fn(
     function = msgspec.structs.replace(
         base,
         name=f"{base.name}-async",
-        env={**base.env, "LF_ASYNC_ACK_GRACE": f"{ACK_GRACE_S:g}s", "LF_STUCK_LIMIT": "20"},
+        env={
+            **base.env,
+            "LF_ASYNC_ACK_GRACE": f"{ACK_GRACE_S:g}s",
+            "LF_STUCK_LIMIT": "20",
+            "LF_CALLBACK_ALLOW_PRIVATE": "true",
+        },
         async_=msgspec.structs.replace(base.async_, backoff_s=BACKOFF_S),
     )
     code_dir = FUNCTIONS / runtime
@@ -254,6 +261,37 @@ def test_timeout_is_retried(async_fn: AsyncFunction) -> None:
     dead = async_fn.wait_status(call_id, ("dead",), timeout=40)
     assert dead["attempts"] == 3 and dead["result"]["status"] == 504
     assert len(runs(log, call_id)) == 3
+
+
+def test_callback_is_posted_with_retries(async_fn: AsyncFunction) -> None:
+    received: list[tuple[bytes, str | None, str | None]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((body, self.headers.get("x-call-id"), self.headers.get("content-type")))
+            self.send_response(500 if len(received) == 1 else 200)  # the first delivery fails
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook?x=1"
+        log = async_fn.runs_log()
+        call_id = async_fn.submit("echo", log, b"cb", {"X-Callback-Url": url}).headers["x-call-id"]
+        wait_for(lambda: async_fn.status(call_id).get("callback") == "delivered", 20, "callback: delivered")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(received) == 2 and all(r[1:] == (call_id, "application/json") for r in received)
+    # the body is the record view as GET /invocations/{id} answers it, from before the delivery was recorded
+    view = httpx.get(f"{async_fn.base_url}/invocations/{call_id}", timeout=10).content
+    assert received[-1][0] == view.replace(b'"callback":"delivered"', b'"callback":"pending"')
+    assert json.loads(received[-1][0])["result"]["body"] == "cb"
 
 
 def test_kill_9_mid_call_is_redelivered_and_stored_once(async_fn: AsyncFunction) -> None:
