@@ -18,8 +18,7 @@
 //! - The record's JSON is byte for byte what the Python runtime writes (msgspec, fields in declaration order,
 //!   defaults omitted), since `GET /invocations/{id}` and `lf dlq` read both.
 //!
-//! Not here yet: delivering `X-Callback-Url` callbacks (the record keeps `callback: "pending"`, as the Python
-//! runtime leaves it when a replica dies before delivering; docs/operations.md).
+//! - Callbacks (`X-Callback-Url`): after the final record, this replica POSTs the record view (`crate::callback`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, Notify};
 
+use crate::callback;
 use crate::logs::Log;
 
 pub const ASYNC_STREAM: &str = "LF_ASYNC";
@@ -75,6 +75,8 @@ pub struct AsyncSettings {
     pub max_age: Duration,
     pub result_ttl: Duration,
     pub ack_grace: Duration,
+    /// `LF_CALLBACK_ALLOW_PRIVATE=true`: callbacks may go to private addresses (tests, closed networks).
+    pub callback_allow_private: bool,
 }
 
 impl AsyncSettings {
@@ -104,6 +106,8 @@ impl AsyncSettings {
                 DEFAULT_RESULT_TTL_S,
             ),
             ack_grace: seconds(get, "LF_ASYNC_ACK_GRACE", 5.0)?,
+            callback_allow_private: get("LF_CALLBACK_ALLOW_PRIVATE")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
         })
     }
 
@@ -452,6 +456,7 @@ struct Inner {
     ack_wait: Duration,
     worker_id: String,
     running: AtomicUsize,
+    callbacks: AtomicUsize,
     pulling: AtomicBool,
     wake: Notify,
     idle: Notify,
@@ -494,6 +499,7 @@ impl AsyncWorker {
             log,
             worker_id: format!("{hostname}:{}", std::process::id()),
             running: AtomicUsize::new(0),
+            callbacks: AtomicUsize::new(0),
             pulling: AtomicBool::new(true),
             wake: Notify::new(),
             idle: Notify::new(),
@@ -520,7 +526,9 @@ impl AsyncWorker {
         let wait = async {
             loop {
                 let idle = inner.idle.notified();
-                if inner.running.load(Ordering::SeqCst) == 0 {
+                if inner.running.load(Ordering::SeqCst) + inner.callbacks.load(Ordering::SeqCst)
+                    == 0
+                {
                     return;
                 }
                 idle.await;
@@ -712,7 +720,7 @@ impl Inner {
     // -------------------------------------------------------------------------------------- one call
 
     #[allow(clippy::too_many_lines)]
-    async fn process(&self, message: Message) {
+    async fn process(self: &Arc<Self>, message: Message) {
         let Some(reply) = message.reply.as_ref().map(ToString::to_string) else {
             return;
         };
@@ -864,6 +872,7 @@ impl Inner {
                 base.last_error = String::new();
                 if self.store_final(&base, revision).await {
                     self.ack(&reply, "+ACK").await;
+                    self.callback(base, callback);
                 }
             }
             Decision::Retry { delay_s } => {
@@ -911,7 +920,7 @@ impl Inner {
     }
 
     async fn finish_dead(
-        &self,
+        self: &Arc<Self>,
         reply: &str,
         payload: &[u8],
         mut record: CallRecord,
@@ -942,6 +951,37 @@ impl Inner {
                 ("error", json!(record.last_error)),
             ],
         );
+        self.callback(record, callback.to_owned());
+    }
+
+    /// POST the final record to the call's callback URL (in the background: the call is acked already).
+    fn callback(self: &Arc<Self>, record: CallRecord, url: String) {
+        if url.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        this.callbacks.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let body = callback::record_view(&record);
+            let allow_private = this.settings.callback_allow_private;
+            let (outcome, attempts) =
+                callback::deliver(&url, &body, &record.call_id, allow_private).await;
+            this.log.info(
+                "async_callback",
+                &[
+                    ("call_id", json!(record.call_id)),
+                    ("outcome", json!(outcome)),
+                    ("attempts", json!(attempts)),
+                ],
+            );
+            if let Ok(Some((mut current, revision))) = this.kv_get(&record.call_id).await {
+                current.callback = outcome;
+                let _ = this.put(&current, revision).await; // a newer write wins
+            }
+            if this.callbacks.fetch_sub(1, Ordering::SeqCst) == 1 {
+                this.idle.notify_waiters();
+            }
+        });
     }
 
     async fn dead_letter(

@@ -5,6 +5,7 @@
 //! The envelope codec is `lf-native`'s pure-Rust core.
 
 pub mod asyncwork;
+pub mod callback;
 pub mod config;
 pub mod handlers;
 pub mod logs;
