@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import threading
 import time
@@ -67,12 +68,16 @@ class AsyncFunction:
     def name(self) -> str:
         return self.function.name
 
-    def start_replica(self) -> Replica:
+    def spawn(self) -> Replica:
+        """Another replica of the function, pulling once it logged `async_ready`."""
         replica = Replica(self.function.runtime, self.function, self.argv, self.env, self.base_url)
         replica.start()
         wait_for(lambda: any('"async_ready"' in line for line in replica.log), 30, f"{self.name}: async_ready")
-        self.replica = replica
         return replica
+
+    def start_replica(self) -> Replica:
+        self.replica = self.spawn()
+        return self.replica
 
     def runs_log(self) -> Path:
         log = self.tmp / f"runs-{uuid.uuid4().hex[:8]}.jsonl"
@@ -292,6 +297,28 @@ def test_callback_is_posted_with_retries(async_fn: AsyncFunction) -> None:
     view = httpx.get(f"{async_fn.base_url}/invocations/{call_id}", timeout=10).content
     assert received[-1][0] == view.replace(b'"callback":"delivered"', b'"callback":"pending"')
     assert json.loads(received[-1][0])["result"]["body"] == "cb"
+
+
+def test_a_zombie_paused_past_the_ack_wait_stores_no_second_result(async_fn: AsyncFunction) -> None:
+    second = async_fn.spawn()
+    try:
+        log = async_fn.runs_log()
+        call_id = async_fn.submit("sleep/1000", log).headers["x-call-id"]
+        first = wait_for(lambda: runs(log, call_id), 10, "the first run")[0]
+        replicas = {r.process.pid: r for r in (async_fn.replica, second) if r.process is not None}
+        zombie = replicas[first["pid"]]
+        (other_pid,) = set(replicas) - {first["pid"]}
+        os.kill(first["pid"], signal.SIGSTOP)
+        try:  # redelivered to the other replica after the ack wait (timeout + grace)
+            done = async_fn.wait_status(call_id, ("succeeded",), timeout=20)
+        finally:
+            os.kill(first["pid"], signal.SIGCONT)
+        assert done["attempts"] == 2
+        assert [r["pid"] for r in runs(log, call_id)] == [first["pid"], other_pid]
+        wait_for(lambda: any("async_stale_result_dropped" in line for line in zombie.log), 15, "the zombie's drop")
+        assert async_fn.status(call_id) == done
+    finally:
+        second.stop()
 
 
 def test_kill_9_mid_call_is_redelivered_and_stored_once(async_fn: AsyncFunction) -> None:
