@@ -576,11 +576,9 @@ impl Inner {
             ],
         );
         while self.pulling() {
-            let window = self
-                .runner
-                .free_slots()
-                .min(self.settings.concurrency)
-                .saturating_sub(self.running.load(Ordering::SeqCst));
+            let running = self.running.load(Ordering::SeqCst);
+            let window =
+                (self.runner.free_slots()).min(self.settings.concurrency.saturating_sub(running));
             if window == 0 {
                 let _ =
                     tokio::time::timeout(Duration::from_millis(500), self.wake.notified()).await;
