@@ -3,7 +3,7 @@ wait for every result, and print accepted/s, the completion rate and how many ac
 
     python -m bench.async_completion [--calls 5000] [--in-flight 50] [--sync-always] [--runtime go] [--json out.json]
 
-`--runtime go` serves `hello` from the Go runtime instead (the same answer, built into a temporary function
+`--runtime go` (or `rust`) serves `hello` from that runtime instead (the same answer, built into a temporary function
 folder); given more than once (`--runtime python --runtime go`), each runtime is measured in turn on a fresh lf
 dev and the ratio of their completed/s is printed too.
 
@@ -44,6 +44,16 @@ GO_HELLO = {
     "func Handle(_ context.Context, _ *lf.Request) (*lf.Response, error) {\n"
     '\treturn lf.Bytes(200, []byte("Hello, world!\\n")), nil\n}\n',
 }
+RUST_HELLO = {
+    "function.yaml": "apiVersion: litefunctions.io/v1alpha1\nkind: Function\nmetadata: {name: hello}\n"
+    "spec: {runtime: rust, concurrency: 64}\n",
+    "Cargo.toml": '[package]\nname = "hello"\nversion = "0.1.0"\nedition = "2021"\npublish = false\n\n'
+    '[dependencies]\nlf-runtime = "0.1"\n\n[workspace]\n',
+    "src/lib.rs": "//! bench/functions/hello in Rust.\n\nuse lf_runtime::{Request, Response, Result};\n\n"
+    "#[allow(clippy::needless_pass_by_value, clippy::unnecessary_wraps)]\n"
+    "pub fn handle(_req: Request) -> Result<Response> {\n"
+    '    Ok(Response::bytes(b"Hello, world!\\n".to_vec()))\n}\n',
+}
 
 
 def functions_root(workdir: Path, runtime: str) -> Path:
@@ -53,7 +63,8 @@ def functions_root(workdir: Path, runtime: str) -> Path:
         shutil.copytree(FUNCTIONS / "hello", folder)
     else:
         folder.mkdir(parents=True)
-        for name, text in GO_HELLO.items():
+        for name, text in (GO_HELLO if runtime == "go" else RUST_HELLO).items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_text(text)
     return folder.parent
 
@@ -198,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the results")
     parser.add_argument("--sync-always", action="store_true", help="JetStream fsyncs every write")
-    parser.add_argument("--runtime", action="append", choices=("python", "go"), help="hello's runtime (repeatable)")
+    parser.add_argument(
+        "--runtime", action="append", choices=("python", "go", "rust"), help="hello's runtime (repeatable)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     os.sched_setaffinity(0, {int(LOAD_CORE)})  # the client on the load core, lf dev on the SUT core

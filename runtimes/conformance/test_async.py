@@ -44,7 +44,7 @@ pytestmark = pytest.mark.conformance
 
 # Runtimes whose replicas do not pull async calls yet: expected to fail, strictly (remove the entry with the
 # runtime's async worker).
-NOT_YET = {"rust": "the Rust runtime does not pull async calls yet (issue #6)"}
+NOT_YET: dict[str, str] = {}
 PARAMS = [
     pytest.param(r, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[r])) if r in NOT_YET else r for r in RUNTIMES
 ]

@@ -143,3 +143,13 @@ def test_an_async_call_to_a_go_function_runs_on_the_go_runtime(lf_dev: LfDev) ->
     done = wait_status(lf_dev, response.headers["x-call-id"], ("succeeded",))
     assert done["attempts"] == 1 and done["result"]["status"] == 200
     assert done["result"]["body"] == "Hello, Async, from Go!\n"
+
+
+def test_an_async_call_to_a_rust_function_runs_on_the_rust_runtime(lf_dev: LfDev) -> None:
+    # The Rust runtime pulls from LF_ASYNC like the Python one (runtimes/rust/src/asyncwork.rs).
+    lf_dev.wait_serving("hello-rust", timeout=300)
+    response = submit(lf_dev, "hello-rust", "?name=Async", content=b"{}", headers=HEADERS)
+    assert response.status_code == 202, response.text
+    done = wait_status(lf_dev, response.headers["x-call-id"], ("succeeded",))
+    assert done["attempts"] == 1 and done["result"]["status"] == 200
+    assert done["result"]["body"] == "Hello, Async, from Rust!\n"
