@@ -1,7 +1,11 @@
 """Async calls end to end on `lf dev`: submit N calls to bench/functions/hello with a bounded number in flight,
 wait for every result, and print accepted/s, the completion rate and how many accepted calls were lost.
 
-    python -m bench.async_completion [--calls 5000] [--in-flight 50] [--sync-always] [--json out.json]
+    python -m bench.async_completion [--calls 5000] [--in-flight 50] [--sync-always] [--runtime go] [--json out.json]
+
+`--runtime go` (or `rust`) serves `hello` from that runtime instead (the same answer, built into a temporary function
+folder); given more than once (`--runtime python --runtime go`), each runtime is measured in turn on a fresh lf
+dev and the ratio of their completed/s is printed too.
 
 `--sync-always` runs lf dev against a nats-server with `jetstream { sync_interval: always }` (fsync before every
 PubAck: what surviving power loss needs), to measure what it costs. Exits 1 when an accepted call is lost (no
@@ -14,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -24,24 +29,59 @@ from urllib.parse import urlsplit
 
 from lf_controlplane.natsserver import NatsServer
 
-from bench.chains import Endpoint, lf_dev
-from bench.harness import LOAD_CORE, BenchError
+from bench.chains import FUNCTIONS, Endpoint, lf_dev
+from bench.harness import LOAD_CORE, BenchError, cpu_by_role, exclusive
 
 FINAL = frozenset({"succeeded", "dead", "cancelled"})
+REPO = Path(__file__).resolve().parents[1]
+GO_HELLO = {
+    "function.yaml": "apiVersion: litefunctions.io/v1alpha1\nkind: Function\nmetadata: {name: hello}\n"
+    "spec: {runtime: go, concurrency: 64}\n",
+    "go.mod": "module hello\n\ngo 1.26\n\nrequire litefunctions.io/runtime v0.1.0\n\n"
+    f"replace litefunctions.io/runtime => {REPO / 'runtimes' / 'go'}\n",
+    "handler.go": 'package hello\n\nimport (\n\t"context"\n\n\t"litefunctions.io/runtime/lf"\n)\n\n'
+    "// Handle is bench/functions/hello in Go.\n"
+    "func Handle(_ context.Context, _ *lf.Request) (*lf.Response, error) {\n"
+    '\treturn lf.Bytes(200, []byte("Hello, world!\\n")), nil\n}\n',
+}
+RUST_HELLO = {
+    "function.yaml": "apiVersion: litefunctions.io/v1alpha1\nkind: Function\nmetadata: {name: hello}\n"
+    "spec: {runtime: rust, concurrency: 64}\n",
+    "Cargo.toml": '[package]\nname = "hello"\nversion = "0.1.0"\nedition = "2021"\npublish = false\n\n'
+    '[dependencies]\nlf-runtime = "0.1"\n\n[workspace]\n',
+    "src/lib.rs": "//! bench/functions/hello in Rust.\n\nuse lf_runtime::{Request, Response, Result};\n\n"
+    "#[allow(clippy::needless_pass_by_value, clippy::unnecessary_wraps)]\n"
+    "pub fn handle(_req: Request) -> Result<Response> {\n"
+    '    Ok(Response::bytes(b"Hello, world!\\n".to_vec()))\n}\n',
+}
+
+
+def functions_root(workdir: Path, runtime: str) -> Path:
+    """A folder holding only `hello` (bench/functions/hello, or GO_HELLO), so nothing else runs beside it."""
+    folder = workdir / "functions" / "hello"
+    if runtime == "python":
+        shutil.copytree(FUNCTIONS / "hello", folder)
+    else:
+        folder.mkdir(parents=True)
+        for name, text in (GO_HELLO if runtime == "go" else RUST_HELLO).items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+    return folder.parent
 
 
 @contextmanager
-def platform(workdir: Path, *, sync_always: bool) -> Iterator[Endpoint]:
-    """lf dev on bench/functions; with `sync_always`, on a broker of our own that fsyncs every write."""
+def platform(workdir: Path, *, sync_always: bool, runtime: str = "python") -> Iterator[Endpoint]:
+    """lf dev on `hello` of `runtime`; with `sync_always`, on a broker of our own that fsyncs every write."""
+    root = functions_root(workdir, runtime)
     if not sync_always:
-        with lf_dev(workdir) as endpoint:
+        with lf_dev(workdir, root=root) as endpoint:
             yield endpoint
         return
     state = workdir / "nats"
     jetstream = f'jetstream {{\n  store_dir: "{state / "jetstream"}"\n  sync_interval: always\n}}'
     broker = NatsServer(state_dir=state, jetstream=False, extra_config=jetstream).start()
     try:
-        with lf_dev(workdir, extra_env={"LF_NATS_URL": broker.url}) as endpoint:
+        with lf_dev(workdir, root=root, extra_env={"LF_NATS_URL": broker.url}) as endpoint:
             yield Endpoint(url=endpoint.url, roots=[*endpoint.roots, broker.process.pid if broker.process else 0])
     finally:
         broker.stop()
@@ -154,32 +194,60 @@ async def run(url: str, calls: int, in_flight: int, timeout: float) -> dict[str,
     }
 
 
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per role during the run (a Go function's binary, `function`, counts as the runtime)."""
+    used: dict[str, float] = {}
+    for role, seconds in after.items():
+        name = "runtime" if role == "function" else role
+        used[name] = round(used.get(name, 0.0) + seconds - before.get(role, 0.0), 2)
+    return used
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.async_completion", description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--in-flight", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the results")
     parser.add_argument("--sync-always", action="store_true", help="JetStream fsyncs every write")
+    parser.add_argument(
+        "--runtime", action="append", choices=("python", "go", "rust"), help="hello's runtime (repeatable)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     os.sched_setaffinity(0, {int(LOAD_CORE)})  # the client on the load core, lf dev on the SUT core
+    runs: list[dict[str, object]] = []
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="lf-async-bench-") as tmp,
-            platform(Path(tmp), sync_always=args.sync_always) as endpoint,
-        ):
-            figures = asyncio.run(run(endpoint.url, args.calls, args.in_flight, args.timeout))
+        for runtime in args.runtime or ["python"]:
+            with (
+                tempfile.TemporaryDirectory(prefix="lf-async-bench-") as tmp,
+                platform(Path(tmp), sync_always=args.sync_always, runtime=runtime) as endpoint,
+                exclusive(),  # no other bench on the machine meanwhile
+            ):
+                before = cpu_by_role(endpoint.roots)
+                figures = asyncio.run(run(endpoint.url, args.calls, args.in_flight, args.timeout))
+                figures["cpu_s"] = cpu_used(before, cpu_by_role(endpoint.roots))
+            succeeded = int(figures["succeeded"])  # type: ignore[call-overload]
+            runtime_cpu = figures["cpu_s"].get("runtime", 0.0)  # type: ignore[attr-defined]
+            figures["runtime_cpu_us_per_call"] = round(runtime_cpu / max(succeeded, 1) * 1e6, 1)
+            figures["sync_interval"] = "always" if args.sync_always else "default"
+            figures["runtime"] = runtime
+            runs.append(figures)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    figures["sync_interval"] = "always" if args.sync_always else "default"
-    print(json.dumps(figures, indent=2))
+    report: dict[str, object] = runs[0]
+    if len(runs) > 1:
+        base = float(runs[0]["completed_per_s"])  # type: ignore[arg-type]
+        ratios = {str(r["runtime"]): round(float(r["completed_per_s"]) / base, 2) for r in runs[1:]}  # type: ignore[arg-type]
+        report = {"runs": runs, f"completed_per_s_vs_{runs[0]['runtime']}": ratios}
+    print(json.dumps(report, indent=2))
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    if figures["lost"] or figures["not_succeeded"]:
-        lost, failed = figures["lost"], figures["not_succeeded"]
-        print(f"FAIL: {lost} accepted calls lost, {failed} did not succeed", file=sys.stderr)
-        return 1
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    for figures in runs:
+        if figures["lost"] or figures["not_succeeded"]:
+            lost, failed = figures["lost"], figures["not_succeeded"]
+            print(f"FAIL ({figures['runtime']}): {lost} accepted calls lost, {failed} did not succeed", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -30,6 +30,7 @@ def ingestor(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LF_")}
     env.update(LF_PORT=str(port), LF_HOST="127.0.0.1", LF_NATS_URL=nats_server.url, PYTHONUNBUFFERED="1")
+    env.update(LF_CALLBACK_ALLOW_PRIVATE="true")  # test_async's callbacks go to a local server
     log = (tmp_path_factory.mktemp("ingestor") / "ingestor.log").open("w")
     process = subprocess.Popen([sys.executable, "-m", "lf_dataplane"], env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"

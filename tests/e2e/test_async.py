@@ -134,12 +134,22 @@ def test_curl_sees_the_202(dev: LfDev) -> None:
     assert wait_status(dev, call_id, ("succeeded",))["result"]["status"] == 200
 
 
-def test_an_async_call_to_a_runtime_that_cannot_pull_is_refused_not_stored(lf_dev: LfDev) -> None:
-    # The Go and Rust runtimes serve sync calls only: a 202 would store a call nothing ever runs.
+def test_an_async_call_to_a_go_function_runs_on_the_go_runtime(lf_dev: LfDev) -> None:
+    # The Go runtime pulls from LF_ASYNC like the Python one (runtimes/go/async); a runtime that does not is
+    # answered 501 (tests/unit/dataplane/test_route_table.py).
     lf_dev.wait_serving("hello-go", timeout=120)
-    response = submit(lf_dev, "hello-go", content=b"{}", headers=HEADERS)
-    assert response.status_code == 501, response.text
-    error = response.json()["error"]
-    assert error["code"] == "async_not_supported" and error["layer"] == "ingestor"
-    assert "/function/hello-go" in error["message"]
-    assert "x-call-id" in response.headers
+    response = submit(lf_dev, "hello-go", "?name=Async", content=b"{}", headers=HEADERS)
+    assert response.status_code == 202, response.text
+    done = wait_status(lf_dev, response.headers["x-call-id"], ("succeeded",))
+    assert done["attempts"] == 1 and done["result"]["status"] == 200
+    assert done["result"]["body"] == "Hello, Async, from Go!\n"
+
+
+def test_an_async_call_to_a_rust_function_runs_on_the_rust_runtime(lf_dev: LfDev) -> None:
+    # The Rust runtime pulls from LF_ASYNC like the Python one (runtimes/rust/src/asyncwork.rs).
+    lf_dev.wait_serving("hello-rust", timeout=300)
+    response = submit(lf_dev, "hello-rust", "?name=Async", content=b"{}", headers=HEADERS)
+    assert response.status_code == 202, response.text
+    done = wait_status(lf_dev, response.headers["x-call-id"], ("succeeded",))
+    assert done["attempts"] == 1 and done["result"]["status"] == 200
+    assert done["result"]["body"] == "Hello, Async, from Rust!\n"

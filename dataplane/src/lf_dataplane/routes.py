@@ -35,7 +35,7 @@ class FunctionRoute(msgspec.Struct, frozen=True, kw_only=True):
 
 # Runtimes whose replicas pull async calls from LF_ASYNC. An async call to any other is refused (501) rather
 # than stored where nothing would ever run it.
-ASYNC_RUNTIMES = frozenset({"python", ""})
+ASYNC_RUNTIMES = frozenset({"python", "go", "rust", ""})
 
 
 def route_of(function: Function, revision: str = "") -> FunctionRoute:

@@ -111,9 +111,9 @@ func (m *Metrics) AsyncZombie() {
 }
 
 // SetAsyncPending records the consumer's pending count as of the last pulled call.
-func (m *Metrics) SetAsyncPending(n int64) {
+func (m *Metrics) SetAsyncPending(n int) {
 	if m != nil {
-		m.asyncPending.Store(n)
+		m.asyncPending.Store(int64(n))
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/trace"
 
+	"litefunctions.io/runtime/async"
 	"litefunctions.io/runtime/config"
 	"litefunctions.io/runtime/envelope"
 	"litefunctions.io/runtime/lf"
@@ -57,6 +58,7 @@ func UsableBudget(budgetMS uint32) time.Duration {
 
 type call struct {
 	reply   string
+	done    func([]byte) // an async call's answer goes here instead of to reply (package async)
 	req     *envelope.Request
 	started time.Time
 	state   atomic.Int32
@@ -90,6 +92,8 @@ type Replica struct {
 	metrics *Metrics // nil without LF_METRICS_PORT (metrics.go)
 	capture *capture // nil with LF_LOG_CAPTURE=0 (capture.go)
 	tracing *tracing // nil unless OTEL_* configure it (tracing.go)
+	// Events counts the async worker's events (async.Nop unless set before Run).
+	Events async.Events
 }
 
 // NewReplica prepares a replica; Run connects and serves.
@@ -157,8 +161,15 @@ func (r *Replica) Run() (int, error) {
 	if metricsSrv != nil {
 		r.log.Info("metrics_listening", "url", metricsSrv.URL)
 	}
+	worker := r.startAsync()
 	code := <-r.stopped
+	if worker != nil {
+		worker.StopPulling() // what the last pull delivered is admitted by now, and drained below
+	}
 	r.drain(sub)
+	if worker != nil {
+		worker.Close(s.DrainTimeout) // results stored and acked, callbacks sent
+	}
 	if r.tracing != nil {
 		if err := r.tracing.shutdown(5 * time.Second); err != nil {
 			r.log.Warning("tracing_shutdown_failed", "error", err.Error())
@@ -202,6 +213,59 @@ func (r *Replica) connect() (*nats.Conn, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// startAsync starts pulling async calls (package async) unless LF_ASYNC_CONCURRENCY is 0.
+func (r *Replica) startAsync() *async.Worker {
+	s := r.settings
+	if s.AsyncConcurrency <= 0 {
+		return nil
+	}
+	if r.Events == nil && r.metrics != nil { // the async counters of /metrics
+		r.Events = r.metrics
+	}
+	worker, err := async.New(r.nc, async.Options{
+		Namespace: s.Namespace, Function: s.Function, Timeout: s.Timeout, AckGrace: s.AsyncAckGrace,
+		Concurrency: s.AsyncConcurrency, MaxInflight: s.AsyncMaxInflight, AllowPrivateCallbacks: s.CallbackAllowPrivate,
+		Policy: async.Policy{
+			MaxAttempts: s.AsyncMaxAttempts, Backoff: s.AsyncBackoff, MaxBackoff: async.DefaultMaxBackoff,
+			Jitter: async.DefaultJitter, MaxAge: s.AsyncMaxAge, ResultTTL: s.AsyncResultTTL,
+		},
+	}, r, r.log, r.Events)
+	if err != nil {
+		r.log.Error("async_worker_failed", "error", err.Error())
+		return nil
+	}
+	worker.Start()
+	return worker
+}
+
+// FreeSlots is how many handlers could start now without queueing: the async puller's window.
+func (r *Replica) FreeSlots() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.settings.Concurrency - r.running - r.queued
+}
+
+// RunAsync runs an async call (pulled from JetStream) like a sync one; its response envelope goes to done.
+// It waits in the queue when every slot is taken, whatever LF_QUEUE_DEPTH (the puller asked only for free
+// slots; a sync call may have taken one since).
+func (r *Replica) RunAsync(req *envelope.Request, done func([]byte)) {
+	started := time.Now()
+	c := &call{req: req, started: started, done: done}
+	budget := max(UsableBudget(req.BudgetMS), time.Millisecond)
+	c.ctx, c.cancel = context.WithDeadline(context.Background(), started.Add(budget))
+	c.stop = context.AfterFunc(c.ctx, func() { r.expire(c) })
+	r.mu.Lock()
+	r.active[c] = struct{}{}
+	if r.running < r.settings.Concurrency {
+		r.startLocked(c)
+	} else {
+		c.state.Store(stateQueued)
+		r.queue = append(r.queue, c)
+		r.queued++
+	}
+	r.mu.Unlock()
 }
 
 // ------------------------------------------------------------------------------------------------ admission
@@ -275,7 +339,7 @@ func (r *Replica) startLocked(c *call) bool {
 		c.cold, r.cold = true, false
 	}
 	if r.tracing != nil {
-		c.span = r.tracing.start(c.req, r.settings.Namespace, r.settings.Function, c.cold, false)
+		c.span = r.tracing.start(c.req, r.settings.Namespace, r.settings.Function, c.cold, c.done != nil)
 	}
 	go r.execute(c)
 	return true
@@ -340,7 +404,7 @@ func (r *Replica) execute(c *call) {
 		endSpan(c.span, payload, "")
 	}
 	r.publishOutput(c, output)
-	r.publish(c.reply, payload)
+	r.respond(c, payload)
 	r.release(c)
 }
 
@@ -382,7 +446,7 @@ func (r *Replica) expire(c *call) {
 		r.mu.Unlock()
 		took := time.Since(c.started)
 		r.metrics.Ran(OutcomeTimeout, took)
-		r.publish(c.reply, errorReply(c.req.CallID, envelope.ErrTimeout, message, took, c.cold))
+		r.respond(c, errorReply(c.req.CallID, envelope.ErrTimeout, message, took, c.cold))
 		return
 	}
 	if !c.state.CompareAndSwap(stateRunning, stateTimedOut) {
@@ -397,7 +461,7 @@ func (r *Replica) expire(c *call) {
 	stuck := r.stuck
 	r.mu.Unlock()
 	endSpan(span, payload, "timeout")
-	r.publish(c.reply, payload)
+	r.respond(c, payload)
 	if r.capture != nil {
 		r.publishOutput(c, r.capture.flush(&c.out))
 	}
@@ -490,6 +554,15 @@ func (r *Replica) publishOutput(c *call, record []byte) {
 	}
 }
 
+// respond sends a call's answer: to its reply subject, or to an async call's done.
+func (r *Replica) respond(c *call, payload []byte) {
+	if c.done != nil {
+		c.done(payload)
+		return
+	}
+	r.publish(c.reply, payload)
+}
+
 func (r *Replica) publish(reply string, payload []byte) {
 	if err := r.nc.Publish(reply, payload); err != nil { // closed, or reconnecting with a full buffer
 		r.log.Warning("reply_failed", "error", err.Error())
@@ -548,7 +621,7 @@ func (r *Replica) abandon() {
 			payload := errorReply(c.req.CallID, envelope.ErrInternal, message, time.Since(c.started), c.cold)
 			r.metrics.Call(OutcomeInternal)
 			endSpan(spans[i], payload, "drain_timeout")
-			r.publish(c.reply, payload)
+			r.respond(c, payload)
 		}
 	}
 }

@@ -28,6 +28,8 @@ pub struct Settings {
     pub metrics_host: String,
     /// `LF_LOG_CAPTURE` (default on, `0` turns it off): the function's stdout/stderr per call, to `LF_LOGS`.
     pub log_capture: bool,
+    /// `LF_TIMEOUT` and `LF_ASYNC_*` (`crate::asyncwork`).
+    pub async_work: crate::asyncwork::AsyncSettings,
 }
 
 impl Settings {
@@ -71,6 +73,7 @@ impl Settings {
                 .unwrap_or_default(),
             metrics_host: get("LF_METRICS_HOST").unwrap_or("127.0.0.1").to_owned(),
             log_capture: get("LF_LOG_CAPTURE") != Some("0"),
+            async_work: crate::asyncwork::AsyncSettings::from_env(get, concurrency)?,
         })
     }
 }
@@ -125,7 +128,7 @@ fn nats_url(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
-fn integer<'a>(
+pub(crate) fn integer<'a>(
     get: impl Fn(&str) -> Option<&'a str>,
     key: &str,
     default: usize,
@@ -147,7 +150,7 @@ fn integer<'a>(
     Ok(value)
 }
 
-fn seconds<'a>(
+pub(crate) fn seconds<'a>(
     get: impl Fn(&str) -> Option<&'a str>,
     key: &str,
     default: f64,

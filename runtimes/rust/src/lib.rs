@@ -4,6 +4,8 @@
 //! `lf dev` and the image build generate a binary crate whose `main` is `lf_runtime::main(handler::handle)`.
 //! The envelope codec is `lf-native`'s pure-Rust core.
 
+pub mod asyncwork;
+pub mod callback;
 pub mod capture;
 pub mod config;
 pub mod handlers;

@@ -23,9 +23,10 @@ use _native::envelope::{error_kind, RequestRef, ResponseRef};
 use async_nats::{Client, Event, Message, Subject, Subscriber};
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinError;
 
+use crate::asyncwork::{AsyncCounters, AsyncWorker, Runner};
 use crate::capture::Capture;
 use crate::config::{redacted_nats_url, Settings};
 use crate::handlers::{panic_message, Handler};
@@ -84,6 +85,8 @@ struct Call {
     cold: AtomicBool,
     /// With tracing on: the call's span from its handler's start until it is answered.
     span: Mutex<Option<CallSpan>>,
+    /// An async call's answer goes here instead of to `reply` (`crate::asyncwork`).
+    done: Mutex<Option<oneshot::Sender<Vec<u8>>>>,
 }
 
 impl Call {
@@ -212,6 +215,7 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
             let url = format!("http://{}:{}/metrics", s.metrics_host, s.metrics_port);
             self.log.info("metrics_listening", &[("url", json!(url))]);
         }
+        let mut worker = start_async(s, &self.log, &client, shared.clone(), self.metrics.clone());
         let code = loop {
             tokio::select! {
                 biased;
@@ -227,7 +231,13 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
                 },
             }
         };
+        if let Some(worker) = worker.as_mut() {
+            worker.stop_pulling().await;
+        }
         shared.drain(&mut sub).await;
+        if let Some(worker) = &worker {
+            worker.close(self.settings.drain_timeout).await;
+        }
         if let Err(error) = client.flush().await {
             self.log
                 .warning("flush_failed", &[("error", json!(error.to_string()))]);
@@ -238,6 +248,47 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
         }
         self.log.info("stopped", &[("exit_code", json!(code))]);
         Ok(code)
+    }
+}
+
+/// The replica's async puller (`crate::asyncwork`), unless `LF_ASYNC_CONCURRENCY` is 0.
+fn start_async(
+    s: &Settings,
+    log: &Log,
+    client: &Client,
+    runner: Arc<dyn Runner>,
+    metrics: Arc<Metrics>,
+) -> Option<AsyncWorker> {
+    (s.async_work.concurrency > 0).then(|| {
+        let settings = s.async_work.clone();
+        AsyncWorker::start(
+            settings,
+            &s.namespace,
+            &s.function,
+            client.clone(),
+            runner,
+            metrics,
+            log.clone(),
+        )
+    })
+}
+
+/// The async worker's events are the replica's `/metrics` async counters.
+impl AsyncCounters for Metrics {
+    fn async_run(&self) {
+        Metrics::async_run(self);
+    }
+    fn async_retry(&self) {
+        Metrics::async_retry(self);
+    }
+    fn async_dead(&self) {
+        Metrics::async_dead(self);
+    }
+    fn async_zombie(&self) {
+        Metrics::async_zombie(self);
+    }
+    fn set_async_pending(&self, pending: u64) {
+        Metrics::set_async_pending(self, pending);
     }
 }
 
@@ -375,6 +426,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             started,
             cold: AtomicBool::new(false),
             span: Mutex::new(None),
+            done: Mutex::new(None),
         });
         let owned = req.to_owned();
         let request = Request {
@@ -457,7 +509,8 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
         }
         if let Some(tracing) = &self.tracing {
             let s = &self.settings;
-            let span = tracing.start(&s.namespace, &s.function, &mut request, call.cold(), false);
+            let queued = call.done.lock().unwrap().is_some(); // an async call: CONSUMER, trigger pubsub
+            let span = tracing.start(&s.namespace, &s.function, &mut request, call.cold(), queued);
             *call.span.lock().unwrap() = Some(span);
         }
         let started = self.handler.clone().start(request);
@@ -531,7 +584,12 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             } else {
                 self.metrics.count(outcome);
             }
-            self.publish(call.reply.clone(), payload).await;
+            let done = call.done.lock().unwrap().take();
+            if let Some(done) = done {
+                let _ = done.send(payload);
+            } else {
+                self.publish(call.reply.clone(), payload).await;
+            }
         }
         self.forget(call);
     }
@@ -743,6 +801,55 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             );
             self.finish(call, payload, Outcome::Internal, false).await;
         }
+    }
+}
+
+impl<H: Handler<M>, M: 'static> Runner for Shared<H, M> {
+    fn free_slots(&self) -> usize {
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        self.permits.available_permits().saturating_sub(waiting)
+    }
+
+    /// An async call (`crate::asyncwork`) runs like a sync one, never answered BUSY: it waits for a slot.
+    fn run_call(
+        self: Arc<Self>,
+        envelope: _native::envelope::Request,
+    ) -> oneshot::Receiver<Vec<u8>> {
+        let (done, answered) = oneshot::channel();
+        let started = Instant::now();
+        let deadline = started + usable_budget(envelope.budget_ms).max(Duration::from_millis(1));
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+        }
+        let call = Arc::new(Call {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            state: AtomicU8::new(QUEUED),
+            reply: Subject::from(""),
+            call_id: envelope.call_id.clone(),
+            budget_ms: envelope.budget_ms,
+            started,
+            cold: AtomicBool::new(false),
+            span: Mutex::new(None),
+            done: Mutex::new(Some(done)),
+        });
+        let request = Request {
+            call_id: envelope.call_id,
+            method: envelope.method,
+            path: envelope.path,
+            query: envelope.query,
+            headers: envelope.headers,
+            params: envelope.params,
+            body: envelope.body,
+            traceparent: envelope.traceparent,
+            tracestate: envelope.tracestate,
+            deadline,
+            output: crate::capture::Output::default(),
+        };
+        self.calls.lock().unwrap().insert(call.id, call.clone());
+        self.metrics.admitted();
+        tokio::spawn(self.clone().serve(call, request, permit, deadline.into()));
+        answered
     }
 }
 

@@ -83,8 +83,9 @@ def test_route_entries_say_which_runtimes_take_async_calls() -> None:
         )  # fmt: skip
 
     assert target_of(entry("python"), Defaults()).accepts_async
-    assert not target_of(entry("go"), Defaults()).accepts_async
-    assert not target_of(entry("rust"), Defaults()).accepts_async
+    assert target_of(entry("go"), Defaults()).accepts_async
+    assert target_of(entry("rust"), Defaults()).accepts_async
+    assert not target_of(entry("cobol"), Defaults()).accepts_async, "a runtime nothing pulls for: 501"
     old = b'{"namespace":"default","name":"f","timeout_ms":1000,"max_request_bytes":1,"max_response_bytes":1}'
     assert target_of(decode_route(old), Defaults()).accepts_async, "entries written before the field existed"
     assert decode_route(encode_route(entry("go"))).runtime == "go"

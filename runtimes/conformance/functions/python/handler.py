@@ -1,14 +1,28 @@
 """The conformance function in Python: one behaviour per first path segment (see the suite's README)."""
 
 import hashlib
+import json
+import os
 import sys
 import time
 
 from lf_runtime import Request, Response
 
 
+def _count_run(req: Request) -> None:
+    """The async suite counts runs: a line in the file the X-Runs-Log header names."""
+    log = req.headers.get("x-runs-log")
+    if log:
+        line = json.dumps({"call": req.call_id, "pid": os.getpid(), "t": time.time()}) + "\n"
+        with open(log, "a") as f:
+            f.write(line)
+
+
 def handle(req: Request) -> Response | dict[str, object]:
     parts = req.path.strip("/").split("/")
+    if parts[0] == "runs":
+        _count_run(req)
+        parts = parts[1:] or [""]
     action, arg = parts[0], (parts[1] if len(parts) > 1 else "")
     if action == "echo":
         headers = [("content-type", req.headers.get("content-type", "application/octet-stream"))]
