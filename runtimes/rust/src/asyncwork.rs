@@ -1257,6 +1257,26 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_survive_a_read_and_write_back() {
+        // The callback stores its outcome into the record it read: every float must come back the same.
+        let base = 1_764_382_284_000_000_000_u64;
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..50_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let at = Duration::from_nanos(base + state % 10_000_000_000_000).as_secs_f64();
+            let record = CallRecord {
+                updated_at: at,
+                ..CallRecord::default()
+            };
+            let text = record.encode();
+            let back: CallRecord = serde_json::from_slice(&text).unwrap();
+            assert_eq!(back.encode(), text);
+        }
+    }
+
+    #[test]
     fn dead_letter_headers_like_python() {
         let record = CallRecord {
             call_id: "abc".into(),
