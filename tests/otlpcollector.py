@@ -8,6 +8,8 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -64,6 +66,18 @@ class Collector:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @classmethod
+    @contextmanager
+    def running(cls) -> Iterator[Collector]:
+        """A collector serving until the block ends (what the suites' `collector` fixtures yield)."""
+        collector = cls()
+        collector.thread.start()
+        try:
+            yield collector
+        finally:
+            collector.server.shutdown()
+            collector.server.server_close()
 
     @property
     def endpoint(self) -> str:

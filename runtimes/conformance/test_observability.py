@@ -87,11 +87,8 @@ class Observed(Replica):
 
 @pytest.fixture(scope="module")
 def collector() -> Iterator[Collector]:
-    collector = Collector()
-    collector.thread.start()
-    yield collector
-    collector.server.shutdown()
-    collector.server.server_close()
+    with Collector.running() as collector:
+        yield collector
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,6 @@ Python runtime processes; spans exported over OTLP/HTTP to the in-process collec
 
 from __future__ import annotations
 
-import signal
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +11,8 @@ import httpx
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.integration.dataplane.test_ingestor import put_route, start_ingestor, stop_ingestor, wait_served
-from tests.integration.runtime.runtime_harness import RuntimeProcess
-from tests.integration.tracing.test_tracing import (
-    INCOMING_PARENT,
-    SYNC_HANDLER,
-    TRACE_ID,
-    Collector,
-    Exported,
-    collector,  # noqa: F401 (fixture)
-    kv,  # noqa: F401 (fixture)
-    otel_env,
-    start_runtime,
-)
+from tests.integration.tracing.tracing_harness import INCOMING_PARENT, SYNC_HANDLER, TRACE_ID, traced_function
+from tests.otlpcollector import Collector, Exported, otel_env
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -34,36 +21,22 @@ pytestmark = pytest.mark.integration
 async def test_async_run_is_a_child_of_the_submission(
     nats_url: str,
     tmp_path: Path,
-    collector: Collector,  # noqa: F811
-    kv: Any,  # noqa: F811
+    collector: Collector,
+    kv: Any,
 ) -> None:
-    env = otel_env(collector.endpoint)
-    ingestor = start_ingestor(nats_url, tmp_path / "ingestor.log", **env)
-    function = f"tra-{uuid.uuid4().hex[:10]}"
-    runtime: RuntimeProcess | None = None
     incoming = {"traceparent": f"00-{TRACE_ID}-{INCOMING_PARENT}-01"}
-    try:
-        await put_route(kv, function)
-        async with httpx.AsyncClient(timeout=20) as http:
-            await wait_served(http, f"{ingestor.url}/function/{function}")
-            runtime = start_runtime(nats_url, tmp_path / "fn", function, SYNC_HANDLER, env)
-            runtime.wait_for("ready")
-            submitted = await http.post(f"{ingestor.url}/async-function/{function}/a", headers=incoming)
-            assert submitted.status_code == 202, submitted.text
-            call_id = submitted.headers["x-call-id"]
-            status_url = f"{ingestor.url}/invocations/{call_id}"
+    async with traced_function(nats_url, tmp_path, kv, SYNC_HANDLER, otel_env(collector.endpoint), "tra") as traced:
+        function = traced.function
+        submitted = await traced.http.post(f"{traced.base_url}/async-function/{function}/a", headers=incoming)
+        assert submitted.status_code == 202, submitted.text
+        call_id = submitted.headers["x-call-id"]
+        status_url = f"{traced.base_url}/invocations/{call_id}"
 
-            def completed() -> bool:
-                answer = httpx.get(status_url, timeout=5)
-                return answer.status_code == 200 and answer.json()["status"] == "succeeded"
+        def completed() -> bool:
+            answer = httpx.get(status_url, timeout=5)
+            return answer.status_code == 200 and answer.json()["status"] == "succeeded"
 
-            wait_for(completed, timeout=20, what="the async call's result")
-    finally:
-        stop_ingestor(ingestor)
-        if runtime is not None:
-            runtime.signal(signal.SIGTERM)
-            runtime.exit_code()
-            runtime.close()
+        wait_for(completed, timeout=20, what="the async call's result")
 
     def one(predicate: Any) -> Exported:
         found = collector.wait_for(predicate, 1)

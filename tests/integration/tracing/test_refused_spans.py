@@ -5,7 +5,6 @@ them (the ingestor's own gates would queue before the runtime), spans exported t
 from __future__ import annotations
 
 import asyncio
-import signal
 import uuid
 from pathlib import Path
 
@@ -15,14 +14,8 @@ from lf_dataplane.protocol import ErrorKind
 from lf_native import ResponseEnvelope, decode_response, encode_request
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from tests.integration.tracing.test_tracing import (
-    INCOMING_PARENT,
-    TRACE_ID,
-    Collector,
-    collector,  # noqa: F401 (fixture)
-    otel_env,
-    start_runtime,
-)
+from tests.integration.tracing.tracing_harness import INCOMING_PARENT, TRACE_ID, start_runtime, stop_runtime
+from tests.otlpcollector import Collector, otel_env
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -44,7 +37,7 @@ def handle(req):
 """
 
 
-async def test_busy_and_late_answers_have_spans(nats_url: str, tmp_path: Path, collector: Collector) -> None:  # noqa: F811
+async def test_busy_and_late_answers_have_spans(nats_url: str, tmp_path: Path, collector: Collector) -> None:
     env = {**otel_env(collector.endpoint), "LF_CONCURRENCY": "1", "LF_QUEUE_DEPTH": "0"}
     function = f"trr-{uuid.uuid4().hex[:10]}"
     folder = tmp_path / "fn"
@@ -67,9 +60,7 @@ async def test_busy_and_late_answers_have_spans(nats_url: str, tmp_path: Path, c
         late = await call("late-call", "/", 0)  # a free slot, but no budget
     finally:
         await nc.close()
-        runtime.signal(signal.SIGTERM)
-        runtime.exit_code()
-        runtime.close()
+        stop_runtime(runtime)
     assert busy.error_kind == ErrorKind.BUSY
     assert late.error_kind == ErrorKind.TIMEOUT
 
