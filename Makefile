@@ -70,6 +70,10 @@ bench: install ## All load scenarios against the canary (see docs/performance.md
 bench-peers: install ## OpenFaaS, Knative queue-proxy and uvicorn serving the same handler
 	$(UV_RUN) python -m bench peers
 
+.PHONY: bench-observability
+bench-observability: install ## sync-hello with metrics off / on / on + tracing (every call, 1% sampled), interleaved
+	$(UV_RUN) python -m bench observability
+
 .PHONY: bench-micro
 bench-micro: install ## Micro-benchmarks: native router and envelope against Python baselines
 	$(UV_RUN) pytest bench/micro --benchmark-only -p no:cacheprovider
