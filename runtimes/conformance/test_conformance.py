@@ -7,6 +7,7 @@ that one case reads the replies off the broker (see `Wiretap`). The functions ar
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
@@ -14,8 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import nats
 import pytest
 from conformance_harness import Replica, Wiretap
+from lf_controlplane.natsserver import NatsServer
+from lf_dataplane.protocol import ErrorKind
+from lf_native import decode_response, encode_request
 
 pytestmark = pytest.mark.conformance
 
@@ -157,6 +162,46 @@ def test_concurrency_limit_holds_and_overload_is_answered_with_retry_after(repli
         assert error_of(response)["layer"] in ("runtime", "ingestor")
     time.sleep(0.7)  # the sleeping handlers return (sync ones are stuck until then)
     assert httpx.get(replica.url("/inspect")).status_code == 200
+
+
+def test_a_busy_replica_is_answered_503_by_the_ingestor_after_retrying(
+    replica: Replica, nats_server: NatsServer
+) -> None:
+    """4 slots, no queue. Four calls sent straight over NATS (the ingestor's in-flight gate never sees them) hold
+    every slot for 4 s; a call through the ingestor then meets "busy" answers only: the ingestor retries them until
+    the function's 2 s deadline and answers 503 with Retry-After, layer runtime. The held calls are unharmed."""
+    subject = f"lf.invoke.{replica.function.namespace}.{replica.function.name}"
+
+    async def scenario() -> tuple[httpx.Response, float, list[tuple[int, bytes]]]:
+        nc = await nats.connect(nats_server.url)
+        try:
+            inbox = nc.new_inbox()
+            answers = await nc.subscribe(inbox)
+            for i in range(4):  # published (and flushed) before any probe, so they take the slots first
+                await nc.publish(subject, encode_request(f"hold-{i}", "GET", "/sleep/4000", "", [], b"", 10_000), inbox)
+            await nc.flush()
+            for attempt in range(200):  # until the replica answers busy: all four slots are taken
+                probe = encode_request(f"probe-{attempt}", "GET", "/inspect", "", [], b"", 5_000)
+                if decode_response((await nc.request(subject, probe, 5)).data).error_kind == ErrorKind.BUSY:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the replica never answered busy with four calls holding its slots")
+            began = time.monotonic()
+            response = await asyncio.to_thread(httpx.get, replica.url("/inspect"), timeout=10)
+            took = time.monotonic() - began
+            held = [decode_response((await answers.next_msg(10)).data) for _ in range(4)]
+            return response, took, [(h.status, h.body) for h in held]
+        finally:
+            await nc.close()
+
+    response, took, held = asyncio.run(scenario())
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"]
+    error = error_of(response)
+    assert error["layer"] == "runtime", error
+    assert 1.5 <= took < 3.5, "retried until the call's deadline, not refused at once"
+    assert held == [(200, b"slept")] * 4
 
 
 def test_sigterm_drains_without_losing_in_flight_calls(replica: Replica) -> None:

@@ -27,6 +27,9 @@ GRACE_S = 0.25
 
 BUSY_BACKOFF_FIRST_S = 0.002
 BUSY_BACKOFF_MAX_S = 0.05
+BUSY_RETRY_MIN_S = 0.01
+"""A busy call is not retried with less time left than this: a replica could only answer it "no time left"
+(504), which would hide that every replica was busy (503)."""
 
 
 class BusError(Exception):
@@ -97,9 +100,9 @@ async def invoke(
     busy: ResponseEnvelope | None = None
     while True:
         remaining = deadline - clock()
+        if busy is not None and remaining < BUSY_RETRY_MIN_S:
+            return busy
         if remaining <= 0:
-            if busy is not None:
-                return busy
             raise BusTimeout(subject)
         reply = await bus.request(subject, encode(int(remaining * 1000)), remaining + GRACE_S)
         try:

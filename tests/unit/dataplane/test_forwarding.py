@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from lf_dataplane.forwarding import BadResponse, BusTimeout, NoResponders, invoke
+from lf_dataplane.forwarding import BUSY_RETRY_MIN_S, BadResponse, BusTimeout, NoResponders, invoke
 from lf_dataplane.protocol import ErrorKind
 from lf_native import decode_request, encode_request, encode_response
 
@@ -77,6 +77,15 @@ async def test_busy_until_the_deadline_returns_the_busy_answer() -> None:
     assert response.error_kind == ErrorKind.BUSY
     assert clock.now >= deadline - 0.002
     assert 5 < len(bus.sent) < 200  # backed off, not spinning
+
+
+async def test_busy_is_not_retried_with_too_little_time_left() -> None:
+    clock = FakeClock()
+    bus = FakeBus(clock, [BUSY], cost_s=0.045)  # the busy answer comes 5 ms before the deadline
+    response = await invoke(bus, "s", encoder, clock.now + 0.05, clock=clock, sleep=clock.sleep)
+    assert response.error_kind == ErrorKind.BUSY
+    assert len(bus.sent) == 1  # no retry with 2-4 ms left, which a replica could only answer 504
+    assert BUSY_RETRY_MIN_S > 0.005
 
 
 async def test_garbage_is_a_bad_response() -> None:
