@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +34,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.otlpcollector import Collector, Exported, otel_env
+from tests.promtool import promtool_check
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.conformance
@@ -44,7 +43,6 @@ RUST_PENDING: dict[str, str] = {}
 """The one place Rust cases are expected to fail (strict xfail): remove a test's entry once the Rust runtime passes
 it (none left: /metrics, LF_LOGS and spans all pass)."""
 
-PROMTOOL = shutil.which("promtool")
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 INCOMING_PARENT = "00f067aa0ba902b7"
 NF = ("function", "namespace")
@@ -200,10 +198,7 @@ def test_metrics_count_each_outcome_and_the_cold_start_once(observed: Observed) 
     bounds = sorted(float(dict(lbl)["le"]) for (sample, lbl) in after if sample == bucket)
     assert bounds[:-1] == list(DURATION_BUCKETS) and math.isinf(bounds[-1])
 
-    if PROMTOOL is None:
-        pytest.skip("promtool is not installed (Debian package prometheus)")
-    check = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
+    promtool_check(text)
 
 
 # -- LF_LOGS --------------------------------------------------------------------------------------------------------

@@ -16,11 +16,11 @@ import pytest
 from lf_controlplane.natsserver import free_port
 
 from tests.e2e.conftest import LfDev, start_lf_dev, stop, wait_for
+from tests.promtool import promtool_check
 
 pytestmark = pytest.mark.e2e
 
 PROMETHEUS = shutil.which("prometheus")
-PROMTOOL = shutil.which("promtool")
 
 PRINTER = """
 import sys
@@ -153,10 +153,7 @@ def test_prometheus_counts_calls_by_function_and_code_and_one_cold_start(dev: Lf
 
 
 def test_promtool_accepts_the_ingestors_metrics(dev: LfDev) -> None:
-    assert PROMTOOL is not None
-    text = httpx.get(f"{dev.base_url}/metrics", timeout=10).text
-    result = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
-    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    promtool_check(httpx.get(f"{dev.base_url}/metrics", timeout=10).text)
 
 
 def test_lf_logs_shows_a_calls_print_output_by_call_id(dev: LfDev) -> None:

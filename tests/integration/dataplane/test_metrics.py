@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -26,9 +24,9 @@ from test_ingestor import (
     wait_served,
 )
 
-pytestmark = pytest.mark.integration
+from tests.promtool import promtool_check
 
-PROMTOOL = shutil.which("promtool")
+pytestmark = pytest.mark.integration
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -43,12 +41,6 @@ def sample(text: str, name: str, **labels: str) -> float:
         if found == labels:
             return float(match.group(3))
     return 0.0
-
-
-def promtool_check(text: str) -> None:
-    assert PROMTOOL is not None, "promtool is not installed (Debian package prometheus)"
-    result = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
-    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import urllib.error
 import urllib.request
 
@@ -14,9 +12,9 @@ from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 from runtime_harness import Start, call
 
-pytestmark = pytest.mark.integration
+from tests.promtool import promtool_check
 
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+pytestmark = pytest.mark.integration
 
 
 def scrape(port: int) -> str:
@@ -68,8 +66,7 @@ async def test_runtime_metrics_count_known_calls(start_runtime: Start, nc: Clien
     assert got[("litefunctions_async_pending", frozenset(labels))] == 0
     assert got[("litefunctions_async_runs_total", frozenset(labels))] == 0
 
-    check = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
+    promtool_check(text)
 
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)

@@ -11,6 +11,8 @@ from lf_controlplane.operator.metrics import OperatorMetrics, mark_invalid
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.promtool import promtool_check
+
 
 def samples(metrics: OperatorMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = generate_latest(metrics.registry).decode()
@@ -33,6 +35,13 @@ def test_replicas_desired_follows_the_function_and_goes_with_it() -> None:
     metrics.forget("team-a", "hello")  # twice: no error
     metrics.set_desired("team-a", "hello", None)  # KEDA's, not applied yet: no series
     assert key not in samples(metrics)
+
+
+def test_promtool_accepts_the_operators_metrics() -> None:
+    metrics = OperatorMetrics(process=False)
+    metrics.set_desired("team-a", "hello", 2)
+    metrics.set_phase("team-a", "hello", "Ready")
+    promtool_check(generate_latest(metrics.registry).decode())
 
 
 def test_functions_by_phase_every_phase_reported() -> None:
