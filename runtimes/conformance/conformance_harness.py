@@ -9,6 +9,7 @@ with `lf_dataplane.routes`, as `lf dev` does.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import threading
@@ -16,9 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import nats
 import yaml
+from lf_controlplane.dev import builds
+from lf_controlplane.dev.functions import runtime_env
+from lf_dataplane.routes import encode_route, route_key, route_of
 from lf_dataplane.specs import Function, load_manifest
+from lf_dataplane.subjects import ROUTES_BUCKET
 from lf_native import decode_response
+
+from tests.waiting import wait_for
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
 RUNTIMES = ("python", "go", "rust")
@@ -27,6 +35,35 @@ RUNTIMES = ("python", "go", "rust")
 def load_function(runtime: str) -> Function:
     manifest = FUNCTIONS / runtime / "function.yaml"
     return load_manifest(yaml.safe_load(manifest.read_text()), source=str(manifest))
+
+
+def launch(runtime: str, function: Function, state: Path, nats_url: str) -> tuple[list[str], dict[str, str]]:
+    """The command `lf dev` runs for a replica of `function` (the runtime's conformance code, built into `state`
+    or taken from the build cache: the binary does not depend on the function's name or settings) and the
+    environment it gives it."""
+    code_dir = FUNCTIONS / runtime
+    argv = asyncio.run(builds.runtime_argv(load_function(runtime), code_dir, state / "builds", lambda _l, _s: None))
+    secrets = state / "secrets"
+    secrets.mkdir(exist_ok=True)
+    env = runtime_env(function, code_dir=code_dir, nats_url=nats_url, pythonpath=str(code_dir), secrets_dir=secrets)
+    return argv, env
+
+
+def route(nats_url: str, ingestor: str, function: Function) -> None:
+    """Write `function`'s route to LF_ROUTES as `lf dev` does and wait until the ingestor routes it."""
+
+    async def put() -> None:
+        nc = await nats.connect(nats_url)
+        try:
+            kv = await nc.jetstream().key_value(ROUTES_BUCKET)
+            entry = route_of(function)
+            await kv.put(route_key(entry), encode_route(entry))
+        finally:
+            await nc.close()
+
+    asyncio.run(put())
+    url = f"{ingestor}/function/{function.name}/inspect"
+    wait_for(lambda: httpx.get(url, timeout=5).status_code != 404, 20, f"the ingestor to route {function.name}")
 
 
 @dataclass

@@ -13,9 +13,7 @@ from collections.abc import Iterator
 import httpx
 import nats
 import pytest
-from conformance_harness import FUNCTIONS, RUNTIMES, Replica, Wiretap, load_function
-from lf_controlplane.dev import builds
-from lf_controlplane.dev.functions import runtime_env
+from conformance_harness import RUNTIMES, Replica, Wiretap, launch, load_function
 from lf_controlplane.natsserver import NatsServer, free_port
 from lf_dataplane.routes import encode_route, route_key, route_of
 from lf_dataplane.specs import Function
@@ -78,14 +76,7 @@ def replica(
 ) -> Iterator[Replica]:
     runtime: str = request.param
     function = load_function(runtime)
-    code_dir = FUNCTIONS / runtime
-    state = tmp_path_factory.mktemp(f"state-{runtime}")
-    argv = asyncio.run(builds.runtime_argv(function, code_dir, state / "builds", lambda _l, _s: None))
-    secrets = state / "secrets"
-    secrets.mkdir()
-    env = runtime_env(
-        function, code_dir=code_dir, nats_url=nats_server.url, pythonpath=str(code_dir), secrets_dir=secrets
-    )
+    argv, env = launch(runtime, function, tmp_path_factory.mktemp(f"state-{runtime}"), nats_server.url)
     replica = Replica(runtime, function, argv, env, ingestor)
     replica.start()
     try:

@@ -28,15 +28,11 @@ import httpx
 import msgspec
 import nats
 import pytest
-from conformance_harness import FUNCTIONS, RUNTIMES, Replica, load_function
-from lf_controlplane.dev import builds
-from lf_controlplane.dev.functions import runtime_env
+from conformance_harness import RUNTIMES, Replica, launch, load_function, route
 from lf_controlplane.natsserver import NatsServer, free_port
 from lf_dataplane import asyncstreams as js
 from lf_dataplane import deadletters
-from lf_dataplane.routes import encode_route, route_key, route_of
 from lf_dataplane.specs import Function
-from lf_dataplane.subjects import ROUTES_BUCKET
 
 from tests.waiting import wait_for
 
@@ -126,16 +122,6 @@ def runs(log: Path, call_id: str) -> list[dict[str, Any]]:
     return [line for line in lines if line["call"] == call_id]
 
 
-async def _put_route(url: str, function: Function) -> None:
-    nc = await nats.connect(url)
-    try:
-        kv = await nc.jetstream().key_value(ROUTES_BUCKET)
-        route = route_of(function)
-        await kv.put(route_key(route), encode_route(route))
-    finally:
-        await nc.close()
-
-
 @pytest.fixture(scope="module", params=PARAMS)
 def async_fn(
     request: pytest.FixtureRequest,
@@ -156,18 +142,9 @@ def async_fn(
         },
         async_=msgspec.structs.replace(base.async_, backoff_s=BACKOFF_S),
     )
-    code_dir = FUNCTIONS / runtime
     state = tmp_path_factory.mktemp(f"async-{runtime}")
-    argv = asyncio.run(builds.runtime_argv(function, code_dir, state / "builds", lambda _l, _s: None))
-    secrets = state / "secrets"
-    secrets.mkdir()
-    env = runtime_env(
-        function, code_dir=code_dir, nats_url=nats_server.url, pythonpath=str(code_dir), secrets_dir=secrets
-    )
-    asyncio.run(_put_route(nats_server.url, function))
-    wait_for(
-        lambda: httpx.get(f"{ingestor}/function/{function.name}/inspect", timeout=5).status_code != 404, 20, "the route"
-    )
+    argv, env = launch(runtime, function, state, nats_server.url)
+    route(nats_server.url, ingestor, function)
     fn = AsyncFunction(function, argv, env, ingestor, nats_server.url, state)
     fn.start_replica()
     try:

@@ -22,13 +22,9 @@ import httpx
 import msgspec
 import nats
 import pytest
-from conformance_harness import FUNCTIONS, RUNTIMES, Replica, load_function
-from lf_controlplane.dev import builds
-from lf_controlplane.dev.functions import runtime_env
+from conformance_harness import RUNTIMES, Replica, launch, load_function, route
 from lf_controlplane.natsserver import NatsServer, free_port
 from lf_dataplane.buckets import DURATION_BUCKETS
-from lf_dataplane.routes import encode_route, route_key, route_of
-from lf_dataplane.subjects import ROUTES_BUCKET
 from nats.js.api import DeliverPolicy
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from prometheus_client.parser import text_string_to_metric_families
@@ -124,35 +120,15 @@ def start_observed(
     """A replica of `runtime`'s conformance function named `name` (routed), with /metrics and tracing on."""
     suite_function = load_function(runtime)
     function = msgspec.structs.replace(suite_function, name=name)
-    code_dir = FUNCTIONS / runtime
-    state = tmp_path_factory.mktemp(name)
-    # the suite's build (cached): the binary does not depend on the function's name
-    argv = asyncio.run(builds.runtime_argv(suite_function, code_dir, state / "builds", lambda _l, _s: None))
-    secrets = state / "secrets"
-    secrets.mkdir()
-    env = runtime_env(
-        function, code_dir=code_dir, nats_url=nats_server.url, pythonpath=str(code_dir), secrets_dir=secrets
-    )
+    argv, env = launch(runtime, function, tmp_path_factory.mktemp(name), nats_server.url)
     env = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
     port = free_port()
     env.update(otel_env(collector.endpoint), LF_METRICS_PORT=str(port), **env_extra)
-    asyncio.run(_put_route(nats_server.url, function))
-    url = f"{ingestor}/function/{function.name}/inspect"
-    wait_for(lambda: httpx.get(url, timeout=5).status_code != 404, 15, f"the ingestor to route {function.name}")
+    route(nats_server.url, ingestor, function)
     replica = Observed(runtime, function, argv, env, ingestor)
     replica.metrics_port, replica.nats_url = port, nats_server.url
     replica.start()
     return replica
-
-
-async def _put_route(url: str, function: Any) -> None:
-    nc = await nats.connect(url)
-    try:
-        kv = await nc.jetstream().key_value(ROUTES_BUCKET)
-        route = route_of(function)
-        await kv.put(route_key(route), encode_route(route))
-    finally:
-        await nc.close()
 
 
 # -- /metrics -------------------------------------------------------------------------------------------------------
