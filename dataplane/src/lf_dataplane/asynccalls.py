@@ -153,7 +153,7 @@ class AsyncCalls:
         try:
             if key:
                 call_id, duplicate = await self._claim(ns, fn, key, call_id)
-                if span is not None:
+                if span is not None and span.recording:
                     span.span.set_attribute("faas.invocation_id", call_id)
                 if duplicate and await self._known(call_id):
                     return self._accepted(call_id, ns, fn, duplicate=True)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,12 +43,18 @@ _provider: Any = None
 _tracer: Any = None
 _parent_based = False
 """The sampler follows the parent's sampled flag (the default `parentbased_always_on`, any `parentbased_*`)."""
+_root_bound: int | None = None
+"""Set by `setup` when the sampler is parent-based and decides new traces by their id alone (`parentbased_
+traceidratio`, `parentbased_always_off`): a new trace is recorded iff its id's low 64 bits are under this."""
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
+_TRACE_ID_LOW = (1 << 64) - 1
+_next_trace_id = threading.local()
+"""A trace id drawn and sampled by `CallSpan.start`, for the SDK's id generator to hand to the span it starts."""
 
 
 def setup(default_service: str) -> Any:
     """Install the process's TracerProvider (once; idempotent) and return our tracer. Only call when ENABLED."""
-    global _provider, _tracer, _parent_based
+    global _provider, _tracer, _parent_based, _root_bound
     if _tracer is not None:
         return _tracer
     from opentelemetry import trace
@@ -58,16 +66,45 @@ def setup(default_service: str) -> Any:
     resource = Resource.create({})  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: default_service}))
-    provider = TracerProvider(resource=resource)  # OTEL_TRACES_SAMPLER, default parent-based always-on
+    # OTEL_TRACES_SAMPLER, default parent-based always-on
+    provider = TracerProvider(resource=resource, id_generator=id_generator())
     for name in _exporter_names(os.environ):
         exporter = _exporter(name)
         if exporter is not None:
             provider.add_span_processor(BatchSpanProcessor(exporter))  # OTEL_BSP_* from the environment
     trace.set_tracer_provider(provider)
     _parent_based = isinstance(provider.sampler, ParentBased)
+    _root_bound = root_bound(provider.sampler)
     _provider = provider
     _tracer = provider.get_tracer(TRACER_NAME)
     return _tracer
+
+
+def id_generator() -> Any:
+    """The SDK's random ids, except a trace id `CallSpan.start` drew (and sampled) for the span it starts."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class Drawn(RandomIdGenerator):
+        def generate_trace_id(self) -> int:
+            drawn: int = getattr(_next_trace_id, "value", 0)
+            if drawn:
+                _next_trace_id.value = 0
+                return drawn
+            return super().generate_trace_id()
+
+    return Drawn()
+
+
+def root_bound(sampler: Any) -> int | None:
+    """The bound `_root_bound` describes, for a sampler that decides new traces by their id alone; else None."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+
+    root = getattr(sampler, "_root", None) if isinstance(sampler, ParentBased) else None
+    if isinstance(root, TraceIdRatioBased):
+        return int(root.bound)
+    if root is ALWAYS_OFF:
+        return 0
+    return None
 
 
 def shutdown() -> None:
@@ -124,10 +161,15 @@ def sampled_out(traceparent: str) -> bool:
     non-recording one, at tens of µs) and its trace context travels on as it came."""
     if not _parent_based or not traceparent:
         return False
+    match = _valid(traceparent)
+    return match is not None and not int(match[3], 16) & 1  # invalid: the SDK starts a new trace
+
+
+def _valid(traceparent: str) -> re.Match[str] | None:
     match = _TRACEPARENT.match(traceparent)
     if match is None or match[1] == "0" * 32 or match[2] == "0" * 16:
-        return False  # invalid: the SDK starts a new trace, which the sampler decides
-    return not int(match[3], 16) & 1
+        return None
+    return match
 
 
 def unsampled_context(traceparent: str, tracestate: str) -> Any:
@@ -171,9 +213,21 @@ class CallSpan:
     def start(
         cls, method: str, headers: Any, call_id: str, namespace: str, name: str, *, queued: bool = False
     ) -> CallSpan | None:
-        """The call's span, or None when the incoming trace context is `sampled_out`."""
-        if sampled_out(headers.get("traceparent", "")):
-            return None
+        """The call's span; None when the incoming trace context is `sampled_out`; an `UnsampledRoot` for a new
+        trace the sampler would not record (decided here by its id, as the sampler does, without the SDK)."""
+        traceparent = headers.get("traceparent", "")
+        if traceparent and _valid(traceparent) is not None:
+            if sampled_out(traceparent):
+                return None
+        elif _root_bound is not None:  # a new trace
+            trace_id = random.getrandbits(128) or 1
+            if trace_id & _TRACE_ID_LOW >= _root_bound:
+                return UnsampledRoot(trace_id)
+            _next_trace_id.value = trace_id  # the SDK's sampler decides the same for this id: recorded
+            try:
+                return cls(method, headers, call_id, namespace, name, queued=queued)
+            finally:
+                _next_trace_id.value = 0
         return cls(method, headers, call_id, namespace, name, queued=queued)
 
     @classmethod
@@ -219,6 +273,30 @@ class CallSpan:
         else:
             self.span.record_exception(exc)
             self.end(500, type(exc).__name__)
+
+
+class UnsampledRoot(CallSpan):
+    """A new trace the sampler would not record: no SDK span (a non-recording one costs tens of µs), only the W3C
+    context, sampled flag off, that tells the runtime to record nothing either."""
+
+    __slots__ = ("_traceparent",)
+
+    def __init__(self, trace_id: int) -> None:
+        self.span = None
+        self.recording = False
+        self._traceparent = f"00-{trace_id:032x}-{random.getrandbits(64) or 1:016x}-00"
+
+    def outgoing(self) -> tuple[str, str]:
+        return self._traceparent, ""
+
+    def coldstart(self, cold: bool) -> None:
+        pass
+
+    def end(self, status: int, error: str = "") -> None:
+        pass
+
+    def fail(self, exc: BaseException) -> None:
+        pass
 
 
 def _start_server_span(name: str, headers: Any, attributes: dict[str, Any]) -> Any:

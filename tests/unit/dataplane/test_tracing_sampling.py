@@ -63,3 +63,50 @@ def test_the_outgoing_header_is_what_the_propagator_writes(monkeypatch: pytest.M
     assert span.outgoing() == (carrier["traceparent"], carrier.get("tracestate", ""))
     assert span.recording
     span.end(200)
+
+
+def test_root_bound_only_for_parent_based_samplers_deciding_by_trace_id() -> None:
+    from opentelemetry.sdk.trace.sampling import (
+        ALWAYS_OFF,
+        ALWAYS_ON,
+        DEFAULT_ON,
+        ParentBased,
+        TraceIdRatioBased,
+    )
+
+    ratio = TraceIdRatioBased(0.25)
+    assert tracing.root_bound(ParentBased(ratio)) == ratio.bound
+    assert tracing.root_bound(ParentBased(ALWAYS_OFF)) == 0
+    assert tracing.root_bound(DEFAULT_ON) is None  # always on: the SDK's span is recorded anyway
+    assert tracing.root_bound(ParentBased(ALWAYS_ON)) is None
+    assert tracing.root_bound(ratio) is None  # not parent-based: no shortcut at all
+
+
+@pytest.mark.parametrize("incoming", ["", "00-garbage", f"00-{'0' * 32}-{PARENT}-01"])
+def test_new_traces_are_sampled_here_exactly_as_the_sdk_would(monkeypatch: pytest.MonkeyPatch, incoming: str) -> None:
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    sampler = ParentBased(TraceIdRatioBased(0.25))
+    provider = TracerProvider(sampler=sampler, id_generator=tracing.id_generator())
+    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
+    monkeypatch.setattr(tracing, "_parent_based", True)
+    monkeypatch.setattr(tracing, "_root_bound", tracing.root_bound(sampler))
+    headers = {"traceparent": incoming} if incoming else {}
+    recorded = 0
+    for i in range(2000):
+        span = tracing.CallSpan.start("GET", headers, f"call-{i}", "default", "hello")
+        assert span is not None
+        traceparent, _ = span.outgoing()
+        trace_id = int(traceparent[3:35], 16)
+        sdk_says = sampler.should_sample(None, trace_id, "hello").decision.is_sampled()
+        if span.recording:
+            recorded += 1
+            assert int(traceparent[53:55], 16) & 1 and sdk_says  # the SDK's span, with the id drawn here
+            assert span.span.get_span_context().trace_id == trace_id
+        else:
+            assert isinstance(span, tracing.UnsampledRoot)
+            assert traceparent.endswith("-00") and not sdk_says  # no SDK span; the runtime is told not to record
+            assert tracing.sampled_out(traceparent)
+        span.coldstart(False)
+        span.end(200)
+    assert 350 < recorded < 650  # ~25% of 2,000
