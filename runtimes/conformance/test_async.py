@@ -168,6 +168,16 @@ def test_202_then_the_result(async_fn: AsyncFunction) -> None:
     assert len(runs(log, call_id)) == 1
 
 
+def test_an_async_handler_has_its_calls_context_and_output(async_fn: AsyncFunction) -> None:
+    """The handler of an async call gets the same per-call context as a sync one (Go: lf.Stdout(ctx) writes
+    through the call's context, which an async call once lacked: a nil-context panic, retried to dead)."""
+    log = async_fn.runs_log()
+    call_id = async_fn.submit("print/async", log).headers["x-call-id"]
+    done = async_fn.wait_status(call_id, ("succeeded", "dead"))
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 1 and len(runs(log, call_id)) == 1
+
+
 def test_the_stored_record_is_the_python_runtime_s(async_fn: AsyncFunction) -> None:
     # The record in LF_RESULTS is written by the runtime; every reader (ingestor, lf dlq, another runtime's CAS)
     # decodes it with msgspec and writes it back the same way: it must be that encoding, byte for byte.

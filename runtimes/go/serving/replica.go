@@ -252,19 +252,9 @@ func (r *Replica) FreeSlots() int {
 // slots; a sync call may have taken one since).
 func (r *Replica) RunAsync(req *envelope.Request, done func([]byte)) {
 	started := time.Now()
-	c := &call{req: req, started: started, done: done}
 	budget := max(UsableBudget(req.BudgetMS), time.Millisecond)
-	c.ctx, c.cancel = context.WithDeadline(context.Background(), started.Add(budget))
-	c.stop = context.AfterFunc(c.ctx, func() { r.expire(c) })
 	r.mu.Lock()
-	r.active[c] = struct{}{}
-	if r.running < r.settings.Concurrency {
-		r.startLocked(c)
-	} else {
-		c.state.Store(stateQueued)
-		r.queue = append(r.queue, c)
-		r.queued++
-	}
+	r.admitLocked(r.newCall(req, "", done, started, budget))
 	r.mu.Unlock()
 }
 
@@ -302,15 +292,27 @@ func (r *Replica) onMsg(msg *nats.Msg) {
 		r.refuse(msg.Reply, req, errorReply(req.CallID, envelope.ErrBusy, message, time.Since(started), false), "busy")
 		return
 	}
-	c := &call{reply: msg.Reply, req: req, started: started}
+	r.admitLocked(r.newCall(req, msg.Reply, nil, started, budget))
+	r.mu.Unlock()
+}
+
+// newCall is a call with `budget` to run from `started`: its context and deadline timer, and its output capture.
+// The caller holds r.mu, so the timer's expire cannot act before admitLocked has counted the call.
+func (r *Replica) newCall(req *envelope.Request, reply string, done func([]byte), started time.Time, budget time.Duration) *call {
+	c := &call{reply: reply, req: req, started: started, done: done}
 	c.ctx, c.cancel = context.WithDeadline(context.Background(), started.Add(budget))
-	if r.capture != nil {
+	if r.capture != nil { // the handler's context (lf.Stdout(ctx) & co.), sync or async
 		c.out = callOutput{Context: c.ctx, capture: r.capture, id: req.CallID}
 		c.out.writers = [2]streamWriter{{o: &c.out, stream: streamStdout}, {o: &c.out, stream: streamStderr}}
 	}
 	c.stop = context.AfterFunc(c.ctx, func() { r.expire(c) })
+	return c
+}
+
+// admitLocked starts c in a free slot or queues it (r.mu held).
+func (r *Replica) admitLocked(c *call) {
 	r.active[c] = struct{}{}
-	if r.running < s.Concurrency {
+	if r.running < r.settings.Concurrency {
 		if !r.startLocked(c) { // its deadline fired already: expire answers it and counts it out of the queue
 			r.queued++
 		}
@@ -318,7 +320,6 @@ func (r *Replica) onMsg(msg *nats.Msg) {
 		r.queue = append(r.queue, c)
 		r.queued++
 	}
-	r.mu.Unlock()
 }
 
 // refuse answers a call no handler will run ("busy", or "timeout": no time left).
