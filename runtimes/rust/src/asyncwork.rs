@@ -429,11 +429,6 @@ pub trait AsyncCounters: Send + Sync + 'static {
     fn set_async_pending(&self, _pending: u64) {}
 }
 
-/// Counts nothing.
-pub struct NoCounters;
-
-impl AsyncCounters for NoCounters {}
-
 // ------------------------------------------------------------------------------------------ the worker
 
 /// The async puller of one replica: `start` it after `ready`, `stop_pulling` on SIGTERM, `close` after the

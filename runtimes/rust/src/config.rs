@@ -96,15 +96,7 @@ fn name(value: Option<&str>, key: &str, what: &str) -> Result<String, String> {
     let Some(value) = value else {
         return Err(format!("{key} is required: the {what} this replica serves"));
     };
-    let bytes = value.as_bytes();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-';
-    if ok {
+    if _native::routing::is_dns1123_label(value) {
         Ok(value.to_owned())
     } else {
         Err(format!(

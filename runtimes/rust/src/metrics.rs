@@ -10,7 +10,7 @@
 //!
 //! The async counters (`litefunctions_async_*`) are exported at 0 from the start; the async puller counts
 //! through [`Metrics::async_run`], [`Metrics::async_retry`], [`Metrics::async_dead`], [`Metrics::async_zombie`]
-//! and [`Metrics::set_async_pending`] (any thread).
+//! and [`AsyncCounters::set_async_pending`] (any thread).
 //!
 //! The listener is a minimal HTTP/1.1 responder on a tokio `TcpListener` (one request per connection, `GET` or
 //! `HEAD /metrics` only, 5 s to send the request head), like the Python runtime's asyncio one: nothing in the
@@ -27,6 +27,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::asyncwork::AsyncCounters;
 
 /// Label values of `litefunctions_runtime_calls_total{outcome}`, indexed by [`Outcome`].
 pub const OUTCOMES: [&str; 7] = [
@@ -144,31 +146,6 @@ impl Metrics {
         self.inflight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// An async attempt ran (`litefunctions_async_runs_total`).
-    pub fn async_run(&self) {
-        self.async_runs.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// An async attempt failed and was scheduled again (`litefunctions_async_retries_total`).
-    pub fn async_retry(&self) {
-        self.async_retries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// An async call was dead-lettered (`litefunctions_async_dead_total`).
-    pub fn async_dead(&self) {
-        self.async_dead.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// An async result was dropped: another delivery moved the call on (`..._zombie_results_dropped_total`).
-    pub fn async_zombie(&self) {
-        self.async_zombies.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The consumer's pending count as of the last pulled call (`litefunctions_async_pending`).
-    pub fn set_async_pending(&self, pending: u64) {
-        self.async_pending.store(pending, Ordering::Relaxed);
-    }
-
     /// The Prometheus text (format 0.0.4) of every family.
     pub fn render(self: &Arc<Self>) -> String {
         let mut registry = Registry::default();
@@ -182,6 +159,34 @@ impl Metrics {
 
 fn load(value: &AtomicU64) -> u64 {
     value.load(Ordering::Relaxed)
+}
+
+/// The async worker's events (`crate::asyncwork`) are these counters.
+impl AsyncCounters for Metrics {
+    /// An async attempt ran (`litefunctions_async_runs_total`).
+    fn async_run(&self) {
+        self.async_runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An async attempt failed and was scheduled again (`litefunctions_async_retries_total`).
+    fn async_retry(&self) {
+        self.async_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An async call was dead-lettered (`litefunctions_async_dead_total`).
+    fn async_dead(&self) {
+        self.async_dead.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An async result was dropped: another delivery moved the call on (`..._zombie_results_dropped_total`).
+    fn async_zombie(&self) {
+        self.async_zombies.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The consumer's pending count as of the last pulled call (`litefunctions_async_pending`).
+    fn set_async_pending(&self, pending: u64) {
+        self.async_pending.store(pending, Ordering::Relaxed);
+    }
 }
 
 impl Collector for Metrics {

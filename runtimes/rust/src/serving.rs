@@ -26,7 +26,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinError;
 
-use crate::asyncwork::{AsyncCounters, AsyncWorker, Runner};
+use crate::asyncwork::{AsyncWorker, Runner};
 use crate::capture::Capture;
 use crate::config::{redacted_nats_url, Settings};
 use crate::handlers::{panic_message, Handler};
@@ -271,25 +271,6 @@ fn start_async(
             log.clone(),
         )
     })
-}
-
-/// The async worker's events are the replica's `/metrics` async counters.
-impl AsyncCounters for Metrics {
-    fn async_run(&self) {
-        Metrics::async_run(self);
-    }
-    fn async_retry(&self) {
-        Metrics::async_retry(self);
-    }
-    fn async_dead(&self) {
-        Metrics::async_dead(self);
-    }
-    fn async_zombie(&self) {
-        Metrics::async_zombie(self);
-    }
-    fn set_async_pending(&self, pending: u64) {
-        Metrics::set_async_pending(self, pending);
-    }
 }
 
 async fn connect(
