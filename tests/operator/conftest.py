@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from lf_controlplane.natsserver import NatsServer
 
-from tests.waiting import wait_for
+from tests.processes import start_ingestor_process, stop_process
 from tools.k8s import build
 from tools.k8s.cluster import Cluster
 
@@ -172,26 +171,11 @@ class Ingestor:
 def ingestor(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingestor]:
     port = free_port()
     log = tmp_path_factory.mktemp("ingestor") / "ingestor.log"
-    env = {**os.environ, "LF_PORT": str(port), "LF_NATS_URL": nats_server.url, "LF_DRAIN_TIMEOUT": "5s"}
-    with log.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "lf_dataplane"], env=env, stderr=sink)
-    ingestor = Ingestor(process, f"http://127.0.0.1:{port}", log)
+    process = start_ingestor_process(nats_server.url, log, port, {"LF_DRAIN_TIMEOUT": "5s"}, ready_timeout=60)
     try:
-        wait_for(
-            lambda: process.poll() is not None or httpx.get(f"{ingestor.url}/readyz").status_code == 200,
-            60,
-            "the ingestor's /readyz",
-        )
-        assert process.poll() is None, log.read_text()
-        yield ingestor
+        yield Ingestor(process, f"http://127.0.0.1:{port}", log)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 @pytest.fixture

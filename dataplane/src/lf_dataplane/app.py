@@ -68,10 +68,11 @@ class _Call:
     """One request's facts on their way `_call` → `_cached` → `_forward` → `_invoke`, instead of eight arguments.
 
     `items` is the header list built once (size check, then envelope); `fn_ns` the runtime's time from the
-    response envelope (for the overhead header); `span` the call's SERVER span with tracing on.
+    response envelope (for the overhead header); `span` the call's SERVER span with tracing on; `stats` the
+    function's counters in this worker with metrics on (looked up once per call).
     """
 
-    __slots__ = ("scope", "proto", "call_id", "start", "items", "target", "rest", "params", "fn_ns", "span")
+    __slots__ = ("scope", "proto", "call_id", "start", "items", "target", "rest", "params", "fn_ns", "span", "stats")
 
     scope: Any
     proto: Any
@@ -83,6 +84,7 @@ class _Call:
     params: Any
     fn_ns: int
     span: _tracing.CallSpan | None
+    stats: Any
 
     def __init__(self, scope: Any, proto: Any, call_id: str, start: float) -> None:
         self.scope = scope
@@ -91,6 +93,7 @@ class _Call:
         self.start = start
         self.fn_ns = 0
         self.span = None
+        self.stats = None
 
 
 class Ingestor:
@@ -227,7 +230,7 @@ class Ingestor:
             span = call.span = _tracing.CallSpan.start(method, headers, call.call_id, target.namespace, target.name)
         stats = self._stats
         if stats is not None:  # metrics: a dict lookup and a few increments (see metrics.py)
-            fstats = stats.get(target.label) or self._new_stats(target)
+            fstats = call.stats = stats.get(target.label) or self._new_stats(target)
             fstats.inflight += 1
         try:
             limit_headers = None if target.rate is None else await self._take(scope, headers, target)
@@ -353,9 +356,7 @@ class Ingestor:
         duration_ns = call.fn_ns = response.duration_ns
         if _TRACING and (span := call.span) is not None:
             span.coldstart(response.cold_start)
-        stats = self._stats
-        if stats is not None:
-            fstats = stats.get(target.label) or self._new_stats(target)
+        if (fstats := call.stats) is not None:
             fstats.ran(duration_ns, response.cold_start, len(body), time.perf_counter() - start)
         return _reply_of(response, target)
 

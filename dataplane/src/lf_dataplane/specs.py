@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -271,17 +271,26 @@ def async_env(function: Function) -> dict[str, str]:
     return env
 
 
+_M = TypeVar("_M", "FunctionManifest", "TriggerManifest")
+
+
+def _convert(data: Any, kind: type[_M], source: str) -> _M:
+    """`data` as a `kind` of our apiVersion; ManifestError naming `source` and the field otherwise."""
+    try:
+        manifest = msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise ManifestError(f"{source}: {exc}") from None
+    if manifest.api_version != API_VERSION:
+        raise ManifestError(f"{source}: apiVersion must be {API_VERSION!r}, got {manifest.api_version!r}")
+    return manifest
+
+
 def load_manifest(data: Any, *, source: str = "manifest") -> Function:
     """Validate a decoded `function.yaml` (a mapping) and resolve it into a Function.
 
     Raises ManifestError with a message that names `source` and the offending field.
     """
-    try:
-        manifest = msgspec.convert(data, FunctionManifest)
-    except msgspec.ValidationError as exc:
-        raise ManifestError(f"{source}: {exc}") from None
-    if manifest.api_version != API_VERSION:
-        raise ManifestError(f"{source}: apiVersion must be {API_VERSION!r}, got {manifest.api_version!r}")
+    manifest = _convert(data, FunctionManifest, source)
     try:
         return resolve(manifest)
     except (ManifestError, InvalidName) as exc:
@@ -478,12 +487,7 @@ def resolve_trigger(name: str, namespace: str, spec: TriggerSpec) -> Trigger:
 
 def load_trigger(data: Any, *, source: str = "manifest") -> Trigger:
     """Validate a decoded Trigger manifest (a mapping). Raises ManifestError naming `source` and the field."""
-    try:
-        manifest = msgspec.convert(data, TriggerManifest)
-    except msgspec.ValidationError as exc:
-        raise ManifestError(f"{source}: {exc}") from None
-    if manifest.api_version != API_VERSION:
-        raise ManifestError(f"{source}: apiVersion must be {API_VERSION!r}, got {manifest.api_version!r}")
+    manifest = _convert(data, TriggerManifest, source)
     try:
         return resolve_trigger(manifest.metadata.name, manifest.metadata.namespace, manifest.spec)
     except ManifestError as exc:

@@ -21,6 +21,7 @@ from lf_controlplane.natsserver import NatsServer
 from lf_dataplane.routes import FunctionRoute, encode_route
 from lf_dataplane.subjects import ROUTES_BUCKET, function_route_key
 
+from tests.processes import start_ingestor_process, stop_process
 from tests.waiting import wait_for as wait_until
 
 HANDLER = """
@@ -54,13 +55,7 @@ class Proc:
         return self.log.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, sig, timeout)
 
 
 @dataclass
@@ -154,18 +149,8 @@ async def _put_route(url: str, route: FunctionRoute) -> None:
 
 
 def start_ingestor(nats_url: str, log: Path, port: int, **env: str) -> Proc:
-    environment = {**os.environ, "LF_PORT": str(port), "LF_NATS_URL": nats_url, "LF_DRAIN_TIMEOUT": "10s",
-                   "LF_CALLBACK_ALLOW_PRIVATE": "true", **env}  # fmt: skip
-    with log.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "lf_dataplane"], env=environment, stderr=sink)
-    proc = Proc(process, log)
-    wait_until(
-        lambda: process.poll() is not None or httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200,
-        20,
-        "/readyz",
-    )
-    assert process.poll() is None, proc.logs()
-    return proc
+    env = {"LF_DRAIN_TIMEOUT": "10s", "LF_CALLBACK_ALLOW_PRIVATE": "true", **env}
+    return Proc(start_ingestor_process(nats_url, log, port, env), log)
 
 
 def dead_letters(platform: AsyncPlatform, function: str) -> list[Any]:

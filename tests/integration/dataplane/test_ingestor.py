@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -32,7 +30,7 @@ from lf_native import RequestEnvelope, decode_request, encode_response
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
-from tests.waiting import wait_for as wait_until
+from tests.processes import start_ingestor_process, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -59,37 +57,12 @@ class Ingestor:
 
 def start_ingestor(nats_url: str, log: Path, **env: str) -> Ingestor:
     port = free_port()
-    environment = {
-        **os.environ,
-        "LF_PORT": str(port),
-        "LF_NATS_URL": nats_url,
-        "LF_DRAIN_TIMEOUT": "20s",
-        **env,
-    }
-    with log.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "lf_dataplane"], env=environment, stderr=sink)
-    ingestor = Ingestor(process, port, log)
-    try:
-        wait_until(
-            lambda: process.poll() is not None or httpx.get(f"{ingestor.url}/readyz").status_code == 200,
-            20,
-            "/readyz",
-        )
-        assert process.poll() is None, ingestor.logs()
-    except BaseException:
-        stop_ingestor(ingestor)
-        raise
-    return ingestor
+    process = start_ingestor_process(nats_url, log, port, {"LF_DRAIN_TIMEOUT": "20s", **env})
+    return Ingestor(process, port, log)
 
 
 def stop_ingestor(ingestor: Ingestor) -> None:
-    if ingestor.process.poll() is None:
-        ingestor.process.send_signal(signal.SIGTERM)
-        try:
-            ingestor.process.wait(20)
-        except subprocess.TimeoutExpired:
-            ingestor.process.kill()
-            ingestor.process.wait()
+    stop_process(ingestor.process)
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,7 +10,7 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client
-from runtime_harness import ASYNC_HANDLER, SYNC_HANDLER, RuntimeProcess, Start, collect_stdout
+from runtime_harness import ASYNC_HANDLER, SYNC_HANDLER, RuntimeProcess, Start, spawn_runtime
 
 
 @pytest.fixture
@@ -46,20 +43,8 @@ def start_runtime(nats_url: str, tmp_path: Path) -> Iterator[Start]:
             LF_DRAIN_TIMEOUT="10",
         )
         full_env.update(env or {})
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lf_runtime"],
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        runtime = RuntimeProcess(process, function, gate)
+        runtime = spawn_runtime(full_env, function, gate)
         started.append(runtime)
-        runtime.reader = threading.Thread(target=runtime.read, daemon=True)
-        runtime.reader.start()
-        runtime.stdout_reader = threading.Thread(target=collect_stdout, args=(process, runtime.stdout), daemon=True)
-        runtime.stdout_reader.start()
         if wait_ready:
             runtime.wait_for("ready")
         return runtime

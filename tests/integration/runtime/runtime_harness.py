@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -181,6 +182,24 @@ class RuntimeProcess:
 
 
 Start = Callable[..., RuntimeProcess]
+
+
+def spawn_runtime(env: dict[str, str], function: str, gate: Path) -> RuntimeProcess:
+    """`python -m lf_runtime` with exactly `env`, its stderr events and stdout lines collected by two threads."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lf_runtime"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    runtime = RuntimeProcess(process, function, gate)
+    runtime.reader = threading.Thread(target=runtime.read, daemon=True)
+    runtime.reader.start()
+    runtime.stdout_reader = threading.Thread(target=collect_stdout, args=(process, runtime.stdout), daemon=True)
+    runtime.stdout_reader.start()
+    return runtime
 
 
 def collect_stdout(process: subprocess.Popen[str], into: list[str]) -> None:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +15,7 @@ from typing import Any
 import httpx
 
 from tests.integration.dataplane.test_ingestor import put_route, start_ingestor, stop_ingestor, wait_served
-from tests.integration.runtime.runtime_harness import RuntimeProcess, collect_stdout
+from tests.integration.runtime.runtime_harness import RuntimeProcess, spawn_runtime
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 INCOMING_PARENT = "00f067aa0ba902b7"
@@ -57,20 +54,7 @@ def start_runtime(nats_url: str, folder: Path, function: str, handler: str, env:
     (folder / "handler.py").write_text(handler)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LF_", "OTEL_"))}
     full_env.update(LF_NATS_URL=nats_url, LF_FUNCTION=function, LF_FUNCTION_DIR=str(folder), **env)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lf_runtime"],
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    runtime = RuntimeProcess(process, function, folder)
-    runtime.reader = threading.Thread(target=runtime.read, daemon=True)
-    runtime.reader.start()
-    runtime.stdout_reader = threading.Thread(target=collect_stdout, args=(process, runtime.stdout), daemon=True)
-    runtime.stdout_reader.start()
-    return runtime
+    return spawn_runtime(full_env, function, folder)
 
 
 def stop_runtime(runtime: RuntimeProcess) -> None:
