@@ -118,7 +118,9 @@ func (r *reader) str(field string) (string, error) {
 	return string(b), nil
 }
 
-func (r *reader) pairs(field string) ([]Pair, error) {
+// pairs reads a counted list of name/value strings; nameField and valueField label their errors (constants, so
+// a decode allocates no label per pair).
+func (r *reader) pairs(field, nameField, valueField string) ([]Pair, error) {
 	n, err := r.u32(field)
 	if err != nil {
 		return nil, err
@@ -132,10 +134,10 @@ func (r *reader) pairs(field string) ([]Pair, error) {
 	}
 	out := make([]Pair, n)
 	for i := range out {
-		if out[i].Name, err = r.str(field + " name"); err != nil {
+		if out[i].Name, err = r.str(nameField); err != nil {
 			return nil, err
 		}
-		if out[i].Value, err = r.str(field + " value"); err != nil {
+		if out[i].Value, err = r.str(valueField); err != nil {
 			return nil, err
 		}
 	}
@@ -191,10 +193,10 @@ func DecodeRequest(buf []byte) (*Request, error) {
 			return nil, err
 		}
 	}
-	if req.Headers, err = r.pairs("headers"); err != nil {
+	if req.Headers, err = r.pairs("headers", "headers name", "headers value"); err != nil {
 		return nil, err
 	}
-	if req.Params, err = r.pairs("params"); err != nil {
+	if req.Params, err = r.pairs("params", "params name", "params value"); err != nil {
 		return nil, err
 	}
 	if req.Body, err = r.bytes("body"); err != nil {
@@ -225,7 +227,7 @@ func DecodeResponse(buf []byte) (*Response, error) {
 	if resp.Error, err = r.str("error"); err != nil {
 		return nil, err
 	}
-	if resp.Headers, err = r.pairs("headers"); err != nil {
+	if resp.Headers, err = r.pairs("headers", "headers name", "headers value"); err != nil {
 		return nil, err
 	}
 	if resp.Body, err = r.bytes("body"); err != nil {
