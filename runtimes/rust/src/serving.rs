@@ -87,6 +87,8 @@ struct Call {
     span: Mutex<Option<CallSpan>>,
     /// An async call's answer goes here instead of to `reply` (`crate::asyncwork`).
     done: Mutex<Option<oneshot::Sender<Vec<u8>>>>,
+    /// An async call (`done` was given): its span is a CONSUMER one.
+    is_async: bool,
 }
 
 impl Call {
@@ -397,29 +399,49 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                 return;
             }
         };
-        let deadline = started + budget;
+        self.launch(
+            req.to_owned(),
+            reply,
+            None,
+            started,
+            started + budget,
+            permit,
+        );
+    }
+
+    /// Count a call in (`calls`, in-flight) and run it in its own task: a sync call answering `reply`, or an async
+    /// one answering `done`.
+    fn launch(
+        self: &Arc<Self>,
+        envelope: _native::envelope::Request,
+        reply: Subject,
+        done: Option<oneshot::Sender<Vec<u8>>>,
+        started: Instant,
+        deadline: Instant,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
         let call = Arc::new(Call {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             state: AtomicU8::new(QUEUED),
             reply,
-            call_id: req.call_id.to_owned(),
-            budget_ms: req.budget_ms,
+            call_id: envelope.call_id.clone(),
+            budget_ms: envelope.budget_ms,
             started,
             cold: AtomicBool::new(false),
             span: Mutex::new(None),
-            done: Mutex::new(None),
+            is_async: done.is_some(),
+            done: Mutex::new(done),
         });
-        let owned = req.to_owned();
         let request = Request {
-            call_id: owned.call_id,
-            method: owned.method,
-            path: owned.path,
-            query: owned.query,
-            headers: owned.headers,
-            params: owned.params,
-            body: owned.body,
-            traceparent: owned.traceparent,
-            tracestate: owned.tracestate,
+            call_id: envelope.call_id,
+            method: envelope.method,
+            path: envelope.path,
+            query: envelope.query,
+            headers: envelope.headers,
+            params: envelope.params,
+            body: envelope.body,
+            traceparent: envelope.traceparent,
+            tracestate: envelope.tracestate,
             deadline,
             output: crate::capture::Output::default(),
         };
@@ -490,8 +512,13 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
         }
         if let Some(tracing) = &self.tracing {
             let s = &self.settings;
-            let queued = call.done.lock().unwrap().is_some(); // an async call: CONSUMER, trigger pubsub
-            let span = tracing.start(&s.namespace, &s.function, &mut request, call.cold(), queued);
+            let span = tracing.start(
+                &s.namespace,
+                &s.function,
+                &mut request,
+                call.cold(),
+                call.is_async,
+            );
             *call.span.lock().unwrap() = Some(span);
         }
         let started = self.handler.clone().start(request);
@@ -803,33 +830,14 @@ impl<H: Handler<M>, M: 'static> Runner for Shared<H, M> {
         if permit.is_none() {
             self.waiting.fetch_add(1, Ordering::Relaxed);
         }
-        let call = Arc::new(Call {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            state: AtomicU8::new(QUEUED),
-            reply: Subject::from(""),
-            call_id: envelope.call_id.clone(),
-            budget_ms: envelope.budget_ms,
+        self.launch(
+            envelope,
+            Subject::from(""),
+            Some(done),
             started,
-            cold: AtomicBool::new(false),
-            span: Mutex::new(None),
-            done: Mutex::new(Some(done)),
-        });
-        let request = Request {
-            call_id: envelope.call_id,
-            method: envelope.method,
-            path: envelope.path,
-            query: envelope.query,
-            headers: envelope.headers,
-            params: envelope.params,
-            body: envelope.body,
-            traceparent: envelope.traceparent,
-            tracestate: envelope.tracestate,
             deadline,
-            output: crate::capture::Output::default(),
-        };
-        self.calls.lock().unwrap().insert(call.id, call.clone());
-        self.metrics.admitted();
-        tokio::spawn(self.clone().serve(call, request, permit, deadline.into()));
+            permit,
+        );
         answered
     }
 }
