@@ -9,6 +9,7 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_CONCURRENCY: usize = 16;
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 pub const MAX_CONCURRENCY: usize = 10_000;
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -28,6 +29,10 @@ pub struct Settings {
     pub metrics_host: String,
     /// `LF_LOG_CAPTURE` (default on, `0` turns it off): the function's stdout/stderr per call, to `LF_LOGS`.
     pub log_capture: bool,
+    /// `LF_WORKER_THREADS` (Rust only, default 1): threads running NATS I/O and async handlers. 1 is tokio's
+    /// current-thread scheduler, which answers a burst of calls with one socket write (docs/performance.md);
+    /// more is the multi-thread scheduler with that many workers. Sync handlers run on the blocking pool either way.
+    pub worker_threads: usize,
     /// `LF_TIMEOUT` and `LF_ASYNC_*` (`crate::asyncwork`).
     pub async_work: crate::asyncwork::AsyncSettings,
 }
@@ -73,6 +78,7 @@ impl Settings {
                 .unwrap_or_default(),
             metrics_host: get("LF_METRICS_HOST").unwrap_or("127.0.0.1").to_owned(),
             log_capture: get("LF_LOG_CAPTURE") != Some("0"),
+            worker_threads: integer(get, "LF_WORKER_THREADS", 1, 1, MAX_WORKER_THREADS)?,
             async_work: crate::asyncwork::AsyncSettings::from_env(get, concurrency)?,
         })
     }
@@ -182,14 +188,17 @@ mod tests {
         assert_eq!(s.drain_timeout, Duration::from_secs(30));
         assert_eq!((s.metrics_port, s.metrics_host.as_str()), (0, "127.0.0.1"));
         assert!(s.log_capture);
+        assert_eq!(s.worker_threads, 1);
         let s = Settings::from_env(env(&[
             ("LF_FUNCTION", "hello"),
             ("LF_METRICS_PORT", "9100"),
             ("LF_LOG_CAPTURE", "0"),
+            ("LF_WORKER_THREADS", "4"),
         ]))
         .unwrap();
         assert_eq!(s.metrics_port, 9100);
         assert!(!s.log_capture);
+        assert_eq!(s.worker_threads, 4);
     }
 
     #[test]
@@ -201,6 +210,7 @@ mod tests {
             ("LF_NATS_URL", "http://x"),
             ("LF_CONNECT_TIMEOUT", "soon"),
             ("LF_METRICS_PORT", "65536"),
+            ("LF_WORKER_THREADS", "0"),
         ] {
             let mut vars = env(&[("LF_FUNCTION", "ok")]);
             vars.push((key.to_owned(), value.to_owned()));

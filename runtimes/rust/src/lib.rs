@@ -61,6 +61,7 @@ pub fn run<M: 'static, H: Handler<M>>(
             ("nats", json!(config::redacted_nats_url(&settings.nats_url))),
             ("concurrency", json!(settings.concurrency)),
             ("queue_depth", json!(settings.queue_depth)),
+            ("worker_threads", json!(settings.worker_threads)),
         ],
     );
     let panic_log = log.clone();
@@ -97,10 +98,7 @@ pub fn run<M: 'static, H: Handler<M>>(
     } else {
         None
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio_runtime(settings.worker_threads) {
         Ok(runtime) => runtime,
         Err(error) => {
             log.error("failed", &[("error", json!(error.to_string()))]);
@@ -126,4 +124,34 @@ pub fn run<M: 'static, H: Handler<M>>(
         capture.uninstall(std::time::Duration::from_secs(1));
     }
     code
+}
+
+/// tokio's current-thread scheduler for one worker, else the multi-thread one with `workers` workers.
+///
+/// One worker is the default because it is the cheaper one per call (docs/performance.md "Runtimes"): a woken task
+/// goes to the back of its queue, so every call read in one socket read is answered before the NATS connection's
+/// task runs again and writes all the answers at once. The multi-thread scheduler runs a woken task next (its
+/// "LIFO slot"), so the connection's task writes each answer by itself: one `writev` per call.
+fn tokio_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
+    builder.enable_all().build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tokio_runtime;
+    use tokio::runtime::RuntimeFlavor;
+
+    #[test]
+    fn one_worker_is_the_current_thread_scheduler_more_is_multi_thread() {
+        let flavor = |workers| tokio_runtime(workers).unwrap().handle().runtime_flavor();
+        assert_eq!(flavor(1), RuntimeFlavor::CurrentThread);
+        assert_eq!(flavor(3), RuntimeFlavor::MultiThread);
+    }
 }
