@@ -5,7 +5,7 @@
 //! - One durable pull consumer per function (`{ns}_{fn}`, filter `lf.async.{ns}.{fn}.*`), shared by its
 //!   replicas; each replica pulls at most its free concurrency (capped by `LF_ASYNC_CONCURRENCY`), one pull
 //!   request at a time, expiring after `PULL_EXPIRES`; the next is sent once it is satisfied or expired and a
-//!   slot is free (a finished call wakes the puller; a 0.5 s tick covers slots freed by sync calls).
+//!   slot is free (a freed slot or a finished async call wakes the puller).
 //! - ack wait = timeout + `LF_ASYNC_ACK_GRACE`; a call that runs long sends `+WPI` every half ack wait.
 //! - The call's record (`LF_RESULTS[{call id}]`) moves only by compare-and-set on the revision this worker read
 //!   or wrote. A zombie (paused past the ack wait while the call was run elsewhere) finds the revision moved and
@@ -411,6 +411,8 @@ fn consumer_config(
 pub trait Runner: Send + Sync + 'static {
     /// Handlers that could start now without queueing.
     fn free_slots(&self) -> usize;
+    /// Notified each time a slot is freed (by a sync or an async call), so a puller with no free slot can wait.
+    fn slot_freed(&self) -> Arc<Notify>;
     /// Run the call under its envelope's budget; the response envelope arrives on the receiver.
     fn run_call(self: Arc<Self>, envelope: Envelope) -> oneshot::Receiver<Vec<u8>>;
 }
@@ -570,13 +572,18 @@ impl Inner {
                 ("ack_wait_s", json!(self.ack_wait.as_secs_f64())),
             ],
         );
+        let slot_freed = self.runner.slot_freed();
         while self.pulling() {
             let running = self.running.load(Ordering::SeqCst);
             let window =
                 (self.runner.free_slots()).min(self.settings.concurrency.saturating_sub(running));
             if window == 0 {
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(500), self.wake.notified()).await;
+                // A freed slot or a finished async call changes the window; `notify_one` keeps a wake-up
+                // that comes before this wait, so none is lost.
+                tokio::select! {
+                    () = slot_freed.notified() => {}
+                    () = self.wake.notified() => {}
+                }
                 continue;
             }
             let batch = consumer

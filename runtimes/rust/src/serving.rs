@@ -50,6 +50,28 @@ pub fn usable_budget(budget_ms: u32) -> Duration {
     budget.saturating_sub(budget.mul_f64(MARGIN_FRACTION).min(MARGIN_MAX))
 }
 
+/// A handler slot held by a running call; freeing it (on drop, however the call ended) notifies `freed`.
+struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    freed: Arc<Notify>,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, freed: &Arc<Notify>) -> Self {
+        Self {
+            permit: Some(permit),
+            freed: freed.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.permit.take()); // released first: whoever wakes counts this slot as free
+        self.freed.notify_one();
+    }
+}
+
 fn status_of(kind: u8) -> u16 {
     match kind {
         error_kind::HANDLER => 500,
@@ -125,6 +147,8 @@ struct Shared<H, M> {
     next_id: AtomicU64,
     calls: Mutex<HashMap<u64, Arc<Call>>>,
     idle: Notify,
+    /// Notified whenever a handler slot is freed (`Slot`): the async puller waits on it when no slot is free.
+    slot_freed: Arc<Notify>,
     stop: mpsc::UnboundedSender<(i32, String)>,
     stopping: OnceLock<()>,
     _marker: std::marker::PhantomData<fn() -> M>,
@@ -190,6 +214,7 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
             next_id: AtomicU64::new(0),
             calls: Mutex::new(HashMap::new()),
             idle: Notify::new(),
+            slot_freed: Arc::new(Notify::new()),
             stop: stop_tx,
             stopping: OnceLock::new(),
             _marker: std::marker::PhantomData,
@@ -481,7 +506,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
         deadline: tokio::time::Instant,
     ) {
         let permit = if let Some(permit) = permit {
-            permit
+            Slot::new(permit, &self.slot_freed)
         } else {
             let acquired = tokio::select! {
                 permit = self.permits.clone().acquire_owned() => permit.ok(),
@@ -493,7 +518,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                     .await;
                 return;
             };
-            permit
+            Slot::new(permit, &self.slot_freed)
         };
         if call
             .state
@@ -816,6 +841,10 @@ impl<H: Handler<M>, M: 'static> Runner for Shared<H, M> {
     fn free_slots(&self) -> usize {
         let waiting = self.waiting.load(Ordering::Relaxed);
         self.permits.available_permits().saturating_sub(waiting)
+    }
+
+    fn slot_freed(&self) -> Arc<Notify> {
+        self.slot_freed.clone()
     }
 
     /// An async call (`crate::asyncwork`) runs like a sync one, never answered BUSY: it waits for a slot.
