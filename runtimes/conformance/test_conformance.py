@@ -169,7 +169,8 @@ def test_a_busy_replica_is_answered_503_by_the_ingestor_after_retrying(
 ) -> None:
     """4 slots, no queue. Four calls sent straight over NATS (the ingestor's in-flight gate never sees them) hold
     every slot for 4 s; a call through the ingestor then meets "busy" answers only: the ingestor retries them until
-    the function's 2 s deadline and answers 503 with Retry-After, layer runtime. The held calls are unharmed."""
+    the function's 2 s deadline and answers 503 with Retry-After, layer runtime. The held calls are unharmed. A
+    call arriving with no budget left is answered "timeout" even then: every runtime checks the budget first."""
     subject = f"lf.invoke.{replica.function.namespace}.{replica.function.name}"
 
     async def scenario() -> tuple[httpx.Response, float, list[tuple[int, bytes]]]:
@@ -187,6 +188,10 @@ def test_a_busy_replica_is_answered_503_by_the_ingestor_after_retrying(
                 await asyncio.sleep(0.01)
             else:
                 raise AssertionError("the replica never answered busy with four calls holding its slots")
+            no_time = encode_request("no-time", "GET", "/inspect", "", [], b"", 0)
+            late = decode_response((await nc.request(subject, no_time, 5)).data)
+            assert (late.error_kind, late.status) == (ErrorKind.TIMEOUT, 504), "no time left goes before busy"
+            assert "no time left" in late.error
             began = time.monotonic()
             response = await asyncio.to_thread(httpx.get, replica.url("/inspect"), timeout=10)
             took = time.monotonic() - began

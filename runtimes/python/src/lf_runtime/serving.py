@@ -269,13 +269,7 @@ class Replica:
         if not reply:
             self._log.warning("no_reply_subject", call_id=envelope.call_id)
             return
-        running = self._running
-        if running >= self._limit and len(self._waiting) >= self._depth:
-            message = f"replica busy: {running} running, {len(self._waiting)} queued"
-            self.stats.calls[_metrics.BUSY] += 1
-            payload = replies.error(envelope.call_id, ErrorKind.BUSY, message, _perf_ns() - started)
-            self._refuse(reply, envelope, payload, "busy")
-            return
+        # No time left is answered before busy, as in Go and Rust (docs/protocol.md).
         budget_ms = envelope.budget_ms  # usable_budget_s, inlined: min() on a float and an int costs here
         margin = budget_ms * RUNTIME_MARGIN_FRACTION
         budget_s = (budget_ms - (margin if margin < RUNTIME_MARGIN_MAX_MS else RUNTIME_MARGIN_MAX_MS)) / 1000
@@ -283,6 +277,13 @@ class Replica:
             message = f"no time left to run the handler (budget {envelope.budget_ms} ms)"
             self.stats.calls[_metrics.TIMEOUT] += 1
             self._refuse(reply, envelope, replies.error(envelope.call_id, ErrorKind.TIMEOUT, message), "timeout")
+            return
+        running = self._running
+        if running >= self._limit and len(self._waiting) >= self._depth:
+            message = f"replica busy: {running} running, {len(self._waiting)} queued"
+            self.stats.calls[_metrics.BUSY] += 1
+            payload = replies.error(envelope.call_id, ErrorKind.BUSY, message, _perf_ns() - started)
+            self._refuse(reply, envelope, payload, "busy")
             return
         call = Call(reply, envelope, started, _monotonic() + budget_s)
         if running < self._limit:
