@@ -74,6 +74,10 @@ bench-peers: install ## OpenFaaS, Knative queue-proxy and uvicorn serving the sa
 bench-observability: install ## sync-hello with metrics off / on / on + tracing (every call, 1% sampled), interleaved
 	$(UV_RUN) python -m bench observability
 
+.PHONY: bench-runtimes
+bench-runtimes: install ## Python, Go and Rust replicas: e2e and per-call CPU, ratios to Python (issue 6)
+	$(UV_RUN) python -m bench runtimes
+
 .PHONY: bench-micro
 bench-micro: install ## Micro-benchmarks: native router and envelope against Python baselines
 	$(UV_RUN) pytest bench/micro --benchmark-only -p no:cacheprovider

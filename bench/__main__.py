@@ -4,6 +4,7 @@
     python -m bench peers [--duration 10] [--json out.json]
     python -m bench gate [--budgets bench/budgets.toml]
     python -m bench observability [--rounds 3] [--duration 8] [--configs off,metrics,...]
+    python -m bench runtimes [--rounds 3] [--duration 4]
 
 Every run measures the canary (a bare granian RSGI hello on the same core) before and after the scenarios and
 reports each figure absolute and as a share of the canary's mean requests/s.
@@ -90,12 +91,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     obs.add_argument("--rounds", type=int, default=3)
     obs.add_argument("--duration", type=float, default=8.0)
     obs.add_argument("--configs", default=",".join(observability_configs()), help="comma-separated, 'off' included")
+    rt = commands.add_parser("runtimes", help="Python, Go and Rust replicas side by side, ratios to Python")
+    rt.add_argument("--rounds", type=int, default=3)
+    rt.add_argument("--duration", type=float, default=4.0)
     gate_cmd = commands.add_parser("gate", help="the short CI check against bench/budgets.toml")
     gate_cmd.add_argument("--budgets", type=Path, default=gate.BUDGETS)
     args = parser.parse_args(argv)
     try:
         if args.command == "gate":
             return gate.run(args.budgets)
+        if args.command == "runtimes":
+            from bench import runtimes
+
+            measured = runtimes.run(args.rounds, args.duration)
+            print(runtimes.table(measured))
+            checks = runtimes.verdicts(measured)
+            for passed, what in checks:
+                print(f"{'ok  ' if passed else 'FAIL'} {what}")
+            return 0 if all(passed for passed, _ in checks) else 1
         if args.command == "observability":
             from bench import observability
 
