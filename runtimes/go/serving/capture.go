@@ -30,7 +30,8 @@ import (
 // to. A call's own writers (lf.Stdout(ctx), ...) write under its id directly. The runtime's own log keeps the
 // original stderr, and so does anything written to file descriptor 2 itself (a fatal error's trace).
 //
-// A call that prints nothing costs one poll(2) of the two pipes when its handler starts and one when it returns.
+// A call that prints nothing costs one epoll_wait(2) (an epoll set of the two pipes, level-triggered, asked
+// without waiting) when its handler starts and one when it returns: half the cost of a poll(2) of the two.
 
 // maxCallOutput is what a call keeps of its output (the Python runtime's MAX_BYTES); the rest is counted.
 const maxCallOutput = 64 * 1024
@@ -110,7 +111,8 @@ type capture struct {
 	writeTo [2]*os.File // the pipes' write ends, installed as os.Stdout and os.Stderr
 	readers [2]*os.File // their read ends (non-blocking)
 	fds     [2]int      // the read ends' descriptors, read directly when draining
-	polls   [2]unix.PollFd
+	epoll   int         // an epoll set of the two, level-triggered: which has data
+	events  [2]unix.EpollEvent
 	running []*callOutput
 	buf     []byte
 	pumps   sync.WaitGroup
@@ -124,6 +126,10 @@ func installCapture(namespace, function string, stdout, stderr **os.File) (*capt
 		meta:    recordMeta{namespace: namespace, function: function, replica: host + "/" + strconv.Itoa(os.Getpid())},
 		buf:     make([]byte, 64*1024),
 	}
+	var err error
+	if c.epoll, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, err
+	}
 	targets := [2]**os.File{stdout, stderr}
 	for i, target := range targets {
 		r, w, err := os.Pipe() // both ends non-blocking, on Go's poller
@@ -134,8 +140,11 @@ func installCapture(namespace, function string, stdout, stderr **os.File) (*capt
 		if err != nil {
 			return nil, err
 		}
-		_ = raw.Control(func(fd uintptr) { c.fds[i] = int(fd) })           // (r.Fd() would make it blocking)
-		c.polls[i] = unix.PollFd{Fd: int32(c.fds[i]), Events: unix.POLLIN} //nolint:gosec // a descriptor
+		_ = raw.Control(func(fd uintptr) { c.fds[i] = int(fd) }) // (r.Fd() would make it blocking)
+		event := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)}
+		if err := unix.EpollCtl(c.epoll, unix.EPOLL_CTL_ADD, c.fds[i], &event); err != nil {
+			return nil, err
+		}
 		c.real[i], c.writeTo[i], c.readers[i] = *target, w, r
 		c.pumps.Add(1)
 		go c.pump(i, raw)
@@ -156,18 +165,17 @@ func (c *capture) pump(i int, raw syscall.RawConn) {
 	})
 }
 
-// drainLocked empties both pipes: one poll(2) for the two (nothing to read is the common case), then reads.
+// drainLocked empties both pipes: one epoll_wait(2) for the two (nothing to read is the common case), then
+// reads.
 func (c *capture) drainLocked() {
-	for i := range c.polls {
-		c.polls[i].Revents = 0
-	}
-	n, err := unix.Poll(c.polls[:], 0)
-	if err == nil && n == 0 {
-		return
-	}
-	for i := range c.polls {
-		if err != nil || c.polls[i].Revents != 0 { // (EINTR: read both)
-			c.drainPipeLocked(i)
+	n, err := unix.EpollWait(c.epoll, c.events[:], 0)
+	switch {
+	case err != nil: // (EINTR) read both
+		c.drainPipeLocked(streamStdout)
+		c.drainPipeLocked(streamStderr)
+	default:
+		for _, event := range c.events[:n] {
+			c.drainPipeLocked(int(event.Fd))
 		}
 	}
 }
