@@ -111,11 +111,7 @@ func traceExporter(env map[string]string, warn func(event string, fields ...any)
 func (t *tracing) start(req *envelope.Request, namespace, function string, cold, queued bool) trace.Span {
 	parent := context.Background()
 	if req.TraceParent != "" {
-		carrier := propagation.MapCarrier{"traceparent": req.TraceParent}
-		if req.TraceState != "" {
-			carrier["tracestate"] = req.TraceState
-		}
-		parent = propagation.TraceContext{}.Extract(parent, carrier)
+		parent = propagation.TraceContext{}.Extract(parent, &traceCarrier{req.TraceParent, req.TraceState})
 	}
 	kind, trigger := trace.SpanKindServer, "http"
 	if queued {
@@ -133,6 +129,24 @@ func (t *tracing) start(req *envelope.Request, namespace, function string, cold,
 		))
 	return span
 }
+
+// traceCarrier is the request envelope's trace context as a propagation.TextMapCarrier (a MapCarrier is a map
+// built per call).
+type traceCarrier struct{ parent, state string }
+
+func (c *traceCarrier) Get(key string) string {
+	switch key {
+	case "traceparent":
+		return c.parent
+	case "tracestate":
+		return c.state
+	}
+	return ""
+}
+
+func (c *traceCarrier) Set(string, string) {}
+
+func (c *traceCarrier) Keys() []string { return []string{"traceparent", "tracestate"} }
 
 // refused is the span of a call answered before any handler ran (errType "busy", or "timeout": no time
 // left), begun and ended at once, so the trace shows which replica refused it and why.
