@@ -145,6 +145,8 @@ func (r *Replica) Run() (int, error) {
 	// Pending messages are handed off at once (the callback never runs a handler), so no count limit; the byte
 	// limit keeps a burst of 6 MiB bodies from being dropped as a slow consumer.
 	_ = sub.SetPendingLimits(-1, 256<<20)
+	subDone := make(chan struct{}) // closed once nats.go delivered the subscription's last message and closed it
+	sub.SetClosedHandler(func(string) { close(subDone) })
 	if err := nc.Flush(); err != nil { // the server has the SUB: "ready" means calls reach us
 		nc.Close()
 		return ExitFailure, fmt.Errorf("subscribing to %s: %w", subject, err)
@@ -166,7 +168,7 @@ func (r *Replica) Run() (int, error) {
 	if worker != nil {
 		worker.StopPulling() // what the last pull delivered is admitted by now, and drained below
 	}
-	r.drain(sub)
+	r.drain(sub, subDone)
 	if worker != nil {
 		worker.Close(s.DrainTimeout) // results stored and acked, callbacks sent
 	}
@@ -572,15 +574,20 @@ func (r *Replica) publish(reply string, payload []byte) {
 
 // ---------------------------------------------------------------------------------------------------- drain
 
-func (r *Replica) drain(sub *nats.Subscription) {
+// drain stops the subscription and waits for the calls in flight; subDone is closed by the subscription's
+// closed handler.
+func (r *Replica) drain(sub *nats.Subscription, subDone <-chan struct{}) {
 	if err := sub.Drain(); err != nil {
 		r.log.Warning("unsubscribe_failed", "error", err.Error())
 	} else {
 		// nats.go flushes (every message sent before the UNSUB arrives), delivers what is pending to onMsg,
-		// then closes the subscription.
-		for deadline := time.Now().Add(r.settings.DrainTimeout); sub.IsValid() && time.Now().Before(deadline); {
-			time.Sleep(5 * time.Millisecond)
+		// then closes the subscription; its closed handler runs once the last onMsg has returned.
+		timer := time.NewTimer(r.settings.DrainTimeout)
+		select {
+		case <-subDone:
+		case <-timer.C:
 		}
+		timer.Stop()
 	}
 	r.mu.Lock()
 	inFlight, stuck := len(r.active), r.stuck
