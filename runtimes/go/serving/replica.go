@@ -63,9 +63,9 @@ type call struct {
 	started time.Time
 	state   atomic.Int32
 	cold    bool
-	ctx     context.Context
-	cancel  context.CancelFunc
-	stop    func() bool // stops the deadline's AfterFunc
+	ctx     callContext
+	timer   *time.Timer // the deadline: ends ctx and answers TIMEOUT (expire)
+	slot    int         // index in Replica.active (-1 once removed), under Replica.mu
 	out     callOutput  // with capture on: the handler's context and its output (capture.go)
 	span    trace.Span  // with tracing on: set under Replica.mu when the call starts (tracing.go)
 }
@@ -81,10 +81,12 @@ type Replica struct {
 	running int
 	queued  int // live calls in queue (timed-out ones are skipped when popped)
 	queue   []*call
-	active  map[*call]struct{}
+	active  []*call // admitted and not answered (call.slot is the index)
 	stuck   int
 	cold    bool
 	idle    chan struct{}
+	workers []chan *call // idle workers, the last one parked first (its stack is the warmest)
+	closed  bool         // Run returned: workers exit instead of parking
 
 	stopOnce sync.Once
 	stopped  chan int
@@ -100,7 +102,7 @@ type Replica struct {
 func NewReplica(settings *config.Settings, handler lf.HandlerFunc, log *Log) *Replica {
 	r := &Replica{
 		settings: settings, handler: handler, log: log,
-		active: make(map[*call]struct{}), cold: true, stopped: make(chan int, 1),
+		cold: true, stopped: make(chan int, 1),
 	}
 	if settings.MetricsPort > 0 {
 		r.metrics = &Metrics{}
@@ -186,6 +188,7 @@ func (r *Replica) Run() (int, error) {
 		}
 	}
 	nc.Close()
+	r.stopWorkers()
 	r.log.Info("stopped", "exit_code", code)
 	return code, nil
 }
@@ -302,18 +305,22 @@ func (r *Replica) onMsg(msg *nats.Msg) {
 // The caller holds r.mu, so the timer's expire cannot act before admitLocked has counted the call.
 func (r *Replica) newCall(req *envelope.Request, reply string, done func([]byte), started time.Time, budget time.Duration) *call {
 	c := &call{reply: reply, req: req, started: started, done: done}
-	c.ctx, c.cancel = context.WithDeadline(context.Background(), started.Add(budget))
+	c.ctx.deadline = started.Add(budget)
 	if r.capture != nil { // the handler's context (lf.Stdout(ctx) & co.), sync or async
-		c.out = callOutput{Context: c.ctx, capture: r.capture, id: req.CallID}
+		c.out = callOutput{Context: &c.ctx, capture: r.capture, id: req.CallID}
 		c.out.writers = [2]streamWriter{{o: &c.out, stream: streamStdout}, {o: &c.out, stream: streamStderr}}
 	}
-	c.stop = context.AfterFunc(c.ctx, func() { r.expire(c) })
+	c.timer = time.AfterFunc(time.Until(c.ctx.deadline), func() {
+		c.ctx.end(context.DeadlineExceeded)
+		r.expire(c)
+	})
 	return c
 }
 
 // admitLocked starts c in a free slot or queues it (r.mu held).
 func (r *Replica) admitLocked(c *call) {
-	r.active[c] = struct{}{}
+	c.slot = len(r.active)
+	r.active = append(r.active, c)
 	if r.running < r.settings.Concurrency {
 		if !r.startLocked(c) { // its deadline fired already: expire answers it and counts it out of the queue
 			r.queued++
@@ -344,14 +351,57 @@ func (r *Replica) startLocked(c *call) bool {
 	if r.tracing != nil {
 		c.span = r.tracing.start(c.req, r.settings.Namespace, r.settings.Function, c.cold, c.done != nil)
 	}
-	go r.execute(c)
+	if n := len(r.workers); n > 0 {
+		next := r.workers[n-1]
+		r.workers[n-1] = nil
+		r.workers = r.workers[:n-1]
+		next <- c // buffered and empty: never blocks
+	} else {
+		go r.work(c, make(chan *call, 1))
+	}
 	return true
 }
 
-// release frees a slot and starts queued calls in order.
-func (r *Replica) release(c *call) {
+// work runs c, then every call it is handed while parked: a goroutine per running call, as with `go`, but
+// reused, so a call neither creates one nor grows a fresh stack (both showed in the profile of a sync call).
+// Parked workers are at most Concurrency; the others end.
+func (r *Replica) work(c *call, next chan *call) {
+	for c != nil {
+		r.execute(c, next)
+		c = <-next // nil: the replica stopped
+	}
+}
+
+// parkLocked offers next (the channel of the worker that just ran a call) for the next call to start, or
+// closes it (r.mu held).
+func (r *Replica) parkLocked(next chan *call) {
+	if next == nil { // expire released the call: no worker
+		return
+	}
+	if r.closed || len(r.workers) >= r.settings.Concurrency {
+		close(next)
+		return
+	}
+	r.workers = append(r.workers, next)
+}
+
+// stopWorkers ends the parked workers (Run returns; a stuck handler's worker ends when it returns).
+func (r *Replica) stopWorkers() {
 	r.mu.Lock()
-	delete(r.active, c)
+	defer r.mu.Unlock()
+	r.closed = true
+	for _, w := range r.workers {
+		close(w)
+	}
+	r.workers = nil
+}
+
+// release frees a slot and starts queued calls in order; worker is the channel of the worker that ran c (nil:
+// expire released it), parked first, so that the next queued call runs on it.
+func (r *Replica) release(c *call, worker chan *call) {
+	r.mu.Lock()
+	r.parkLocked(worker)
+	r.removeLocked(c)
 	r.running--
 	for r.running < r.settings.Concurrency && len(r.queue) > 0 {
 		next := r.queue[0]
@@ -365,6 +415,19 @@ func (r *Replica) release(c *call) {
 	r.mu.Unlock()
 }
 
+// removeLocked takes c out of r.active: the last call takes its slot.
+func (r *Replica) removeLocked(c *call) {
+	if c.slot < 0 {
+		return
+	}
+	last := len(r.active) - 1
+	moved := r.active[last]
+	r.active[c.slot], moved.slot = moved, c.slot
+	r.active[last] = nil
+	r.active = r.active[:last]
+	c.slot = -1
+}
+
 func (r *Replica) checkIdleLocked() {
 	if r.idle != nil && len(r.active) == 0 {
 		close(r.idle)
@@ -374,7 +437,7 @@ func (r *Replica) checkIdleLocked() {
 
 // ------------------------------------------------------------------------------------------------ execution
 
-func (r *Replica) execute(c *call) {
+func (r *Replica) execute(c *call, next chan *call) {
 	if r.capture != nil {
 		r.capture.begin(&c.out)
 	}
@@ -386,16 +449,17 @@ func (r *Replica) execute(c *call) {
 	if !c.state.CompareAndSwap(stateRunning, stateDone) {
 		// expire answered TIMEOUT already; this handler was stuck and is back.
 		r.publishOutput(c, output)
-		c.cancel()
+		c.ctx.end(context.Canceled)
 		r.mu.Lock()
 		r.stuck--
 		stuck := r.stuck
+		r.parkLocked(next)
 		r.mu.Unlock()
 		r.log.Info("stuck_returned", "call_id", c.req.CallID, "stuck", stuck)
 		return
 	}
-	c.stop()
-	c.cancel()
+	c.timer.Stop()
+	c.ctx.end(context.Canceled)
 	payload, outcome := r.answer(c, resp, err, panicked)
 	r.metrics.Ran(outcome, time.Since(c.started))
 	if c.span != nil {
@@ -408,7 +472,7 @@ func (r *Replica) execute(c *call) {
 	}
 	r.publishOutput(c, output)
 	r.respond(c, payload)
-	r.release(c)
+	r.release(c, next)
 }
 
 // invoke runs the handler, turning a panic into a value (the replica never dies of one).
@@ -421,8 +485,8 @@ func (r *Replica) invoke(c *call) (resp *lf.Response, err error, panicked any) {
 		}
 	}()
 	req := c.req
-	ctx := c.ctx
-	deadline, _ := ctx.Deadline()
+	var ctx context.Context = &c.ctx
+	deadline := c.ctx.deadline
 	if r.capture != nil {
 		ctx = &c.out // answers lf.Stdout(ctx) & co., else c.ctx
 	}
@@ -444,7 +508,7 @@ func (r *Replica) expire(c *call) {
 	if c.state.CompareAndSwap(stateQueued, stateTimedOut) {
 		r.mu.Lock()
 		r.queued--
-		delete(r.active, c)
+		r.removeLocked(c)
 		r.checkIdleLocked()
 		r.mu.Unlock()
 		took := time.Since(c.started)
@@ -472,7 +536,7 @@ func (r *Replica) expire(c *call) {
 	if stuck >= r.settings.StuckLimit {
 		r.Stop(ExitTempFail, fmt.Sprintf("%d handlers are stuck past their deadline", stuck))
 	}
-	r.release(c)
+	r.release(c, nil)
 }
 
 // -------------------------------------------------------------------------------------------------- answers
@@ -616,7 +680,7 @@ func (r *Replica) abandon() {
 	calls := make([]*call, 0, len(r.active))
 	spans := make([]trace.Span, 0, len(r.active))
 	ids := make([]string, 0, len(r.active))
-	for c := range r.active {
+	for _, c := range r.active {
 		calls = append(calls, c)
 		spans = append(spans, c.span)
 		ids = append(ids, c.req.CallID)
