@@ -67,7 +67,9 @@ type call struct {
 	timer   *time.Timer // the deadline: ends ctx and answers TIMEOUT (expire)
 	slot    int         // index in Replica.active (-1 once removed), under Replica.mu
 	out     callOutput  // with capture on: the handler's context and its output (capture.go)
-	span    trace.Span  // with tracing on: set under Replica.mu when the call starts (tracing.go)
+	spanMu  sync.Mutex
+	span    trace.Span       // with tracing on: started by execute, outside Replica.mu (tracing.go)
+	spanEnd func(trace.Span) // set by endSpanOnce before execute gave the call its span
 }
 
 // Replica serves one function until stopped.
@@ -348,9 +350,6 @@ func (r *Replica) startLocked(c *call) bool {
 	if r.cold {
 		c.cold, r.cold = true, false
 	}
-	if r.tracing != nil {
-		c.span = r.tracing.start(c.req, r.settings.Namespace, r.settings.Function, c.cold, c.done != nil)
-	}
 	if n := len(r.workers); n > 0 {
 		next := r.workers[n-1]
 		r.workers[n-1] = nil
@@ -437,11 +436,43 @@ func (r *Replica) checkIdleLocked() {
 
 // ------------------------------------------------------------------------------------------------ execution
 
+// setSpan gives c the span execute started, unless expire or abandon answered the call first: then the span
+// ends at once, as they would have ended it.
+func (c *call) setSpan(span trace.Span) {
+	c.spanMu.Lock()
+	end := c.spanEnd
+	if end == nil {
+		c.span = span
+	}
+	c.spanMu.Unlock()
+	if end != nil {
+		end(span)
+	}
+}
+
+// endSpanOnce ends c's span with the answer expire or abandon sent (they won the call's state), or has setSpan
+// end it when execute has not started it yet.
+func (c *call) endSpanOnce(payload []byte, errType string) {
+	c.spanMu.Lock()
+	span := c.span
+	c.span = nil
+	if span == nil {
+		c.spanEnd = func(span trace.Span) { endSpan(span, payload, errType) }
+	}
+	c.spanMu.Unlock()
+	endSpan(span, payload, errType) // (nil: no-op)
+}
+
 func (r *Replica) execute(c *call, next chan *call) {
+	var span trace.Span
+	if r.tracing != nil { // started here, not under r.mu in startLocked
+		span = r.tracing.start(c.req, r.settings.Namespace, r.settings.Function, c.cold, c.done != nil)
+		c.setSpan(span)
+	}
 	if r.capture != nil {
 		r.capture.begin(&c.out)
 	}
-	resp, err, panicked := r.invoke(c)
+	resp, err, panicked := r.invoke(c, span)
 	var output []byte
 	if r.capture != nil {
 		output = r.capture.end(&c.out)
@@ -462,13 +493,13 @@ func (r *Replica) execute(c *call, next chan *call) {
 	c.ctx.end(context.Canceled)
 	payload, outcome := r.answer(c, resp, err, panicked)
 	r.metrics.Ran(outcome, time.Since(c.started))
-	if c.span != nil {
+	if span != nil { // this goroutine won the call's state: expire and abandon leave its span alone
 		if panicked != nil {
-			failSpan(c.span, fmt.Errorf("panic: %v", panicked))
+			failSpan(span, fmt.Errorf("panic: %v", panicked))
 		} else if err != nil {
-			failSpan(c.span, err)
+			failSpan(span, err)
 		}
-		endSpan(c.span, payload, "")
+		endSpan(span, payload, "")
 	}
 	r.publishOutput(c, output)
 	r.respond(c, payload)
@@ -476,7 +507,7 @@ func (r *Replica) execute(c *call, next chan *call) {
 }
 
 // invoke runs the handler, turning a panic into a value (the replica never dies of one).
-func (r *Replica) invoke(c *call) (resp *lf.Response, err error, panicked any) {
+func (r *Replica) invoke(c *call, span trace.Span) (resp *lf.Response, err error, panicked any) {
 	defer func() {
 		if p := recover(); p != nil {
 			panicked = p
@@ -490,8 +521,8 @@ func (r *Replica) invoke(c *call) (resp *lf.Response, err error, panicked any) {
 	if r.capture != nil {
 		ctx = &c.out // answers lf.Stdout(ctx) & co., else c.ctx
 	}
-	if c.span != nil {
-		ctx = trace.ContextWithSpan(ctx, c.span)
+	if span != nil {
+		ctx = trace.ContextWithSpan(ctx, span)
 	}
 	resp, err = r.handler(ctx, &lf.Request{
 		CallID: req.CallID, Method: req.Method, Path: req.Path, RawQuery: req.Query,
@@ -523,11 +554,12 @@ func (r *Replica) expire(c *call) {
 	r.metrics.Ran(OutcomeTimeout, took)
 	payload := errorReply(c.req.CallID, envelope.ErrTimeout, message, took, c.cold)
 	r.mu.Lock()
-	span := c.span // written by startLocked under r.mu
 	r.stuck++
 	stuck := r.stuck
 	r.mu.Unlock()
-	endSpan(span, payload, "timeout")
+	if r.tracing != nil {
+		c.endSpanOnce(payload, "timeout")
+	}
 	r.respond(c, payload)
 	if r.capture != nil {
 		r.publishOutput(c, r.capture.flush(&c.out))
@@ -678,21 +710,21 @@ func (r *Replica) drain(sub *nats.Subscription, subDone <-chan struct{}) {
 func (r *Replica) abandon() {
 	r.mu.Lock()
 	calls := make([]*call, 0, len(r.active))
-	spans := make([]trace.Span, 0, len(r.active))
 	ids := make([]string, 0, len(r.active))
 	for _, c := range r.active {
 		calls = append(calls, c)
-		spans = append(spans, c.span)
 		ids = append(ids, c.req.CallID)
 	}
 	r.mu.Unlock()
 	r.log.Warning("drain_timeout", "calls", ids)
-	for i, c := range calls {
+	for _, c := range calls {
 		if c.state.CompareAndSwap(stateRunning, stateTimedOut) || c.state.CompareAndSwap(stateQueued, stateTimedOut) {
 			message := "the replica stopped before the handler answered"
 			payload := errorReply(c.req.CallID, envelope.ErrInternal, message, time.Since(c.started), c.cold)
 			r.metrics.Call(OutcomeInternal)
-			endSpan(spans[i], payload, "drain_timeout")
+			if r.tracing != nil {
+				c.endSpanOnce(payload, "drain_timeout")
+			}
 			r.respond(c, payload)
 		}
 	}

@@ -98,3 +98,29 @@ func TestRefusedAndTimedOutCallsAreErrorSpans(t *testing.T) {
 		t.Errorf("async call's span: status %v kind %v attrs %v", done.Status(), done.SpanKind(), attrs(done))
 	}
 }
+
+// expire (or abandon) may answer a call before its worker started the call's span: the span is ended once,
+// with the timeout, whichever of the two comes first.
+func TestATimedOutCallsSpanEndsOnceWhicheverComesFirst(t *testing.T) {
+	for _, expireFirst := range []bool{true, false} {
+		tr, recorder := recorded(t)
+		req := &envelope.Request{CallID: "c1", Method: "GET"}
+		c := &call{req: req}
+		payload := errorReply("c1", envelope.ErrTimeout, "late", 0, false)
+		if expireFirst {
+			c.endSpanOnce(payload, "timeout")
+			c.setSpan(tr.start(req, "default", "hello", false, false))
+		} else {
+			c.setSpan(tr.start(req, "default", "hello", false, false))
+			c.endSpanOnce(payload, "timeout")
+		}
+		ended := recorder.Ended()
+		if len(ended) != 1 {
+			t.Fatalf("expire first %v: %d spans ended, want 1", expireFirst, len(ended))
+		}
+		got := attrs(ended[0])
+		if got["error.type"].AsString() != "timeout" || got["http.response.status_code"].AsInt64() != 504 {
+			t.Fatalf("expire first %v: attributes %v", expireFirst, got)
+		}
+	}
+}
