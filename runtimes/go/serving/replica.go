@@ -576,13 +576,13 @@ func (r *Replica) expire(c *call) {
 // answer encodes the handler's result; the outcome is its label in litefunctions_runtime_calls_total.
 func (r *Replica) answer(c *call, resp *lf.Response, err error, panicked any) ([]byte, Outcome) {
 	id, took := c.req.CallID, time.Since(c.started)
-	var bad *lf.BadRequestError
 	switch {
 	case panicked != nil:
 		return errorReply(id, envelope.ErrHandler, fmt.Sprintf("panic: %v", panicked), took, c.cold), OutcomeHandlerError
-	case errors.As(err, &bad):
-		return badInput(id, bad.Message, took, c.cold), OutcomeBadRequest
 	case err != nil:
+		if bad := badRequest(err); bad != nil {
+			return badInput(id, bad.Message, took, c.cold), OutcomeBadRequest
+		}
 		r.log.Error("call_failed", "call_id", id, "error_kind", "HANDLER", "error", err.Error())
 		return errorReply(id, envelope.ErrHandler, err.Error(), took, c.cold), OutcomeHandlerError
 	case resp == nil:
@@ -609,6 +609,16 @@ func (r *Replica) answer(c *call, resp *lf.Response, err error, panicked any) ([
 	}
 	r.log.Error("call_failed", "call_id", id, "error_kind", kindName(kind), "error", message)
 	return errorReply(id, kind, message, took, c.cold), outcome
+}
+
+// badRequest is the *lf.BadRequestError in err's chain, or nil (a function of its own: errors.As's target
+// is on the heap, and only a call that failed should pay for it).
+func badRequest(err error) *lf.BadRequestError {
+	var bad *lf.BadRequestError
+	if errors.As(err, &bad) {
+		return bad
+	}
+	return nil
 }
 
 func kindName(kind envelope.ErrorKind) string {
