@@ -21,9 +21,10 @@ import (
 
 // Flow of a call (the Python runtime's, docs/protocol.md):
 //
-//  1. onMsg (nats.go runs it for one message at a time) decodes and admits the call: it starts on its own
-//     goroutine if fewer than Concurrency handlers run, waits in a queue of at most QueueDepth otherwise, or is
-//     answered BUSY. Each admitted call gets a context whose deadline is the budget minus the runtime's margin.
+//  1. onMsg (nats.go runs it for one message at a time) decodes and admits the call: it starts on a goroutine
+//     of its own (a parked worker's, else a new one) if fewer than Concurrency handlers run, waits in a queue of
+//     at most QueueDepth otherwise, or is answered BUSY. Each admitted call gets a context whose deadline is the
+//     budget minus the runtime's margin (callctx.go).
 //  2. Whoever comes first wins, by a compare-and-swap on the call's state: the handler's answer, or the
 //     deadline (TIMEOUT is answered and the slot freed). A goroutine cannot be killed: a handler that ignores
 //     ctx keeps running, counted as stuck until it returns; StuckLimit of them recycle the replica (exit 75).
