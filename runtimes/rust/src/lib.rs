@@ -128,9 +128,9 @@ pub fn run<M: 'static, H: Handler<M>>(
 
 /// tokio's current-thread scheduler for one worker, else the multi-thread one with `workers` workers.
 ///
-/// One worker is the default because it is the cheaper one per call (docs/performance.md "Runtimes"): a woken task
-/// goes to the back of its queue, so every call read in one socket read is answered before the NATS connection's
-/// task runs again and writes all the answers at once. The multi-thread scheduler runs a woken task next (its
+/// One worker is the default because it is the cheaper one per call (docs/performance.md, "The three runtimes"):
+/// a woken task goes to the back of its queue, so every call read in one socket read is answered before the NATS
+/// connection's task runs again and writes all the answers at once. The multi-thread scheduler runs a woken task next (its
 /// "LIFO slot"), so the connection's task writes each answer by itself: one `writev` per call.
 fn tokio_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = if workers == 1 {
