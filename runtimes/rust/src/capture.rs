@@ -214,6 +214,16 @@ impl Capture {
         record
     }
 
+    /// Bytes kept so far for call `key` (0 for a call not begun), without reading the pipes.
+    pub fn kept(&self, key: u64) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .pending
+            .get(&key)
+            .map_or(0, |entry| entry.size)
+    }
+
     /// The explicit API's handle for call `key`.
     pub fn output(self: &Arc<Self>, key: u64) -> Output {
         Output {

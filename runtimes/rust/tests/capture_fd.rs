@@ -3,7 +3,7 @@
 //! `println!`/`eprintln!` around calls, and prints the records it got once the fds are back.
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lf_runtime::capture::Capture;
 
@@ -77,7 +77,15 @@ fn child() {
     println!("outside any call");
     capture.begin(1, "call-one");
     println!("one: out");
-    std::thread::sleep(Duration::from_millis(50)); // most likely read by the reader thread
+    // No drain runs until end(): only the reader thread can attribute this line. Wait until it has.
+    let waited = Instant::now();
+    while capture.kept(1) == 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the reader thread did not attribute the line"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     eprintln!("one: err");
     println!("one: last words"); // most likely read by end() itself
     results.push(capture.end(1).map_or("NONE one".to_owned(), record_line));
