@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import tomllib
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +46,22 @@ class Verdict:
         )
 
 
-def judge(results: dict[str, Result], budgets: dict[str, dict[str, float]], margin: float) -> list[Verdict]:
-    """Pure: one verdict per budgeted scenario."""
+def _us(canary_run: Result) -> float:
+    return sum(canary_run.cpu_us_per_call.values())
+
+
+def judge(
+    results: dict[str, Result], budgets: dict[str, dict[str, float]], margin: float,
+    paired: dict[str, Result] | None = None,
+) -> list[Verdict]:  # fmt: skip
+    """Pure: one verdict per budgeted scenario. Its share is taken against `paired[scenario]`, the canary run
+    measured just before it, when given; else against the mean of the canary runs in `results`."""
     base, base_cpu = canary_rps(results), canary_cpu_us(results)
+    paired = paired or {}
     return [
         Verdict(
             scenario=name,
-            share=cpu_share(results[name], base_cpu),
+            share=cpu_share(results[name], _us(paired[name]) if name in paired else base_cpu),
             floor=budget["min_share"] * (1 - margin),
             errors=results[name].errors,
             rps_share=results[name].rps / base,
@@ -66,32 +76,31 @@ def run(path: Path) -> int:
     config = tomllib.loads(path.read_text())
     gate, budgets = config["gate"], config["budgets"]
     shape = {"duration": gate["duration_s"], "warmup": gate["warmup_s"], "connections": gate["connections"]}
-    with tempfile.TemporaryDirectory(prefix="lf-gate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lf-gate-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
+        base = stack.enter_context(canary(workdir))  # idle between its runs; kept up beside lf dev
+        chain = stack.enter_context(lf_dev(workdir))
+
+        def canary_run() -> Result:
+            return measure(base.url, Request("/"), roots=base.roots, workdir=workdir, **shape)
+
         results: dict[str, Result] = {}
-        with canary(workdir) as endpoint:
-            results["canary (before)"] = measure(
-                endpoint.url, Request("/"), roots=endpoint.roots, workdir=workdir, **shape
-            )
-        base_us = sum(results["canary (before)"].cpu_us_per_call.values())
-        with lf_dev(workdir) as endpoint:
-            for name, budget in budgets.items():
-                floor = budget["min_share"] * (1 - gate["noise_margin"])
-                for attempt in range(1 + RETRIES):
-                    result = measure(
-                        endpoint.url, SCENARIOS[name].request, roots=endpoint.roots, workdir=workdir, **shape
-                    )
-                    if name not in results or cpu_share(result, base_us) > cpu_share(results[name], base_us):
-                        results[name] = result
-                    if cpu_share(results[name], base_us) >= floor or attempt == RETRIES:
-                        break
-                    print(f"bench gate: {name} below its floor once; measuring it again", file=sys.stderr)
-        with canary(workdir) as endpoint:
-            results["canary (after)"] = measure(
-                endpoint.url, Request("/"), roots=endpoint.roots, workdir=workdir, **shape
-            )
+        paired: dict[str, Result] = {}
+        for name, budget in budgets.items():
+            floor = budget["min_share"] * (1 - gate["noise_margin"])
+            for attempt in range(1 + RETRIES):
+                reference = canary_run()  # right before the scenario: outside load then is what both see
+                result = measure(chain.url, SCENARIOS[name].request, roots=chain.roots, workdir=workdir, **shape)
+                kept = results.get(name)
+                if kept is None or cpu_share(result, _us(reference)) > cpu_share(kept, _us(paired[name])):
+                    results[f"canary (before {name})"] = paired[name] = reference
+                    results[name] = result
+                if cpu_share(results[name], _us(paired[name])) >= floor or attempt == RETRIES:
+                    break
+                print(f"bench gate: {name} below its floor once; measuring it again", file=sys.stderr)
+        results["canary (after)"] = canary_run()
     print(table(results))
-    verdicts = judge(results, budgets, gate["noise_margin"])
+    verdicts = judge(results, budgets, gate["noise_margin"], paired)
     for verdict in verdicts:
         print(verdict.line())
     failed = [v for v in verdicts if not v.passed]

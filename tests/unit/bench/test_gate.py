@@ -30,6 +30,21 @@ def test_share_is_the_canarys_cpu_per_call_over_ours_against_the_mean_canary() -
     assert verdict.passed
 
 
+def test_a_paired_canary_run_is_the_scenario_s_reference() -> None:
+    # Outside load slowed everything while sync-hello ran: its own canary run saw it too, the mean did not.
+    results = {
+        "canary (before)": result(50_000, cpu_us=20),
+        "canary (before sync-hello)": result(30_000, cpu_us=30),
+        "sync-hello": result(8_000, cpu_us=120),
+        "canary (after)": result(50_000, cpu_us=20),
+    }
+    budgets = {"sync-hello": {"min_share": 0.25}}
+    [unpaired] = judge(results, budgets, margin=0.2)
+    assert unpaired.share == pytest.approx(70 / 3 / 120) and not unpaired.passed
+    [paired] = judge(results, budgets, margin=0.2, paired={"sync-hello": results["canary (before sync-hello)"]})
+    assert paired.share == pytest.approx(0.25) and paired.passed
+
+
 def test_a_share_below_the_floor_fails() -> None:
     results = {"canary": result(50_000, cpu_us=20), "sync-hello": result(9_000, cpu_us=150)}
     [verdict] = judge(results, {"sync-hello": {"min_share": 0.25}}, margin=0.2)
