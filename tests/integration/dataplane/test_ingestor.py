@@ -370,7 +370,8 @@ async def test_routes_follow_the_bucket_without_restart(
     await put_route(kv, name)
     await wait_served(client, url)
     async with responder(nc, name, echo):
-        assert (await client.get(url)).status_code == 200
+        response = await client.get(url)
+        assert response.status_code == 200, response.text
     await kv.delete(function_route_key("default", name))
     await wait_served(client, url, served=False)
     assert error_of(await client.get(url)) == ("function_not_found", "ingestor")
