@@ -50,18 +50,19 @@ def _us(canary_run: Result) -> float:
     return sum(canary_run.cpu_us_per_call.values())
 
 
-def judge(
-    results: dict[str, Result], budgets: dict[str, dict[str, float]], margin: float,
-    paired: dict[str, Result] | None = None,
-) -> list[Verdict]:  # fmt: skip
-    """Pure: one verdict per budgeted scenario. Its share is taken against `paired[scenario]`, the canary run
-    measured just before it, when given; else against the mean of the canary runs in `results`."""
+def reference(scenario: str) -> str:
+    """The name, in the results, of the canary run measured right before `scenario`."""
+    return f"canary (before {scenario})"
+
+
+def judge(results: dict[str, Result], budgets: dict[str, dict[str, float]], margin: float) -> list[Verdict]:
+    """Pure: one verdict per budgeted scenario. Its share is taken against the canary run measured just before it
+    (`reference(scenario)`) when the results have one; else against the mean of their canary runs."""
     base, base_cpu = canary_rps(results), canary_cpu_us(results)
-    paired = paired or {}
     return [
         Verdict(
             scenario=name,
-            share=cpu_share(results[name], _us(paired[name]) if name in paired else base_cpu),
+            share=cpu_share(results[name], _us(paired) if (paired := results.get(reference(name))) else base_cpu),
             floor=budget["min_share"] * (1 - margin),
             errors=results[name].errors,
             rps_share=results[name].rps / base,
@@ -85,22 +86,23 @@ def run(path: Path) -> int:
             return measure(base.url, Request("/"), roots=base.roots, workdir=workdir, **shape)
 
         results: dict[str, Result] = {}
-        paired: dict[str, Result] = {}
+
+        def kept_share(name: str) -> float:
+            return cpu_share(results[name], _us(results[reference(name)])) if name in results else -1.0
+
         for name, budget in budgets.items():
             floor = budget["min_share"] * (1 - gate["noise_margin"])
             for attempt in range(1 + RETRIES):
-                reference = canary_run()  # right before the scenario: outside load then is what both see
+                canary_before = canary_run()  # right before the scenario: outside load then is what both see
                 result = measure(chain.url, SCENARIOS[name].request, roots=chain.roots, workdir=workdir, **shape)
-                kept = results.get(name)
-                if kept is None or cpu_share(result, _us(reference)) > cpu_share(kept, _us(paired[name])):
-                    results[f"canary (before {name})"] = paired[name] = reference
-                    results[name] = result
-                if cpu_share(results[name], _us(paired[name])) >= floor or attempt == RETRIES:
+                if cpu_share(result, _us(canary_before)) > kept_share(name):
+                    results[reference(name)], results[name] = canary_before, result
+                if kept_share(name) >= floor or attempt == RETRIES:
                     break
                 print(f"bench gate: {name} below its floor once; measuring it again", file=sys.stderr)
         results["canary (after)"] = canary_run()
     print(table(results))
-    verdicts = judge(results, budgets, gate["noise_margin"], paired)
+    verdicts = judge(results, budgets, gate["noise_margin"])
     for verdict in verdicts:
         print(verdict.line())
     failed = [v for v in verdicts if not v.passed]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.gate import judge
+from bench.gate import judge, reference
 from bench.harness import BenchError, Result, parse_report
 from bench.report import canary_rps, table
 
@@ -34,14 +34,15 @@ def test_a_paired_canary_run_is_the_scenario_s_reference() -> None:
     # Outside load slowed everything while sync-hello ran: its own canary run saw it too, the mean did not.
     results = {
         "canary (before)": result(50_000, cpu_us=20),
-        "canary (before sync-hello)": result(30_000, cpu_us=30),
+        reference("sync-hello"): result(30_000, cpu_us=30),
         "sync-hello": result(8_000, cpu_us=120),
         "canary (after)": result(50_000, cpu_us=20),
     }
     budgets = {"sync-hello": {"min_share": 0.25}}
-    [unpaired] = judge(results, budgets, margin=0.2)
+    unnamed = {("canary (other)" if name == reference("sync-hello") else name): r for name, r in results.items()}
+    [unpaired] = judge(unnamed, budgets, margin=0.2)
     assert unpaired.share == pytest.approx(70 / 3 / 120) and not unpaired.passed
-    [paired] = judge(results, budgets, margin=0.2, paired={"sync-hello": results["canary (before sync-hello)"]})
+    [paired] = judge(results, budgets, margin=0.2)
     assert paired.share == pytest.approx(0.25) and paired.passed
 
 
