@@ -20,7 +20,6 @@ import asyncio
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from lf_dataplane.specs import Function, load_manifest
 from lf_dataplane.subjects import ROUTES_BUCKET
 from lf_native import decode_response, encode_request
 
-from bench.harness import LOAD_CORE, REPO, BenchError, Request, exclusive, measure, service, wait_http
+from bench.harness import LOAD_CORE, REPO, BenchError, Request, cpu_by_role, exclusive, measure, service, wait_http
 
 EXAMPLES = {"python": "hello", "go": "hello-go", "rust": "hello-rust"}
 BASELINE = "python"
@@ -71,8 +70,8 @@ def rss_mib(pid: int) -> float:
 
 
 def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds `pid` used so far (the harness's accounting, one process)."""
+    return sum(cpu_by_role([pid]).values())
 
 
 async def request_reply(url: str, subject: str, seconds: float) -> tuple[float, int]:
@@ -103,17 +102,6 @@ async def publish_routes(url: str, functions: list[Function]) -> None:
     for function in functions:
         await kv.put(route_key(route_of(function)), encode_route(route_of(function)))
     await client.close()
-
-
-def wait_ready(log: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"replica exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        if '"event":"ready"' in log.read_text():
-            return
-        time.sleep(0.05)
-    raise BenchError(f"replica not ready within {timeout:.0f} s: {log.read_text()[-2000:]}")
 
 
 @contextmanager
@@ -147,7 +135,6 @@ def platform(workdir: Path) -> Iterator[tuple[str, str, list[Replica], int]]:
                 )
                 log = workdir / f"{runtime}.log"
                 proc = stack.enter_context(service(argv, env=renv, cwd=folder, log=log))
-                wait_ready(log, proc)
                 wait_http(f"{base}/function/{function.name}", proc=proc)
                 replicas.append(Replica(runtime, function, proc.pid, idle_rss_mib=0.0))
             time.sleep(1)  # settle before the idle RSS
