@@ -134,22 +134,18 @@ def test_curl_sees_the_202(dev: LfDev) -> None:
     assert wait_status(dev, call_id, ("succeeded",))["result"]["status"] == 200
 
 
-def test_an_async_call_to_a_go_function_runs_on_the_go_runtime(lf_dev: LfDev) -> None:
-    # The Go runtime pulls from LF_ASYNC like the Python one (runtimes/go/async); a runtime that does not is
-    # answered 501 (tests/unit/dataplane/test_route_table.py).
-    lf_dev.wait_serving("hello-go", timeout=120)
-    response = submit(lf_dev, "hello-go", "?name=Async", content=b"{}", headers=HEADERS)
+@pytest.mark.parametrize(
+    ("function", "language", "build_s"),
+    [("hello-go", "Go", 120), ("hello-rust", "Rust", 300)],
+)
+def test_an_async_call_to_a_compiled_function_runs_on_its_runtime(
+    lf_dev: LfDev, function: str, language: str, build_s: float
+) -> None:
+    # The Go and Rust runtimes pull from LF_ASYNC like the Python one (runtimes/go/async, runtimes/rust/src/
+    # asyncwork.rs); a runtime that does not is answered 501 (tests/unit/dataplane/test_route_table.py).
+    lf_dev.wait_serving(function, timeout=build_s)
+    response = submit(lf_dev, function, "?name=Async", content=b"{}", headers=HEADERS)
     assert response.status_code == 202, response.text
     done = wait_status(lf_dev, response.headers["x-call-id"], ("succeeded",))
     assert done["attempts"] == 1 and done["result"]["status"] == 200
-    assert done["result"]["body"] == "Hello, Async, from Go!\n"
-
-
-def test_an_async_call_to_a_rust_function_runs_on_the_rust_runtime(lf_dev: LfDev) -> None:
-    # The Rust runtime pulls from LF_ASYNC like the Python one (runtimes/rust/src/asyncwork.rs).
-    lf_dev.wait_serving("hello-rust", timeout=300)
-    response = submit(lf_dev, "hello-rust", "?name=Async", content=b"{}", headers=HEADERS)
-    assert response.status_code == 202, response.text
-    done = wait_status(lf_dev, response.headers["x-call-id"], ("succeeded",))
-    assert done["attempts"] == 1 and done["result"]["status"] == 200
-    assert done["result"]["body"] == "Hello, Async, from Rust!\n"
+    assert done["result"]["body"] == f"Hello, Async, from {language}!\n"
