@@ -51,21 +51,12 @@ pub fn usable_budget(budget_ms: u32) -> Duration {
 }
 
 /// A handler slot held by a running call; freeing it (on drop, however the call ended) notifies `freed`.
-struct Slot {
+struct Slot<'a> {
     permit: Option<OwnedSemaphorePermit>,
-    freed: Arc<Notify>,
+    freed: &'a Notify,
 }
 
-impl Slot {
-    fn new(permit: OwnedSemaphorePermit, freed: &Arc<Notify>) -> Self {
-        Self {
-            permit: Some(permit),
-            freed: freed.clone(),
-        }
-    }
-}
-
-impl Drop for Slot {
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
         drop(self.permit.take()); // released first: whoever wakes counts this slot as free
         self.freed.notify_one();
@@ -506,7 +497,10 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
         deadline: tokio::time::Instant,
     ) {
         let permit = if let Some(permit) = permit {
-            Slot::new(permit, &self.slot_freed)
+            Slot {
+                permit: Some(permit),
+                freed: &self.slot_freed,
+            }
         } else {
             let acquired = tokio::select! {
                 permit = self.permits.clone().acquire_owned() => permit.ok(),
@@ -518,7 +512,10 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                     .await;
                 return;
             };
-            Slot::new(permit, &self.slot_freed)
+            Slot {
+                permit: Some(permit),
+                freed: &self.slot_freed,
+            }
         };
         if call
             .state
