@@ -32,6 +32,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use crate::logs::{self, write_all};
+
 /// Output kept per call; beyond it the rest is counted (`dropped_bytes`), not kept.
 pub const MAX_BYTES: usize = 64 * 1024;
 const READ_BUFFER: usize = 64 * 1024;
@@ -132,7 +134,7 @@ impl Capture {
             libc::close(stdout_write);
             libc::close(stderr_write);
         }
-        crate::logs::set_fd(stderr_original);
+        logs::set_fd(stderr_original);
         capture.pipes = Some(Pipes {
             stdout_read,
             stderr_read,
@@ -161,7 +163,7 @@ impl Capture {
             libc::dup2(pipes.stdout_original, 1);
             libc::dup2(pipes.stderr_original, 2);
         }
-        crate::logs::set_fd(2);
+        logs::set_fd(2);
         let Some(handle) = pipes.reader.lock().unwrap().take() else {
             return;
         };
@@ -470,18 +472,6 @@ fn pipe() -> std::io::Result<(RawFd, RawFd)> {
     let mut fds = [0 as libc::c_int; 2];
     cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     Ok((fds[0], fds[1]))
-}
-
-/// Write all of `bytes` to `fd`, retrying on EINTR; give up quietly on any other error.
-pub(crate) fn write_all(fd: RawFd, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        match usize::try_from(n) {
-            Ok(n) if n > 0 => bytes = &bytes[n..],
-            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
-            _ => return,
-        }
-    }
 }
 
 fn hostname() -> String {

@@ -17,17 +17,16 @@ pub mod types;
 
 pub use capture::Output;
 pub use handlers::Handler;
+pub use serving::{EXIT_FAILURE, EXIT_OK, EXIT_TEMPFAIL};
 pub use types::{secret, BadRequest, Error, Request, Response, Result};
 
 use std::sync::Arc;
 
 use serde_json::json;
 
-/// Exit codes, the same as the Python runtime's (docs/operations.md).
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_FAILURE: i32 = 1;
+/// Bad settings: the exit code the Python runtime's `__main__` gives them (docs/operations.md); the others are
+/// the replica's (`serving`).
 pub const EXIT_CONFIG: i32 = 2;
-pub const EXIT_TEMPFAIL: i32 = 75;
 
 /// Configure from the environment, serve `handler` until SIGTERM/SIGINT, drain and exit.
 pub fn main<M: 'static, H: Handler<M>>(handler: H) -> ! {

@@ -41,7 +41,7 @@ impl Log {
         }
         line.push_str("}\n");
         // One write(2) per line (under PIPE_BUF lines are never interleaved with other writers').
-        crate::capture::write_all(FD.load(Ordering::Relaxed), line.as_bytes());
+        write_all(FD.load(Ordering::Relaxed), line.as_bytes());
     }
 
     pub fn info(&self, event: &str, fields: &[(&str, Value)]) {
@@ -54,6 +54,18 @@ impl Log {
 
     pub fn error(&self, event: &str, fields: &[(&str, Value)]) {
         self.event("error", event, fields);
+    }
+}
+
+/// Write all of `bytes` to `fd`, retrying on EINTR; give up quietly on any other error.
+pub(crate) fn write_all(fd: i32, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        match usize::try_from(n) {
+            Ok(n) if n > 0 => bytes = &bytes[n..],
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return,
+        }
     }
 }
 

@@ -34,11 +34,15 @@ use crate::logs::Log;
 use crate::metrics::{self, Metrics, Outcome};
 use crate::tracing::{CallSpan, Tracing};
 use crate::types::{BadRequest, Request, Response, Result};
-use crate::{EXIT_FAILURE, EXIT_OK, EXIT_TEMPFAIL};
 
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
 const DONE: u8 = 2;
+
+/// Exit codes, the same as the Python runtime's (docs/operations.md).
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_TEMPFAIL: i32 = 75;
 
 const MARGIN_FRACTION: f64 = 0.05;
 const MARGIN_MAX: Duration = Duration::from_millis(50);
