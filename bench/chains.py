@@ -20,8 +20,8 @@ from pathlib import Path
 
 import nats
 from lf_controlplane.natsserver import NatsServer, free_port
-from lf_dataplane.routes import FunctionRoute, encode_route, route_key
-from lf_dataplane.subjects import ROUTES_BUCKET
+from lf_core.contract.routes import FunctionRoute, encode_route, route_key
+from lf_core.contract.subjects import ROUTES_BUCKET
 
 from bench.harness import REPO, SUT_CORE, BenchError, require, service, wait_http
 

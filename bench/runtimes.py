@@ -33,9 +33,9 @@ import yaml
 from lf_controlplane.dev import builds
 from lf_controlplane.dev.functions import runtime_env
 from lf_controlplane.natsserver import NatsServer, free_port
-from lf_dataplane.routes import encode_route, route_key, route_of
-from lf_dataplane.specs import Function, load_manifest
-from lf_dataplane.subjects import ROUTES_BUCKET
+from lf_core.contract.routes import encode_route, route_key, route_of
+from lf_core.contract.specs import Function, load_manifest
+from lf_core.contract.subjects import ROUTES_BUCKET
 from lf_native import decode_response, encode_request
 
 from bench.harness import LOAD_CORE, REPO, BenchError, Request, cpu_by_role, exclusive, measure, service, wait_http

@@ -6,7 +6,7 @@ ARG FUNCTION
 RUN pip install --no-cache-dir uv
 WORKDIR /src
 COPY . .
-RUN uv venv /venv && VIRTUAL_ENV=/venv uv pip install --no-cache ./native ./dataplane ./runtimes/python \
+RUN uv venv /venv && VIRTUAL_ENV=/venv uv pip install --no-cache ./native ./core "./runtimes/python[tracing]" \
  && if [ -f "$FUNCTION/requirements.txt" ]; then VIRTUAL_ENV=/venv uv pip install --no-cache -r "$FUNCTION/requirements.txt"; fi \
  && cp -r "$FUNCTION" /function
 

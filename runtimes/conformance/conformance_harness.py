@@ -4,7 +4,7 @@ Why not `lf dev`: the suite must signal one replica (draining) and watch its log
 itself. It still runs exactly what `lf dev` and the images run: the argv comes from
 `lf_controlplane.dev.builds.runtime_argv` (the interpreter for Python, the binary built with the runtime for Go
 and Rust) and the environment from `lf_controlplane.dev.functions.runtime_env`; routes are written to LF_ROUTES
-with `lf_dataplane.routes`, as `lf dev` does.
+with `lf_core.contract.routes`, as `lf dev` does.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import nats
 import yaml
 from lf_controlplane.dev import builds
 from lf_controlplane.dev.functions import runtime_env
-from lf_dataplane.routes import encode_route, route_key, route_of
-from lf_dataplane.specs import Function, load_manifest
-from lf_dataplane.subjects import ROUTES_BUCKET
+from lf_core.contract.routes import encode_route, route_key, route_of
+from lf_core.contract.specs import Function, load_manifest
+from lf_core.contract.subjects import ROUTES_BUCKET
 from lf_native import decode_response
 
 from tests.waiting import wait_for

@@ -15,9 +15,9 @@ import nats
 import pytest
 from conformance_harness import RUNTIMES, Replica, Wiretap, launch, load_function
 from lf_controlplane.natsserver import NatsServer, free_port
-from lf_dataplane.routes import encode_route, route_key, route_of
-from lf_dataplane.specs import Function
-from lf_dataplane.subjects import ROUTES_BUCKET
+from lf_core.contract.routes import encode_route, route_key, route_of
+from lf_core.contract.specs import Function
+from lf_core.contract.subjects import ROUTES_BUCKET
 
 from tests.conftest import nats_server  # noqa: F401  (the shared session broker)
 

@@ -30,9 +30,10 @@ import nats
 import pytest
 from conformance_harness import RUNTIMES, Replica, launch, load_function, route
 from lf_controlplane.natsserver import NatsServer, free_port
-from lf_dataplane import asyncstreams as js
-from lf_dataplane import deadletters
-from lf_dataplane.specs import Function
+from lf_core.asynccalls import deadletters
+from lf_core.asynccalls import streams as js
+from lf_core.bus import jetstream
+from lf_core.contract.specs import Function
 
 from tests.waiting import wait_for
 
@@ -110,7 +111,7 @@ class AsyncFunction:
         async def run() -> list[deadletters.DeadLetter]:
             nc = await nats.connect(self.nats_url)
             try:
-                return await deadletters.list_letters(js.nats_py_requester(nc), function=self.name)
+                return await deadletters.list_letters(jetstream.nats_py_requester(nc), function=self.name)
             finally:
                 await nc.close()
 
@@ -188,7 +189,7 @@ def test_the_stored_record_is_the_python_runtime_s(async_fn: AsyncFunction) -> N
     async def stored() -> bytes:
         nc = await nats.connect(async_fn.nats_url)
         try:
-            found = await js.kv_get(js.nats_py_requester(nc), js.RESULTS_BUCKET, call_id)
+            found = await jetstream.kv_get(jetstream.nats_py_requester(nc), js.RESULTS_BUCKET, call_id)
         finally:
             await nc.close()
         assert found is not None

@@ -19,7 +19,7 @@ import nats
 import pytest
 from conformance_harness import Replica, Wiretap
 from lf_controlplane.natsserver import NatsServer
-from lf_dataplane.protocol import ErrorKind
+from lf_core.contract.protocol import ErrorKind
 from lf_native import decode_response, encode_request
 
 pytestmark = pytest.mark.conformance

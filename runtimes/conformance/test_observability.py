@@ -24,7 +24,7 @@ import nats
 import pytest
 from conformance_harness import RUNTIMES, Replica, launch, load_function, route
 from lf_controlplane.natsserver import NatsServer, free_port
-from lf_dataplane.buckets import DURATION_BUCKETS
+from lf_core.contract.histograms import DURATION_BUCKETS
 from nats.js.api import DeliverPolicy
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from prometheus_client.parser import text_string_to_metric_families

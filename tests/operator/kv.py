@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import nats
-from lf_dataplane.subjects import ROUTES_BUCKET
+from lf_core.contract.subjects import ROUTES_BUCKET
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
 

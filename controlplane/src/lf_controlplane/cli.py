@@ -17,7 +17,7 @@ import msgspec
 import typer
 import uvloop
 import yaml
-from lf_dataplane.names import DEFAULT_NAMESPACE, InvalidName, check_name
+from lf_core.contract.names import DEFAULT_NAMESPACE, InvalidName, check_name
 from rich.console import Console
 from rich.table import Table
 

@@ -1,5 +1,5 @@
 """`lf dlq list|show|redrive|purge`: the dead letters of async calls (LF_DEAD), over nats-py; the logic is
-`lf_dataplane.deadletters`, which the management API will share."""
+`lf_core.asynccalls.deadletters`, which the management API will share."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Annotated, Any, TypeVar
 import nats
 import typer
 import uvloop
-from lf_dataplane import asyncstreams as js
-from lf_dataplane import deadletters
+from lf_core.asynccalls import deadletters
+from lf_core.bus import jetstream
 from rich.console import Console
 from rich.table import Table
 
@@ -41,19 +41,19 @@ def broker_url(url: str | None) -> str:
     return running.nats_url if running is not None and running.nats_url else DEFAULT_URL
 
 
-def _run(url: str | None, work: Callable[[js.Requester], Awaitable[T]]) -> T:
+def _run(url: str | None, work: Callable[[jetstream.Requester], Awaitable[T]]) -> T:
     url = broker_url(url)
 
     async def main() -> T:
         nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=1)
         try:
-            return await work(js.nats_py_requester(nc))
+            return await work(jetstream.nats_py_requester(nc))
         finally:
             await nc.close()
 
     try:
         return uvloop.run(main())
-    except (LookupError, js.JetStreamError, OSError, TimeoutError, nats.errors.Error) as exc:
+    except (LookupError, jetstream.JetStreamError, OSError, TimeoutError, nats.errors.Error) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
 

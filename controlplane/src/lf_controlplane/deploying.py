@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from lf_dataplane.specs import ManifestError, load_manifest
+from lf_core.contract.specs import ManifestError, load_manifest
 
 from lf_controlplane.dev.folders import MANIFEST, is_ignored
 from lf_controlplane.operator.kube import Kube

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lf_dataplane.names import check_name
-from lf_dataplane.specs import API_VERSION
+from lf_core.contract.names import check_name
+from lf_core.contract.specs import API_VERSION
 
 RUNTIMES = ("python", "go", "rust")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lf_dataplane.names import DEFAULT_NAMESPACE
+from lf_core.contract.names import DEFAULT_NAMESPACE
 
 
 def function_url(base_url: str, namespace: str, name: str) -> str:

@@ -1,1 +1,9 @@
-"""LiteFunctions data plane: the HTTP ingestor, forwarding over NATS, and the typed models everyone shares."""
+"""The LiteFunctions ingestor: HTTP (granian, RSGI) in, each call routed and forwarded over NATS to a replica.
+
+- `http`: the RSGI application (`app`), the async endpoints (`asyncapi`), HTTP <-> envelope mapping (`mapping`),
+  and starting granian (`server`).
+- `calls`: what happens to one call: the route table (`routing`), forwarding with busy retries (`forwarding`),
+  the response cache (`caching`), overload shedding (`overload`), call ids (`callids`).
+- `observability`: Prometheus metrics, JSON logs, the LF_LOGS stream of functions' output (`functionlogs`).
+- `settings`: the ingestor's environment.
+"""

@@ -6,7 +6,7 @@ import logging.config
 import os
 import sys
 
-from lf_dataplane.logs import logging_config
+from lf_dataplane.observability.jsonlogs import logging_config
 from lf_dataplane.settings import Settings, SettingsError
 
 
@@ -18,7 +18,7 @@ def main() -> int:
         logging.getLogger("lf_dataplane").error("bad settings", extra={"fields": {"reason": str(exc)}})
         return 2
     logging.config.dictConfig(logging_config(settings.log_level))
-    from lf_dataplane.server import serve  # imports granian; after the settings are known good
+    from lf_dataplane.http.server import serve  # imports granian; after the settings are known good
 
     return serve(settings)
 

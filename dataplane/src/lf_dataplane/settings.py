@@ -46,7 +46,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lf_dataplane.specs import ManifestError, parse_duration, parse_quantity
+from lf_core.contract.specs import ManifestError, parse_duration, parse_quantity
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import nats
 from lf_controlplane.natsserver import NatsServer
-from lf_dataplane.routes import FunctionRoute, encode_route
-from lf_dataplane.subjects import ROUTES_BUCKET, function_route_key
+from lf_core.contract.routes import FunctionRoute, encode_route
+from lf_core.contract.subjects import ROUTES_BUCKET, function_route_key
 
 from tests.processes import start_ingestor_process, stop_process
 from tests.waiting import wait_for as wait_until
@@ -154,13 +154,13 @@ def start_ingestor(nats_url: str, log: Path, port: int, **env: str) -> Proc:
 
 
 def dead_letters(platform: AsyncPlatform, function: str) -> list[Any]:
-    from lf_dataplane import asyncstreams as js
-    from lf_dataplane import deadletters
+    from lf_core.asynccalls import deadletters
+    from lf_core.bus import jetstream
 
     async def run() -> list[Any]:
         nc = await nats.connect(platform.broker.url)
         try:
-            return await deadletters.list_letters(js.nats_py_requester(nc), function=function)
+            return await deadletters.list_letters(jetstream.nats_py_requester(nc), function=function)
         finally:
             await nc.close()
 
@@ -168,13 +168,13 @@ def dead_letters(platform: AsyncPlatform, function: str) -> list[Any]:
 
 
 def redrive(platform: AsyncPlatform, call_id: str) -> None:
-    from lf_dataplane import asyncstreams as js
-    from lf_dataplane import deadletters
+    from lf_core.asynccalls import deadletters
+    from lf_core.bus import jetstream
 
     async def run() -> None:
         nc = await nats.connect(platform.broker.url)
         try:
-            await deadletters.redrive(js.nats_py_requester(nc), call_id)
+            await deadletters.redrive(jetstream.nats_py_requester(nc), call_id)
         finally:
             await nc.close()
 

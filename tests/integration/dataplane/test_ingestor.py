@@ -23,9 +23,9 @@ import httpx
 import nats
 import pytest
 from lf_controlplane.natsserver import NatsServer, free_port
-from lf_dataplane.protocol import ErrorKind
-from lf_dataplane.routes import FunctionRoute, encode_route
-from lf_dataplane.subjects import ROUTES_BUCKET, function_route_key, invoke_subject, queue_group
+from lf_core.contract.protocol import ErrorKind
+from lf_core.contract.routes import FunctionRoute, encode_route
+from lf_core.contract.subjects import ROUTES_BUCKET, function_route_key, invoke_subject, queue_group
 from lf_native import RequestEnvelope, decode_request, encode_response
 from nats.aio.client import Client
 from nats.js.kv import KeyValue

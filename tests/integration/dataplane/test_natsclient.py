@@ -17,9 +17,9 @@ from typing import Any
 import nats
 import pytest
 from lf_controlplane.natsserver import MAX_PAYLOAD, NatsServer
-from lf_dataplane.forwarding import BrokerUnavailable, BusTimeout, NoResponders, PayloadTooLarge
-from lf_dataplane.natsclient import AuthorizationError, NatsRequester, Server
-from lf_dataplane.natsconn import NatsConnection
+from lf_core.bus.errors import AuthorizationError, BrokerUnavailable, BusTimeout, NoResponders, PayloadTooLarge
+from lf_core.bus.link import NatsConnection, Server
+from lf_core.bus.requester import NatsRequester
 from nats.aio.client import Client
 
 pytestmark = pytest.mark.integration

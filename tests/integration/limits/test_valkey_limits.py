@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from lf_dataplane.limits.valkey import ValkeyLease, ValkeyRateLimiter, ValkeyStore, connect
+from lf_valkey.stores import ValkeyLease, ValkeyRateLimiter, ValkeyStore, connect
 from redis.asyncio import Redis
 
 from tests.redisserver import RedisServer

@@ -12,7 +12,7 @@ import nats
 import nats.errors
 import pytest
 from lf_controlplane.natsserver import NatsServer
-from lf_dataplane.protocol import ErrorKind
+from lf_core.contract.protocol import ErrorKind
 from lf_runtime.natspy import NatsPyConnection
 from nats.aio.client import Client
 from runtime_harness import Start, call

@@ -9,7 +9,7 @@ import time
 
 import nats.errors
 import pytest
-from lf_dataplane.protocol import ErrorKind
+from lf_core.contract.protocol import ErrorKind
 from nats.aio.client import Client
 from runtime_harness import Start, call
 

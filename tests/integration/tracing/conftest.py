@@ -7,7 +7,7 @@ from typing import Any
 
 import nats
 import pytest
-from lf_dataplane.subjects import ROUTES_BUCKET
+from lf_core.contract.subjects import ROUTES_BUCKET
 
 from tests.otlpcollector import Collector
 

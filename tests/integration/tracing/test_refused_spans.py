@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nats
 import pytest
-from lf_dataplane.protocol import ErrorKind
+from lf_core.contract.protocol import ErrorKind
 from lf_native import ResponseEnvelope, decode_response, encode_request
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 

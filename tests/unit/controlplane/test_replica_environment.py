@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from lf_controlplane.dev.functions import MissingSecretError, materialize_secrets, runtime_env
 from lf_controlplane.dev.supervising import Backoff
-from lf_dataplane.specs import load_manifest
+from lf_core.contract.specs import load_manifest
 
 
 def function(**spec: object):  # type: ignore[no-untyped-def]

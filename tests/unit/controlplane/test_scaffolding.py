@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from lf_controlplane.dev.folders import read_folder
 from lf_controlplane.scaffolding import ScaffoldError, scaffold
-from lf_dataplane.names import InvalidName
+from lf_core.contract.names import InvalidName
 
 
 def test_new_function_has_a_valid_manifest_and_handler(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from lf_dataplane import asyncstreams as js
-from lf_dataplane.asyncpolicy import (
+from lf_core.asynccalls import streams as js
+from lf_core.asynccalls.policy import (
     AsyncPolicy,
     Clock,
     after_attempt,
@@ -16,7 +16,8 @@ from lf_dataplane.asyncpolicy import (
     is_retryable,
     schedule,
 )
-from lf_dataplane.ssrf import UnsafeUrl, check_url, is_public, numeric_host, resolve_target
+from lf_core.bus import jetstream
+from lf_core.ssrf import UnsafeUrl, check_url, is_public, numeric_host, resolve_target
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 599])
@@ -130,8 +131,12 @@ def test_names_and_ack_subjects() -> None:
         js.async_subject("default", "hello", "a.b")
     with pytest.raises(ValueError):
         js.check_call_id("x>")
-    assert js.parse_ack_subject("$JS.ACK.LF_ASYNC.default_hello.3.17.9.1700000000500000000.4") == (3, 17, 1700000000.5)
-    assert js.parse_ack_subject("$JS.ACK.dom.hash.LF_ASYNC.c.2.5.5.1700000000000000000.0.tok")[:2] == (2, 5)
+    assert jetstream.parse_ack_subject("$JS.ACK.LF_ASYNC.default_hello.3.17.9.1700000000500000000.4") == (
+        3,
+        17,
+        1700000000.5,
+    )
+    assert jetstream.parse_ack_subject("$JS.ACK.dom.hash.LF_ASYNC.c.2.5.5.1700000000000000000.0.tok")[:2] == (2, 5)
 
 
 def test_record_view_shows_text_or_base64() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from lf_dataplane.callids import CallIds, new_prefix
+from lf_dataplane.calls.callids import CallIds, new_prefix
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from lf_dataplane.forwarding import BUSY_RETRY_MIN_S, BadResponse, BusTimeout, NoResponders, invoke
-from lf_dataplane.protocol import ErrorKind
+from lf_core.bus.errors import BusTimeout, NoResponders
+from lf_core.contract.protocol import ErrorKind
+from lf_dataplane.calls.forwarding import BUSY_RETRY_MIN_S, BadResponse, invoke
 from lf_native import decode_request, encode_request, encode_response
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from lf_dataplane import httpmapping as hm
-from lf_dataplane.protocol import ErrorKind
+from lf_core.contract.protocol import ErrorKind
+from lf_dataplane.http import mapping as hm
 
 
 def decoded(err: hm.HttpError) -> dict[str, str]:

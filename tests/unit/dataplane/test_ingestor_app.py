@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
-from lf_dataplane.app import Ingestor, build_app
-from lf_dataplane.forwarding import BrokerUnavailable, BusTimeout, NoResponders
-from lf_dataplane.protocol import ErrorKind
-from lf_dataplane.routes import FunctionRoute
-from lf_dataplane.routing import Routes
+from lf_core.bus.errors import BrokerUnavailable, BusTimeout, NoResponders
+from lf_core.contract.protocol import ErrorKind
+from lf_core.contract.routes import FunctionRoute
+from lf_dataplane.calls.routing import Routes
+from lf_dataplane.http.app import Ingestor, build_app
 from lf_dataplane.settings import Settings
 from lf_native import decode_request, encode_response
 
@@ -71,6 +71,11 @@ class Bus:
         if isinstance(reply, Exception):
             raise reply
         return reply
+
+    async def request_headers(
+        self, subject: str, payload: bytes, headers: Sequence[tuple[str, str]], timeout: float
+    ) -> bytes:
+        raise BrokerUnavailable("no JetStream here: the async endpoints are tested against a real nats-server")
 
 
 def app_with(bus: Bus, *, loaded: bool = True, max_request_bytes: int = 100) -> Ingestor:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 
 import pytest
-from lf_dataplane.app import Ingestor, build_app
-from lf_dataplane.caching import CachePolicy, ResponseCache, storable_ttl
-from lf_dataplane.limits.local import LocalRateLimiter, LocalStore
-from lf_dataplane.overload import Gate
-from lf_dataplane.routes import FunctionRoute
-from lf_dataplane.routing import Defaults, Routes
+from lf_core.bus.errors import BrokerUnavailable
+from lf_core.contract.routes import FunctionRoute
+from lf_core.contract.specs import CacheRule, RateRule
+from lf_core.stores.local import LocalRateLimiter, LocalStore
+from lf_dataplane.calls.caching import CachePolicy, ResponseCache, storable_ttl
+from lf_dataplane.calls.overload import Gate
+from lf_dataplane.calls.routing import Defaults, Routes
+from lf_dataplane.http.app import Ingestor, build_app
 from lf_dataplane.settings import Settings
-from lf_dataplane.specs import CacheRule, RateRule
 from lf_native import encode_response
 
 from tests.unit.dataplane.test_ingestor_app import Proto
@@ -41,6 +43,11 @@ class Bus:
         self.requests.append(payload)
         await self.release.wait()
         return self.reply
+
+    async def request_headers(
+        self, subject: str, payload: bytes, headers: Sequence[tuple[str, str]], timeout: float
+    ) -> bytes:
+        raise BrokerUnavailable("no JetStream here: the async endpoints are tested against a real nats-server")
 
 
 def entry(revision: str = "r1", **fields: object) -> FunctionRoute:
@@ -207,7 +214,7 @@ async def test_the_shared_tier_answers_a_miss_of_another_process_and_is_filled_i
 def test_cache_memory_is_bounded() -> None:
     cache = ResponseCache(max_bytes=1000, max_entry_bytes=500)
     policy = CachePolicy("fn.default", "r", CacheRule(ttl_s=60))
-    from lf_dataplane.caching import Entry
+    from lf_dataplane.calls.caching import Entry
 
     for i in range(50):
         key = policy.key("GET", f"/{i}", "", {})
@@ -260,8 +267,8 @@ async def test_function_cap_answers_429_and_worker_cap_503_both_with_retry_after
 
 
 async def test_limits_reach_the_call_through_a_route_entry_built_from_a_manifest() -> None:
-    from lf_dataplane.routes import decode_route, encode_route, route_of
-    from lf_dataplane.specs import load_manifest
+    from lf_core.contract.routes import decode_route, encode_route, route_of
+    from lf_core.contract.specs import load_manifest
 
     function = load_manifest(
         {"apiVersion": "litefunctions.io/v1alpha1", "kind": "Function", "metadata": {"name": "fn"},

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from lf_dataplane.limits.buckets import TokenBucket, whole_seconds
-from lf_dataplane.limits.local import LocalLease, LocalLeaseBoard, LocalRateLimiter, LocalStore
+from lf_core.stores.local import LocalLease, LocalLeaseBoard, LocalRateLimiter, LocalStore
+from lf_core.stores.tokenbucket import TokenBucket, whole_seconds
 
 
 class Clock:

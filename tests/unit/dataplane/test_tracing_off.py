@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from lf_dataplane import app as app_module
-from lf_dataplane.tracing import configured
+from lf_core.tracing import configured
+from lf_dataplane.http import app as app_module
 from lf_native import decode_request, encode_response
 
 from tests.unit.dataplane.test_ingestor_app import Bus, Scope, app_with, call
@@ -17,7 +17,7 @@ from tests.unit.dataplane.test_ingestor_app import Bus, Scope, app_with, call
 def test_importing_the_ingestor_and_the_runtime_with_tracing_off_imports_no_opentelemetry() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     code = (
-        "import sys, lf_dataplane.app, lf_dataplane.server, lf_runtime.serving, lf_runtime.__main__\n"
+        "import sys, lf_dataplane.http.app, lf_dataplane.http.server, lf_runtime.serving, lf_runtime.__main__\n"
         "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

@@ -4,7 +4,7 @@ gets instead, and the W3C header the ingestor formats itself (it must equal the 
 from __future__ import annotations
 
 import pytest
-from lf_dataplane import tracing
+from lf_core import tracing
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import get_current_span

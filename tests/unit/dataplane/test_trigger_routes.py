@@ -4,8 +4,8 @@ function's target, only while the function has an entry; a bad one never blocks 
 from __future__ import annotations
 
 import pytest
-from lf_dataplane.routes import FunctionRoute, HttpTriggerRoute, encode_route, encode_trigger_route
-from lf_dataplane.routing import Defaults, Routes, build_table, parse_entry
+from lf_core.contract.routes import FunctionRoute, HttpTriggerRoute, encode_route, encode_trigger_route
+from lf_dataplane.calls.routing import Defaults, Routes, build_table, parse_entry
 from lf_native import MethodNotAllowed, RouteNotFound
 
 DEFAULTS = Defaults()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from lf_dataplane.asyncpolicy import DEFAULT_BACKOFF_S, DEFAULT_MAX_ATTEMPTS
-from lf_dataplane.specs import API_VERSION, AsyncRule, ManifestError, async_env, load_manifest
+from lf_core.asynccalls.policy import DEFAULT_BACKOFF_S, DEFAULT_MAX_ATTEMPTS
+from lf_core.contract.specs import API_VERSION, AsyncRule, ManifestError, async_env, load_manifest
 
 
 def _function(**spec: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from lf_dataplane.specs import API_VERSION, ManifestError, load_manifest, load_trigger
+from lf_core.contract.specs import API_VERSION, ManifestError, load_manifest, load_trigger
 
 
 def _function(**spec: Any) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from lf_dataplane.names import InvalidName, check_name, is_valid_name
-from lf_dataplane.subjects import function_route_key, invoke_subject, queue_group
+from lf_core.contract.names import InvalidName, check_name, is_valid_name
+from lf_core.contract.subjects import function_route_key, invoke_subject, queue_group
 
 
 @pytest.mark.parametrize("name", ["a", "hello", "my-func-2", "0abc", "a" * 63])

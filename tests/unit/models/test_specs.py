@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from lf_dataplane.routes import decode_route, encode_route, route_of
-from lf_dataplane.specs import ManifestError, load_manifest, parse_duration, parse_quantity
+from lf_core.contract.routes import decode_route, encode_route, route_of
+from lf_core.contract.specs import ManifestError, load_manifest, parse_duration, parse_quantity
 
 
 def manifest(**spec: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from lf_dataplane.protocol import ErrorKind
+from lf_core.contract.protocol import ErrorKind
 from lf_native import decode_response
 from lf_runtime import replies
 from lf_runtime.serving import usable_budget_s

@@ -28,7 +28,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
-from lf_dataplane.specs import Function
+from lf_core.contract.specs import Function
 
 from lf_controlplane.dev.folders import fingerprint
 from lf_controlplane.dev.supervising import Printer

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from lf_dataplane.specs import Function, ManifestError, load_manifest
+from lf_core.contract.specs import Function, ManifestError, load_manifest
 
 MANIFEST = "function.yaml"
 REQUIREMENTS = "requirements.txt"

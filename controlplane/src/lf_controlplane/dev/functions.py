@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lf_dataplane.specs import Function, async_env
+from lf_core.contract.specs import Function, async_env
 
 from lf_controlplane.dev import builds, venvs
 from lf_controlplane.dev.folders import FunctionFolder, fingerprint

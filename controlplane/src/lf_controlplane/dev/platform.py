@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 import nats
-from lf_dataplane.routes import encode_route, route_key, route_of
-from lf_dataplane.subjects import ROUTES_BUCKET
+from lf_core.contract.routes import encode_route, route_key, route_of
+from lf_core.contract.subjects import ROUTES_BUCKET
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import BucketNotFoundError, NoKeysError
 from nats.js.kv import KeyValue

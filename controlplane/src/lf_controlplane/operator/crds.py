@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 import yaml
-from lf_dataplane import specs
+from lf_core.contract import specs
 
 from lf_controlplane.operator.status import FunctionStatus, TriggerStatus
 
@@ -279,7 +279,7 @@ def trigger_crd() -> dict[str, Any]:
     return _crd("Trigger", "triggers", "lftr", schema, columns, scale=False)
 
 
-HEADER = "# Generated from the msgspec models (lf_dataplane.specs) by `python -m lf_controlplane.operator.crds`.\n"
+HEADER = "# Generated from the msgspec models (lf_core.contract.specs) by `python -m lf_controlplane.operator.crds`.\n"
 HEADER += "# Do not edit: change the models and regenerate (tests/unit/operator/test_crds.py checks for drift).\n"
 
 

@@ -13,8 +13,8 @@ import re
 from typing import Any
 
 import msgspec
-from lf_dataplane.routes import FunctionRoute, HttpTriggerRoute, route_of
-from lf_dataplane.specs import async_env
+from lf_core.contract.routes import FunctionRoute, HttpTriggerRoute, route_of
+from lf_core.contract.specs import async_env
 
 from lf_controlplane.operator.config import OperatorConfig
 from lf_controlplane.operator.specs import API_VERSION, FunctionObject, Owner, TriggerObject

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
-from lf_dataplane.routes import (
+from lf_core.contract.routes import (
     FunctionRoute,
     HttpTriggerRoute,
     encode_route,
@@ -13,7 +13,7 @@ from lf_dataplane.routes import (
     route_key,
     trigger_key,
 )
-from lf_dataplane.subjects import ROUTES_BUCKET, function_route_key, trigger_route_key
+from lf_core.contract.subjects import ROUTES_BUCKET, function_route_key, trigger_route_key
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue

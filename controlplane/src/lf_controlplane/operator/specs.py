@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from lf_dataplane import specs
-from lf_dataplane.names import InvalidName, check_name
+from lf_core.contract import specs
+from lf_core.contract.names import InvalidName, check_name
 
 GROUP = "litefunctions.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 
-class InvalidSpec(ValueError):  # noqa: N818 (named like lf_dataplane's InvalidName)
+class InvalidSpec(ValueError):  # noqa: N818 (named like lf_core's InvalidName)
     """The object's spec cannot be used; the message names the field."""
 
 

@@ -33,11 +33,12 @@ import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
-from lf_dataplane import asyncpolicy as policies
-from lf_dataplane import asyncstreams as js
-from lf_dataplane.forwarding import BusError
-from lf_dataplane.natsclient import NatsRequester
-from lf_dataplane.ssrf import UnsafeUrl, resolve_target
+from lf_core.asynccalls import policy as policies
+from lf_core.asynccalls import streams as js
+from lf_core.bus import jetstream
+from lf_core.bus.errors import BusError
+from lf_core.bus.requester import NatsRequester
+from lf_core.ssrf import UnsafeUrl, resolve_target
 from lf_native import EnvelopeError, decode_request, decode_response, parse_nats_headers
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class AsyncWorker:
                 )
                 await js.ensure_consumer(self.request, config)
                 break
-            except (BusError, js.JetStreamError, TimeoutError) as exc:
+            except (BusError, jetstream.JetStreamError, TimeoutError) as exc:
                 self.log.warning("async_setup_failed", error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -169,7 +170,7 @@ class AsyncWorker:
     # -- one call ---------------------------------------------------------------------------------------------------
 
     async def _process(self, reply: str, payload: bytes, raw_headers: bytes | None) -> None:
-        attempt, _seq, published = js.parse_ack_subject(reply)
+        attempt, _seq, published = jetstream.parse_ack_subject(reply)
         headers = dict(parse_nats_headers(raw_headers)[2]) if raw_headers else {}
         submitted = float(headers.get(js.SUBMITTED_HEADER) or published)
         redrives = int(headers.get(js.REDRIVE_HEADER) or 0)
@@ -181,7 +182,7 @@ class AsyncWorker:
             self._ack(reply, b"+TERM")
             return
         call_id = envelope.call_id
-        found = await self._retrying(js.kv_get, self.request, js.RESULTS_BUCKET, call_id)
+        found = await self._retrying(jetstream.kv_get, self.request, js.RESULTS_BUCKET, call_id)
         record = js.decode_record(found[0]) if found is not None else None
         revision = found[1] if found is not None else 0
         if record is not None and record.status in js.TERMINAL:
@@ -206,7 +207,7 @@ class AsyncWorker:
         base.status, base.attempts, base.updated_at, base.worker = "running", attempt, now, self.worker_id
         try:
             revision = await self._put(base, revision)
-        except js.WrongSequence:
+        except jetstream.WrongSequence:
             self.log.event("async_call_taken", call_id=call_id, attempt=attempt)
             return  # another delivery of this call moved the record first: it owns the call
         self.counts["runs"] += 1
@@ -269,7 +270,7 @@ class AsyncWorker:
 
     async def _dead_letter(self, payload: bytes, headers: dict[str, str], record: js.CallRecord) -> None:
         letter = [
-            (js.MSG_ID, f"{record.call_id}.d{record.redrives}"),
+            (jetstream.MSG_ID, f"{record.call_id}.d{record.redrives}"),
             (js.ERROR_HEADER, record.last_error.replace("\r", " ").replace("\n", " ")[:1024] or "unknown"),
             (js.ATTEMPTS_HEADER, str(record.attempts)),
             (js.SUBMITTED_HEADER, f"{record.submitted_at:.6f}"),
@@ -281,14 +282,14 @@ class AsyncWorker:
         if headers.get(js.CALLBACK_HEADER):
             letter.append((js.CALLBACK_HEADER, headers[js.CALLBACK_HEADER]))
         subject = js.dead_subject(record.namespace, record.function, record.call_id)
-        await self._retrying(js.publish, self.request, subject, payload, letter)
+        await self._retrying(jetstream.publish, self.request, subject, payload, letter)
 
     async def _store_final(self, record: js.CallRecord, revision: int) -> bool:
         """CAS the record; False (and nothing acked) when a newer delivery of the call moved it: we are a zombie."""
         try:
             await self._put(record, revision)
             return True
-        except js.WrongSequence:
+        except jetstream.WrongSequence:
             self.counts["zombie_results_dropped"] += 1
             self.log.warning("async_stale_result_dropped", call_id=record.call_id, status=record.status)
             return False
@@ -296,7 +297,7 @@ class AsyncWorker:
     async def _put(self, record: js.CallRecord, revision: int) -> int:
         return int(
             await self._retrying(
-                js.kv_put, self.request, js.RESULTS_BUCKET, record.call_id, js.encode_record(record),
+                jetstream.kv_put, self.request, js.RESULTS_BUCKET, record.call_id, js.encode_record(record),
                 revision=revision, ttl_s=self.policy.result_ttl_s,
             )
         )  # fmt: skip
@@ -346,16 +347,16 @@ class AsyncWorker:
             if attempt < CALLBACK_ATTEMPTS:
                 await asyncio.sleep(CALLBACK_BACKOFF_S * 2 ** (attempt - 1))
         self.log.event("async_callback", call_id=record.call_id, outcome=outcome, attempts=attempt)
-        found = await js.kv_get(self.request, js.RESULTS_BUCKET, record.call_id)
+        found = await jetstream.kv_get(self.request, js.RESULTS_BUCKET, record.call_id)
         if found is not None:
             current = js.decode_record(found[0])
             current.callback = outcome
             try:
-                await js.kv_put(
+                await jetstream.kv_put(
                     self.request, js.RESULTS_BUCKET, record.call_id, js.encode_record(current), revision=found[1],
                     ttl_s=self.policy.result_ttl_s,
                 )  # fmt: skip
-            except js.WrongSequence:
+            except jetstream.WrongSequence:
                 pass
 
     def _report(self, level: int, event: str, fields: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@
 `lf dev` and `kubectl logs` show it), and what a handler writes during a call is also kept under that call's id
 (a context variable set in the call's own context: async handlers and sync handler threads alike). When the call
 is answered, the replica publishes one message with the call's lines to the bounded JetStream stream `LF_LOGS`
-(created by the ingestor, see `lf_dataplane.logstream`); `lf logs NAME [--call ID]` reads it.
+(created by the ingestor, see `lf_dataplane.observability.functionlogs`); `lf logs NAME [--call ID]` reads it.
 
 A call that writes nothing costs a context-variable set and one truthiness check. Output per call is capped
 (LOG_CAPTURE_MAX_BYTES): beyond it the rest is counted, not kept.

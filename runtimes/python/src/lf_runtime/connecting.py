@@ -1,7 +1,7 @@
 """The replica's NATS connection: the narrow interface serving needs, and connecting within LF_CONNECT_TIMEOUT.
 
 `nats://` servers (the usual case, and the only one `lf dev` and the operator configure) get the lean
-same-thread connection shared with the ingestor (`lf_dataplane.natsconn`): no nats-py on the hot path and none
+same-thread connection shared with the ingestor (`lf_core.bus.link`): no nats-py on the hot path and none
 imported, which keeps a replica's start-up and RSS small. A `tls://`, `ws://` or `wss://` URL, which that
 connection does not speak, falls back to nats-py behind the same interface (`lf_runtime.natspy`).
 """
@@ -9,22 +9,19 @@ connection does not speak, falls back to nats-py behind the same interface (`lf_
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from lf_dataplane.natsconn import NatsConnection
+from lf_core.bus.link import MessageCallback, NatsConnection, Report
 
 from lf_runtime.settings import Settings, redacted_nats_url
 
-MessageCallback = Callable[[str | None, bytes], None]
-Report = Callable[[int, str, dict[str, Any]], None]
 HANDSHAKE_TIMEOUT_S = 2.0
 """Per server and step of the handshake; LF_CONNECT_TIMEOUT bounds the whole of connecting."""
 
 
 class Connection(Protocol):
-    """What a replica needs from NATS (see `lf_dataplane.natsconn.NatsConnection` for the semantics)."""
+    """What a replica needs from NATS (see `lf_core.bus.link.NatsConnection` for the semantics)."""
 
     @property
     def max_payload(self) -> int: ...
@@ -54,7 +51,7 @@ async def connect(conn: Connection, settings: Settings) -> None:
 
     Raises:
         ConnectionError: no server accepted within the time.
-        lf_dataplane.natsconn.AuthorizationError: every server refused the credentials (no point retrying).
+        lf_core.bus.link.AuthorizationError: every server refused the credentials (no point retrying).
     """
     try:
         await asyncio.wait_for(conn.connect(), settings.connect_timeout_s)

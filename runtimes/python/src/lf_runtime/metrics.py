@@ -1,7 +1,7 @@
-"""The runtime's `/metrics` (LF_METRICS_PORT > 0): plain counters on the hot path, prometheus-client at scrape time.
+"""The runtime's `/metrics` (LF_METRICS_PORT > 0): plain counters on the hot path, written out at scrape time.
 
 A call costs the replica a list increment for its outcome, one `bisect` of its duration (integer nanoseconds)
-into the ingestor's buckets and an integer addition; no prometheus-client call per request (DESIGN §7). In-flight,
+into the ingestor's buckets and an integer addition; nothing else per request (docs/performance.md). In-flight,
 stuck handlers and the cold start are read from the replica's own state at scrape time, the async counters from
 `AsyncWorker.counts`, and `litefunctions_async_pending` from the last pulled message's JetStream ack subject
 (`$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, or the v2 form with domain and account
@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
-from lf_dataplane.buckets import DURATION_BUCKETS
+from lf_core.contract.histograms import DURATION_BUCKETS
 
 OUTCOMES = ("ok", "handler_error", "timeout", "busy", "bad_request", "too_large", "internal")
 OK, HANDLER_ERROR, TIMEOUT, BUSY, BAD_REQUEST, TOO_LARGE, INTERNAL = range(len(OUTCOMES))
@@ -50,51 +49,49 @@ def pending_from_ack(reply: str) -> int | None:
     return int(token) if token.isdigit() else None
 
 
-class RuntimeCollector:
-    """A prometheus-client collector over a replica's counters (`replica` is an `lf_runtime.serving.Replica`)."""
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""Prometheus' text exposition format, as the Go and Rust runtimes write it too."""
 
-    def __init__(self, replica: Any) -> None:
-        self.replica = replica
 
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+def render(replica: Any) -> tuple[bytes, str]:
+    """The replica's metrics in the text exposition format (`replica` is an `lf_runtime.serving.Replica`).
 
-        r = self.replica
-        s: RuntimeStats = r.stats
-        settings = r.settings
-        lv = [settings.namespace, settings.function]
-        nf = ["namespace", "function"]
-        calls = CounterMetricFamily(
-            "litefunctions_runtime_calls", "Calls this replica answered, by outcome", labels=[*nf, "outcome"]
-        )
-        for name, n in zip(OUTCOMES, s.calls, strict=True):
-            calls.add_metric([*lv, name], n)
-        yield calls
-        dur = HistogramMetricFamily(
-            "litefunctions_runtime_handler_duration_seconds",
-            "Time from a call's arrival in the replica to its answer (calls that ran, timeouts included)",
-            labels=nf,
-        )
-        buckets: list[tuple[str, float]] = []
-        total = 0
-        for bound, count in zip(DURATION_BUCKETS, s.dur, strict=False):
-            total += count
-            buckets.append((repr(float(bound)), total))
-        buckets.append(("+Inf", total + s.dur[-1]))
-        dur.add_metric(lv, buckets, s.dur_sum_ns / 1e9)
-        yield dur
-        yield _one(GaugeMetricFamily, "litefunctions_runtime_inflight", "Calls running or queued", lv, r.inflight)
-        yield _one(
-            CounterMetricFamily, "litefunctions_runtime_cold_starts", "Cold starts of this replica (0 or 1)", lv,
-            int(r.cold_started),
-        )  # fmt: skip
-        yield _one(
-            GaugeMetricFamily, "litefunctions_runtime_stuck_handlers",
-            "Sync handler threads still running past their call's deadline", lv, r.stuck,
-        )  # fmt: skip
-        worker = r.async_worker
-        if worker is None:
-            return
+    Written here rather than with prometheus-client: a function's replica must not carry the platform's metrics
+    library (a user's requirements may pin another version of it), and a handful of families at scrape time is
+    all this needs. The Go and Rust runtimes write the same families (runtimes/conformance checks all three).
+    """
+    r = replica
+    s: RuntimeStats = r.stats
+    settings = r.settings
+    base = f'function="{_escape(settings.function)}",namespace="{_escape(settings.namespace)}"'
+    out: list[str] = []
+    _family(out, "litefunctions_runtime_calls", "counter", "Calls this replica answered, by outcome")
+    for name, n in zip(OUTCOMES, s.calls, strict=True):
+        out.append(f'litefunctions_runtime_calls_total{{{base},outcome="{name}"}} {n}')
+    name = "litefunctions_runtime_handler_duration_seconds"
+    _family(
+        out, name, "histogram",
+        "Time from a call's arrival in the replica to its answer (calls that ran, timeouts included)",
+    )  # fmt: skip
+    total = 0
+    for bound, count in zip(DURATION_BUCKETS, s.dur, strict=False):
+        total += count
+        out.append(f'{name}_bucket{{{base},le="{float(bound)!r}"}} {total}')
+    total += s.dur[-1]
+    out.append(f'{name}_bucket{{{base},le="+Inf"}} {total}')
+    out.append(f"{name}_count{{{base}}} {total}")
+    out.append(f"{name}_sum{{{base}}} {s.dur_sum_ns / 1e9!r}")
+    _one(out, "litefunctions_runtime_inflight", "gauge", "Calls running or queued", base, r.inflight)
+    _one(
+        out, "litefunctions_runtime_cold_starts", "counter", "Cold starts of this replica (0 or 1)", base,
+        int(r.cold_started),
+    )  # fmt: skip
+    _one(
+        out, "litefunctions_runtime_stuck_handlers", "gauge",
+        "Sync handler threads still running past their call's deadline", base, r.stuck,
+    )  # fmt: skip
+    worker = r.async_worker
+    if worker is not None:
         counts = worker.counts
         for key, help_text in (
             ("runs", "Async calls this replica ran (each attempt)"),
@@ -102,27 +99,31 @@ class RuntimeCollector:
             ("dead", "Async calls dead-lettered by this replica"),
             ("zombie_results_dropped", "Async results dropped because another delivery of the call moved on"),
         ):
-            yield _one(CounterMetricFamily, f"litefunctions_async_{key}", help_text, lv, counts.get(key, 0))
+            _one(out, f"litefunctions_async_{key}", "counter", help_text, base, counts.get(key, 0))
         last = worker.last_reply
         pending = pending_from_ack(last) if last else 0
-        yield _one(
-            GaugeMetricFamily, "litefunctions_async_pending",
-            "The function's async calls not yet delivered, as of this replica's last pulled call", lv, pending or 0,
+        _one(
+            out, "litefunctions_async_pending", "gauge",
+            "The function's async calls not yet delivered, as of this replica's last pulled call", base, pending or 0,
         )  # fmt: skip
+    out.append("")
+    return "\n".join(out).encode(), CONTENT_TYPE
 
 
-def _one(kind: Any, name: str, help_text: str, lv: list[str], value: float) -> Any:
-    family = kind(name, help_text, labels=["namespace", "function"])
-    family.add_metric(lv, value)
-    return family
+def _family(out: list[str], name: str, kind: str, help_text: str) -> None:
+    escaped = help_text.replace("\\", "\\\\").replace("\n", "\\n")
+    out.append(f"# HELP {name} {escaped}")
+    out.append(f"# TYPE {name} {kind}")
 
 
-def render(replica: Any) -> tuple[bytes, str]:
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+def _one(out: list[str], name: str, kind: str, help_text: str, labels: str, value: int) -> None:
+    _family(out, name, kind, help_text)
+    out.append(f"{name}{'_total' if kind == 'counter' else ''}{{{labels}}} {value}")
 
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(RuntimeCollector(replica))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+def _escape(value: str) -> str:
+    """A label value in the exposition format: backslash, double quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 async def serve(replica: Any, host: str, port: int) -> asyncio.Server:

@@ -1,4 +1,4 @@
-"""The replica's connection over nats-py, for what the lean `lf_dataplane.natsconn` does not speak: `tls://`,
+"""The replica's connection over nats-py, for what the lean `lf_core.bus.link` does not speak: `tls://`,
 `ws://` and `wss://` servers. Imported only then (nats-py costs a replica ~120 ms of start-up and several MiB).
 
 It adapts nats-py to `connecting.Connection`: a sync `callback(reply, payload)` behind nats-py's async message
@@ -13,12 +13,10 @@ import logging
 from typing import Any
 
 import nats
-from lf_dataplane.natsconn import Report
+from lf_core.bus.link import MessageCallback, Report
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-
-from lf_runtime.connecting import MessageCallback
 
 
 class NatsPyConnection:

@@ -6,7 +6,7 @@ field and the body stays empty, so the ingestor renders the one JSON error shape
 
 from __future__ import annotations
 
-from lf_dataplane.protocol import ErrorKind
+from lf_core.contract.protocol import ErrorKind
 from lf_native import encode_response
 
 from lf_runtime import jsoncodec

@@ -2,7 +2,7 @@
 
 Flow of a call (all bookkeeping happens on the event loop thread, so it needs no locks):
 
-1. `_on_msg` runs inside the connection's read callback, once per message (see `lf_dataplane.natsconn`). It
+1. `_on_msg` runs inside the connection's read callback, once per message (see `lf_core.bus.link`). It
    decodes the envelope and admits the call: it starts if fewer than `concurrency` handlers run, waits in a
    queue of at most `queue_depth` calls otherwise, or is answered BUSY.
 2. An async handler's first step runs right there (`_run_eager`), in its own context, as Python 3.12's
@@ -37,9 +37,9 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-from lf_dataplane.forwarding import PayloadTooLarge
-from lf_dataplane.protocol import RUNTIME_MARGIN_FRACTION, RUNTIME_MARGIN_MAX_MS, ErrorKind
-from lf_dataplane.subjects import invoke_subject, queue_group
+from lf_core.bus.errors import PayloadTooLarge
+from lf_core.contract.protocol import RUNTIME_MARGIN_FRACTION, RUNTIME_MARGIN_MAX_MS, ErrorKind
+from lf_core.contract.subjects import invoke_subject, queue_group
 from lf_native import RequestEnvelope, decode_request, encode_response
 
 from lf_runtime import connecting, replies

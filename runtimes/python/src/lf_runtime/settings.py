@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from lf_dataplane.names import DEFAULT_NAMESPACE, InvalidName, check_name
+from lf_core.contract.names import DEFAULT_NAMESPACE, InvalidName, check_name
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_HANDLER = "handler.handle"

@@ -1,5 +1,5 @@
 """The runtime's span around each handler run, when tracing is configured (set-up shared with the ingestor:
-lf_dataplane.tracing). Off, nothing of OpenTelemetry is imported and serving tests one boolean.
+lf_core.tracing). Off, nothing of OpenTelemetry is imported and serving tests one boolean.
 
 The span continues the trace context of the request envelope (the ingestor's SERVER span is its parent) and is
 made current in the call's own contextvars copy, so spans the handler starts through the OpenTelemetry API nest
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lf_dataplane.tracing import ENABLED, RUNTIME_SERVICE, extract, sampled_out, setup, shutdown, unsampled_context
+from lf_core.tracing import ENABLED, RUNTIME_SERVICE, extract, sampled_out, setup, shutdown, unsampled_context
 
 __all__ = ["ENABLED", "RUNTIME_SERVICE", "end", "fail", "refused", "setup", "shutdown", "start"]
 

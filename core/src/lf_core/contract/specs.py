@@ -1,0 +1,494 @@
+"""The typed models of a `Function` manifest (DESIGN §4-5): the one source for `function.yaml`, the CRD and the API.
+
+Durations are strings such as "500ms", "30s", "2m"; byte sizes are Kubernetes quantities such as "6Mi" or plain
+integers. Both are checked when a manifest is decoded, so a bad value is refused with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+from lf_core.contract.names import DEFAULT_NAMESPACE, InvalidName, check_name
+
+API_VERSION = "litefunctions.io/v1alpha1"
+
+_DURATION = re.compile(r"(?P<num>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_QUANTITY = re.compile(r"(?P<num>\d+)(?P<unit>Ki|Mi|Gi|k|M|G)?")
+_QUANTITY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+
+
+class ManifestError(ValueError):
+    """A function manifest that cannot be used, with a message naming the field."""
+
+
+def parse_duration(value: str | float, field: str = "duration") -> float:
+    """Seconds from "250ms", "30s", "1.5m", "1h" or a plain number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.fullmatch(str(value).strip())
+        if match is None:
+            raise ManifestError(f"{field}: {value!r} is not a duration (use e.g. '500ms', '30s', '2m')")
+        seconds = float(match["num"]) * _DURATION_UNITS[match["unit"]]
+    if seconds <= 0:
+        raise ManifestError(f"{field}: must be positive, got {value!r}")
+    return seconds
+
+
+def parse_quantity(value: str | int, field: str = "size") -> int:
+    """Bytes from a Kubernetes quantity ("6Mi", "512k") or a plain integer."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = _QUANTITY.fullmatch(str(value).strip())
+        if match is None:
+            raise ManifestError(f"{field}: {value!r} is not a size (use e.g. '6Mi', '64Ki' or a number of bytes)")
+        size = int(match["num"]) * _QUANTITY_UNITS[match["unit"]]
+    if size <= 0:
+        raise ManifestError(f"{field}: must be positive, got {value!r}")
+    return size
+
+
+Duration = str | float
+Quantity = str | int
+
+
+class Limits(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Per-function limits (DESIGN §4 defaults)."""
+
+    request_body: Quantity = "6Mi"
+    response_body: Quantity = "6Mi"
+
+
+class Scaling(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    min: Annotated[int, msgspec.Meta(ge=0)] = 1
+    max: Annotated[int, msgspec.Meta(ge=1)] = 10
+    target_concurrency: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    scale_to_zero_after: Duration | None = None
+    mode: Literal["builtin", "keda", "none"] = "builtin"
+
+
+_CACHEABLE_METHODS = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class Cache(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Response caching in the ingestor: `ttl` how long an answer is served again, `vary` the request headers that
+    tell answers apart. Only GET and HEAD are cached unless `methods` opts others in (their body is then part of
+    the key)."""
+
+    ttl: Duration
+    vary: list[str] = msgspec.field(default_factory=list)
+    methods: list[_CACHEABLE_METHODS] = msgspec.field(default_factory=lambda: ["GET", "HEAD"])
+
+
+class RateLimit(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Token bucket in the ingestor: `rps` sustained calls per second, `burst` the bucket size (default: rps
+    rounded up), `key` what is limited: each client IP or the function as a whole."""
+
+    rps: Annotated[float, msgspec.Meta(gt=0)]
+    burst: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    key: Literal["ip", "function"] = "ip"
+
+
+class CacheRule(msgspec.Struct, frozen=True, kw_only=True):
+    """A resolved `cache`: what the ingestor acts on (header names lowercased)."""
+
+    ttl_s: float
+    vary: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ("GET", "HEAD")
+
+
+class RateRule(msgspec.Struct, frozen=True, kw_only=True):
+    """A resolved `rateLimit`."""
+
+    rps: float
+    burst: int
+    key: str = "ip"
+
+
+class AsyncRule(msgspec.Struct, frozen=True, kw_only=True):
+    """A resolved `async` (the defaults when the spec has none): what the runtime's async worker acts on."""
+
+    max_attempts: int = 3
+    backoff_s: float = 1.0
+    max_age_s: float | None = None
+    result_ttl_s: float = 24 * 3600.0
+    max_concurrency: int | None = None
+
+
+_DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=63, pattern=_DNS_LABEL)]
+
+
+class ArchiveSource(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A tar.gz or zip of the function folder, checked against its SHA-256 before use."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048, pattern="^(https?|s3)://")]
+    sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class GitSource(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A folder of a git repository at a ref (branch, tag or commit)."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+    ref: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "main"
+    path: Annotated[str, msgspec.Meta(max_length=1024)] = "."
+
+
+class Source(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where the code comes from, exactly one of: `files` (inline: file path → text, what `lf deploy` fills in),
+    `archive` or `git`. A spec without `source` (and without `image`) means "the code next to function.yaml"."""
+
+    files: dict[str, str] | None = None
+    archive: ArchiveSource | None = None
+    git: GitSource | None = None
+
+    def kinds(self) -> list[str]:
+        return [kind for kind in ("files", "archive", "git") if getattr(self, kind) is not None]
+
+
+InlineSource = Source  # the name of the first version, which only had `files`
+
+
+class Resources(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """CPU and memory of each replica, as in a Kubernetes container (`cpu: 100m`, `memory: 128Mi`)."""
+
+    requests: Annotated[dict[str, str | int], msgspec.Meta(max_length=16)] | None = None
+    limits: Annotated[dict[str, str | int], msgspec.Meta(max_length=16)] | None = None
+
+
+class Auth(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Who may invoke: anyone (`public`), holders of an API key, or bearers of a JWT with one of `roles`."""
+
+    mode: Literal["public", "apiKey", "jwt"] = "public"
+    roles: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=63)]], msgspec.Meta(max_length=32)] = (
+        msgspec.field(default_factory=list)
+    )
+
+
+class AsyncOptions(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Async calls: `retries` after the first attempt on retryable failures, or `maxAttempts` in total (set one;
+    default 3 in total), backoff doubling from `backoff`, calls older than `maxAge` dropped to the dead letters,
+    results kept `resultTTL`, at most `maxConcurrency` running at once over all replicas (default: unbounded but
+    for each replica's `concurrency` and the runtime's 1,000 in flight)."""
+
+    retries: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=21)] | None = None
+    backoff: Duration = "1s"
+    max_age: Duration | None = None
+    result_ttl: Duration = msgspec.field(default="24h", name="resultTTL")
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+
+
+class Version(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A named version of the function that `traffic` can send a share of calls to."""
+
+    name: Name
+    image: str | None = None
+    source: Source | None = None
+    env: dict[str, str] | None = None
+
+
+class TrafficTarget(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    version: Name
+    percent: Annotated[int, msgspec.Meta(ge=0, le=100)]
+
+
+class FunctionSpec(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    runtime: Literal["python", "go", "rust"] = "python"
+    handler: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "handler.handle"
+    source: Source | None = None
+    image: str | None = None
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    secrets: list[str] = msgspec.field(default_factory=list)
+    timeout: Duration = "60s"
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 16
+    replicas: Annotated[int, msgspec.Meta(ge=0, le=1_000)] | None = None
+    scaling: Scaling = msgspec.field(default_factory=Scaling)
+    limits: Limits = msgspec.field(default_factory=Limits)
+    cache: Cache | None = None
+    rate_limit: RateLimit | None = None
+    resources: Resources | None = None
+    auth: Auth | None = None
+    async_: AsyncOptions | None = msgspec.field(default=None, name="async")
+    versions: Annotated[list[Version], msgspec.Meta(max_length=16)] | None = None
+    traffic: Annotated[list[TrafficTarget], msgspec.Meta(max_length=16)] | None = None
+
+
+class Metadata(msgspec.Struct, kw_only=True):
+    name: str
+    namespace: str = DEFAULT_NAMESPACE
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class FunctionManifest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    api_version: str
+    kind: Literal["Function"]
+    metadata: Metadata
+    spec: FunctionSpec = msgspec.field(default_factory=FunctionSpec)
+
+
+class Function(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated function, with every duration and size resolved: what the data plane and `lf dev` act on."""
+
+    name: str
+    namespace: str
+    runtime: str
+    handler: str
+    env: dict[str, str]
+    secrets: tuple[str, ...]
+    timeout_s: float
+    concurrency: int
+    replicas: int
+    max_request_bytes: int
+    max_response_bytes: int
+    cache: CacheRule | None = None
+    rate_limit: RateRule | None = None
+    async_: AsyncRule = msgspec.field(default_factory=AsyncRule)
+
+
+def async_env(function: Function) -> dict[str, str]:
+    """The runtime's LF_ASYNC_* variables (and LF_TIMEOUT, an async call's budget) for `function`: what `lf dev`
+    and the operator both start its replicas with. Unset limits are left to the runtime's defaults."""
+    rule = function.async_
+    env = {
+        "LF_TIMEOUT": f"{function.timeout_s:g}s",
+        "LF_ASYNC_MAX_ATTEMPTS": str(rule.max_attempts),
+        "LF_ASYNC_BACKOFF": f"{rule.backoff_s:g}s",
+        "LF_ASYNC_RESULT_TTL": f"{rule.result_ttl_s:g}s",
+    }
+    if rule.max_age_s is not None:
+        env["LF_ASYNC_MAX_AGE"] = f"{rule.max_age_s:g}s"
+    if rule.max_concurrency is not None:  # over all replicas; a replica never runs more than it may at all
+        env["LF_ASYNC_MAX_INFLIGHT"] = str(rule.max_concurrency)
+        env["LF_ASYNC_CONCURRENCY"] = str(min(rule.max_concurrency, function.concurrency))
+    return env
+
+
+_M = TypeVar("_M", "FunctionManifest", "TriggerManifest")
+
+
+def _convert(data: Any, kind: type[_M], source: str) -> _M:
+    """`data` as a `kind` of our apiVersion; ManifestError naming `source` and the field otherwise."""
+    try:
+        manifest = msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise ManifestError(f"{source}: {exc}") from None
+    if manifest.api_version != API_VERSION:
+        raise ManifestError(f"{source}: apiVersion must be {API_VERSION!r}, got {manifest.api_version!r}")
+    return manifest
+
+
+def load_manifest(data: Any, *, source: str = "manifest") -> Function:
+    """Validate a decoded `function.yaml` (a mapping) and resolve it into a Function.
+
+    Raises ManifestError with a message that names `source` and the offending field.
+    """
+    manifest = _convert(data, FunctionManifest, source)
+    try:
+        return resolve(manifest)
+    except (ManifestError, InvalidName) as exc:
+        raise ManifestError(f"{source}: {exc}") from None
+
+
+def resolve(manifest: FunctionManifest) -> Function:
+    spec = manifest.spec
+    if spec.handler.count(".") < 1 and ":" not in spec.handler:
+        raise ManifestError(f"spec.handler: {spec.handler!r} must name 'module.function'")
+    check_cluster_fields(spec)
+    replicas = spec.replicas if spec.replicas is not None else max(spec.scaling.min, 1)
+    return Function(
+        name=check_name(manifest.metadata.name, "metadata.name"),
+        namespace=check_name(manifest.metadata.namespace, "metadata.namespace"),
+        runtime=spec.runtime,
+        handler=spec.handler,
+        env=dict(spec.env),
+        secrets=tuple(check_name(s, "spec.secrets[]") for s in spec.secrets),
+        timeout_s=parse_duration(spec.timeout, "spec.timeout"),
+        concurrency=spec.concurrency,
+        replicas=replicas,
+        max_request_bytes=parse_quantity(spec.limits.request_body, "spec.limits.requestBody"),
+        max_response_bytes=parse_quantity(spec.limits.response_body, "spec.limits.responseBody"),
+        cache=_cache_rule(spec.cache),
+        rate_limit=_rate_rule(spec.rate_limit),
+        async_=_async_rule(spec.async_),
+    )
+
+
+def _cache_rule(cache: Cache | None) -> CacheRule | None:
+    if cache is None:
+        return None
+    vary = tuple(dict.fromkeys(h.strip().lower() for h in cache.vary))
+    if any(not h or not h.isascii() or " " in h or ":" in h for h in vary):
+        raise ManifestError(f"spec.cache.vary: {cache.vary!r} must be header names")
+    methods = set(cache.methods)
+    if "GET" in methods:
+        methods.add("HEAD")  # a HEAD is answered from the GET's entry
+    return CacheRule(ttl_s=parse_duration(cache.ttl, "spec.cache.ttl"), vary=vary, methods=tuple(sorted(methods)))
+
+
+def _async_rule(options: AsyncOptions | None) -> AsyncRule:
+    if options is None:
+        return AsyncRule()
+    if options.retries is not None and options.max_attempts is not None:
+        if options.max_attempts != options.retries + 1:
+            raise ManifestError(
+                f"spec.async: retries {options.retries} and maxAttempts {options.max_attempts} disagree "
+                "(maxAttempts counts the first attempt; set one of them)"
+            )
+    if options.max_attempts is not None:
+        attempts = options.max_attempts
+    else:
+        attempts = (options.retries if options.retries is not None else 2) + 1
+    return AsyncRule(
+        max_attempts=attempts,
+        backoff_s=parse_duration(options.backoff, "spec.async.backoff"),
+        max_age_s=parse_duration(options.max_age, "spec.async.maxAge") if options.max_age is not None else None,
+        result_ttl_s=parse_duration(options.result_ttl, "spec.async.resultTTL"),
+        max_concurrency=options.max_concurrency,
+    )
+
+
+def _rate_rule(limit: RateLimit | None) -> RateRule | None:
+    if limit is None:
+        return None
+    burst = limit.burst if limit.burst is not None else max(1, math.ceil(limit.rps))
+    return RateRule(rps=limit.rps, burst=burst, key=limit.key)
+
+
+def check_cluster_fields(spec: FunctionSpec) -> None:
+    """Check what the schema cannot: one kind of source, durations, traffic naming known versions summing to 100.
+
+    The CRD's CEL rules say the same for `kubectl apply`; this is the check `lf dev`, `lf deploy` and the operator
+    share. Raises ManifestError naming the field.
+    """
+    _check_source(spec.source, "spec.source")
+    if spec.async_ is not None:
+        parse_duration(spec.async_.backoff, "spec.async.backoff")
+        parse_duration(spec.async_.result_ttl, "spec.async.resultTTL")
+        if spec.async_.max_age is not None:
+            parse_duration(spec.async_.max_age, "spec.async.maxAge")
+    _check_versions(spec)
+    if spec.resources is not None:
+        for field, values in (("requests", spec.resources.requests), ("limits", spec.resources.limits)):
+            for key, value in (values or {}).items():
+                if not _RESOURCE_QUANTITY.fullmatch(str(value)):
+                    raise ManifestError(f"spec.resources.{field}.{key}: {value!r} is not a Kubernetes quantity")
+
+
+def _check_source(source: Source | None, field: str) -> None:
+    if source is not None and len(source.kinds()) != 1:
+        raise ManifestError(f"{field}: set exactly one of files, archive, git (got {source.kinds() or 'none'})")
+
+
+def _check_versions(spec: FunctionSpec) -> None:
+    versions = [v.name for v in spec.versions or ()]
+    if len(set(versions)) != len(versions):
+        raise ManifestError(f"spec.versions: names must be unique, got {versions}")
+    for version in spec.versions or ():
+        _check_source(version.source, f"spec.versions[{version.name}].source")
+    if spec.traffic:
+        unknown = [t.version for t in spec.traffic if t.version not in versions]
+        if unknown:
+            raise ManifestError(f"spec.traffic: unknown versions {unknown} (declare them in spec.versions)")
+        total = sum(t.percent for t in spec.traffic)
+        if total != 100:
+            raise ManifestError(f"spec.traffic: percents must add up to 100, got {total}")
+
+
+_RESOURCE_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?")
+
+
+# -- Trigger -----------------------------------------------------------------------------------------------------
+
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class HttpTrigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Serve the function at `path` (segments literal, `{param}` or a last `{*rest}`) on `host` ("" any host,
+    "api.example.com", or "*.example.com"), for `methods` (empty: any)."""
+
+    path: Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern="^/")]
+    host: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    methods: Annotated[list[HttpMethod], msgspec.Meta(max_length=7)] = msgspec.field(default_factory=list)
+
+
+class CronTrigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Call the function on a cron `schedule` (5 fields) in `timezone`, with `body`."""
+
+    schedule: Annotated[str, msgspec.Meta(min_length=9, max_length=128)]
+    timezone: Annotated[str, msgspec.Meta(max_length=64)] = "UTC"
+    body: Annotated[str, msgspec.Meta(max_length=65536)] = ""
+
+
+class NatsTrigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Call the function for each message on `subject` (in queue group `queue`, from JetStream `stream` if set)."""
+
+    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    queue: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    stream: Annotated[str, msgspec.Meta(max_length=255)] = ""
+
+
+class TriggerSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What calls `function` (in the trigger's namespace): exactly one of `http`, `cron`, `nats`."""
+
+    function: Name
+    http: HttpTrigger | None = None
+    cron: CronTrigger | None = None
+    nats: NatsTrigger | None = None
+
+    def kinds(self) -> list[str]:
+        return [kind for kind in ("http", "cron", "nats") if getattr(self, kind) is not None]
+
+
+class TriggerManifest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    api_version: str
+    kind: Literal["Trigger"]
+    metadata: Metadata
+    spec: TriggerSpec
+
+
+class Trigger(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated trigger: `kind` names the one of `http`, `cron`, `nats` that is set."""
+
+    name: str
+    namespace: str
+    function: str
+    kind: str
+    http: HttpTrigger | None = None
+    cron: CronTrigger | None = None
+    nats: NatsTrigger | None = None
+
+
+def resolve_trigger(name: str, namespace: str, spec: TriggerSpec) -> Trigger:
+    """Raises ManifestError when the spec is not exactly one kind of trigger or names are not DNS labels."""
+    kinds = spec.kinds()
+    if len(kinds) != 1:
+        raise ManifestError(f"spec: set exactly one of http, cron, nats (got {kinds or 'none'})")
+    try:
+        return Trigger(
+            name=check_name(name, "metadata.name"),
+            namespace=check_name(namespace, "metadata.namespace"),
+            function=check_name(spec.function, "spec.function"),
+            kind=kinds[0],
+            http=spec.http,
+            cron=spec.cron,
+            nats=spec.nats,
+        )
+    except InvalidName as exc:
+        raise ManifestError(str(exc)) from None
+
+
+def load_trigger(data: Any, *, source: str = "manifest") -> Trigger:
+    """Validate a decoded Trigger manifest (a mapping). Raises ManifestError naming `source` and the field."""
+    manifest = _convert(data, TriggerManifest, source)
+    try:
+        return resolve_trigger(manifest.metadata.name, manifest.metadata.namespace, manifest.spec)
+    except ManifestError as exc:
+        raise ManifestError(f"{source}: {exc}") from None

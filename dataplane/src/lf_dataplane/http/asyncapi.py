@@ -1,0 +1,306 @@
+"""The ingestor's async endpoints (DESIGN §4): `ANY /async-function/{name}[.{ns}][/{path}]`, `GET` and `DELETE
+/invocations/{id}`. Reached only for paths the native table does not route, so the sync path pays nothing.
+
+Submit: the same request envelope as a sync call, published to `lf.async.{ns}.{fn}.{call id}` with
+`Nats-Msg-Id` = call id; `202` only after the PubAck (the stream stored it), `503` + `Retry-After` when the broker
+is down, the stream refuses or no PubAck comes within LF_ASYNC_PUBLISH_TIMEOUT. A PubAck lost on the way back is
+answered 503 although the call was stored: it may run although the client retries it (at-least-once). An
+`Idempotency-Key` makes retries safe: it maps to one call id (create-only KV write, 24 h) and the publish of a
+known call is deduplicated by the stream (same `Nats-Msg-Id`) or skipped when the call already has a record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable
+from typing import Any, NamedTuple
+
+from lf_core import tracing as _tracing
+from lf_core.asynccalls import streams as js
+from lf_core.bus import jetstream
+from lf_core.bus.errors import BusError
+from lf_core.ssrf import UnsafeUrl, resolve_target, system_resolver
+from lf_native import MethodNotAllowed, RouteNotFound, encode_request
+
+from lf_dataplane.calls.replies import Header, Reply
+from lf_dataplane.http import mapping as hm
+
+ASYNC_PREFIX = "/async-function/"
+INVOCATIONS_PREFIX = "/invocations/"
+IDEMPOTENCY_HEADER = "idempotency-key"
+CALLBACK_HEADER = "x-callback-url"
+MAX_IDEMPOTENCY_KEY = 256
+
+_TRACING = _tracing.ENABLED
+_JSON: list[Header] = [("content-type", "application/json")]
+
+
+class Answered(NamedTuple):
+    """An async endpoint's answer and the call it names, sent as `X-Call-Id` (an `Idempotency-Key` duplicate answers
+    with the original call's id, not the request's). Refusals (400, 501, 503, ...) are raised as `HttpError`s."""
+
+    reply: Reply
+    call_id: str
+
+    @property
+    def status(self) -> int:
+        return self.reply[0]
+
+
+def _answer(status: int, payload: dict[str, Any], call_id: str, extra: list[Header] | None = None) -> Answered:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return Answered((status, [*_JSON, *(extra or [])], body), call_id)
+
+
+def unavailable(detail: str) -> hm.HttpError:
+    return hm.HttpError(
+        503, "broker_unavailable", f"the call was not stored: {detail}", hm.LAYER_INGESTOR, retry_after=hm.RETRY_AFTER_S
+    )
+
+
+class AsyncCalls:
+    """The async endpoints of one ingestor worker, whose JetStream calls go through `request` (the worker's lean
+    connection: `NatsRequester.request_headers`)."""
+
+    def __init__(
+        self,
+        request: jetstream.Requester,
+        *,
+        publish_timeout_s: float = 5.0,
+        allow_private_callbacks: bool = False,
+        resolve: Any = system_resolver,
+    ) -> None:
+        self.request = request
+        self.publish_timeout_s = publish_timeout_s
+        self.allow_private_callbacks = allow_private_callbacks
+        self.resolve = resolve
+        self.accepted = 0
+        self.refused = 0
+        self._ensured = False
+
+    async def ensure(self) -> None:
+        """Create the streams and buckets unless they exist (at start-up, and again after a refusal)."""
+        await js.ensure_all(self.request)
+        self._ensured = True
+
+    async def handle(self, scope: Any, proto: Any, path: str, call_id: str, table: Any) -> Answered:
+        if path.startswith(ASYNC_PREFIX):
+            return await self.submit(scope, proto, path, call_id, table)
+        if path.startswith(INVOCATIONS_PREFIX):
+            asked = path[len(INVOCATIONS_PREFIX) :]
+            if not _TRACING:
+                return await self.invocation(scope.method, asked)
+            span = _tracing.CallSpan.endpoint(scope.method, INVOCATIONS_PREFIX + "{id}", scope.headers, asked)
+            return await _traced(span, self.invocation(scope.method, asked))
+        raise hm.unrouted(path)
+
+    # -- submit -----------------------------------------------------------------------------------------------------
+
+    async def submit(self, scope: Any, proto: Any, path: str, call_id: str, table: Any) -> Answered:
+        method = scope.method
+        headers = scope.headers
+        sync_path = "/function/" + path[len(ASYNC_PREFIX) :]
+        try:
+            target, rest, params = table.lookup(method, "", sync_path)
+        except MethodNotAllowed as exc:
+            raise hm.method_not_allowed(exc.args[1]) from None
+        except RouteNotFound:
+            raise hm.unrouted(path) from None
+        if not target.accepts_async:
+            raise hm.HttpError(
+                501,
+                "async_not_supported",
+                f"{target.label} runs on the {target.runtime} runtime, which does not take async calls yet; "
+                f"call /function/{target.name}.{target.namespace} synchronously",
+                hm.LAYER_INGESTOR,
+            )
+        if not _TRACING:
+            return await self._submit(scope, proto, call_id, target, rest, params, None)
+        span = _tracing.CallSpan.start(method, headers, call_id, target.namespace, target.name, queued=True)
+        if span is None:  # sampled out by the caller: its trace context goes on as it came
+            return await self._submit(scope, proto, call_id, target, rest, params, None)
+        return await _traced(span, self._submit(scope, proto, call_id, target, rest, params, span))
+
+    async def _submit(
+        self,
+        scope: Any,
+        proto: Any,
+        call_id: str,
+        target: Any,
+        rest: str,
+        params: Any,
+        span: _tracing.CallSpan | None,
+    ) -> Answered:
+        method = scope.method
+        headers = scope.headers
+        callback = headers.get(CALLBACK_HEADER) or ""
+        if callback:
+            await self._check_callback(callback)
+        key = headers.get(IDEMPOTENCY_HEADER) or ""
+        if len(key) > MAX_IDEMPOTENCY_KEY:
+            raise hm.HttpError(
+                400, "bad_idempotency_key", f"Idempotency-Key longer than {MAX_IDEMPOTENCY_KEY}", "ingestor"
+            )
+        body = await hm.read_body(  # the same body rules as a sync call
+            scope, proto, headers, target.max_request_bytes
+        )
+        ns, fn = target.namespace, target.name
+        duplicate = False
+        try:
+            if key:
+                call_id, duplicate = await self._claim(ns, fn, key, call_id)
+                if span is not None and span.recording:
+                    span.span.set_attribute("faas.invocation_id", call_id)
+                if duplicate and await self._known(call_id):
+                    return self._accepted(call_id, ns, fn, duplicate=True)
+            items = [(k, v) for k, v in headers.items() if k not in (CALLBACK_HEADER, IDEMPOTENCY_HEADER)]
+            traceparent, tracestate = _tracing.outgoing(span, headers) if span is not None else _incoming(headers)
+            envelope = encode_request(
+                call_id, method, rest or "/", scope.query_string, items, body, int(target.timeout_s * 1000), params,
+                traceparent, tracestate,
+            )  # fmt: skip
+            msg_headers = [(jetstream.MSG_ID, call_id), (js.SUBMITTED_HEADER, f"{time.time():.6f}")]
+            if callback:
+                msg_headers.append((js.CALLBACK_HEADER, callback))
+            ack = await jetstream.publish(
+                self.request, js.async_subject(ns, fn, call_id), envelope, msg_headers, self.publish_timeout_s
+            )
+        except (BusError, TimeoutError) as exc:
+            self.refused += 1
+            raise unavailable(type(exc).__name__) from None
+        except jetstream.JetStreamError as exc:
+            self.refused += 1
+            if exc.err_code == jetstream.ERR_STREAM_NOT_FOUND or exc.code == 503:
+                self._ensured = False
+                asyncio.ensure_future(self._ensure_quietly())
+            raise unavailable(exc.description) from None
+        self.accepted += 1
+        return self._accepted(call_id, ns, fn, duplicate=duplicate or bool(ack.get("duplicate")))
+
+    def _accepted(self, call_id: str, ns: str, fn: str, *, duplicate: bool) -> Answered:
+        payload: dict[str, Any] = {
+            "callId": call_id,
+            "status": "queued",
+            "function": fn,
+            "namespace": ns,
+            "statusUrl": f"{INVOCATIONS_PREFIX}{call_id}",
+        }
+        if duplicate:
+            payload["duplicate"] = True
+        return _answer(202, payload, call_id, [("location", f"{INVOCATIONS_PREFIX}{call_id}")])
+
+    async def _claim(self, ns: str, fn: str, key: str, call_id: str) -> tuple[str, bool]:
+        """The call id of an idempotency key: ours if we wrote it first (create-only), else the stored one."""
+        kv_key = js.idempotency_key(ns, fn, key)
+        for _ in range(3):
+            try:
+                await jetstream.kv_put(self.request, js.IDEMPOTENCY_BUCKET, kv_key, call_id.encode(), revision=0)
+                return call_id, False
+            except jetstream.WrongSequence:
+                found = await jetstream.kv_get(self.request, js.IDEMPOTENCY_BUCKET, kv_key)
+                if found is not None:
+                    return found[0].decode(), True
+        raise unavailable("the idempotency key could not be claimed")
+
+    async def _known(self, call_id: str) -> bool:
+        """The call was stored (it has a record or still waits in LF_ASYNC): a duplicate needs no publish."""
+        if await jetstream.kv_get(self.request, js.RESULTS_BUCKET, call_id) is not None:
+            return True
+        return await js.find_queued(self.request, call_id) is not None
+
+    async def _check_callback(self, url: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                None, lambda: resolve_target(url, allow_private=self.allow_private_callbacks, resolve=self.resolve)
+            )
+        except UnsafeUrl as exc:
+            raise hm.HttpError(400, "bad_callback_url", str(exc), hm.LAYER_INGESTOR) from None
+
+    async def _ensure_quietly(self) -> None:
+        try:
+            await self.ensure()
+        except Exception:  # noqa: S110 (the next refusal tries again)
+            pass
+
+    # -- status and cancel ------------------------------------------------------------------------------------------
+
+    async def invocation(self, method: str, call_id: str) -> Answered:
+        try:
+            js.check_call_id(call_id)
+        except ValueError:
+            raise hm.HttpError(404, "unknown_call", "no such call", hm.LAYER_INGESTOR) from None
+        try:
+            if method in ("GET", "HEAD"):
+                return await self._status(call_id, head=method == "HEAD")
+            if method == "DELETE":
+                return await self._cancel(call_id)
+        except (BusError, TimeoutError) as exc:
+            raise unavailable(type(exc).__name__) from None
+        except jetstream.JetStreamError as exc:
+            raise unavailable(exc.description) from None
+        raise hm.method_not_allowed(("GET", "HEAD", "DELETE"))
+
+    async def _status(self, call_id: str, *, head: bool = False) -> Answered:
+        found = await jetstream.kv_get(self.request, js.RESULTS_BUCKET, call_id)
+        if found is not None:
+            view = js.record_view(js.decode_record(found[0]))
+        else:
+            queued = await js.find_queued(self.request, call_id)
+            if queued is None:
+                return _answer(
+                    404, _error("unknown_call", "no such call (never accepted, or its result expired)"), call_id
+                )
+            _, _, ns, fn, _ = queued[0].split(".", 4)
+            view = {"callId": call_id, "function": fn, "namespace": ns, "status": "queued", "attempts": 0}
+        return _answer(200, view, call_id)
+
+    async def _cancel(self, call_id: str) -> Answered:
+        """Cancel a call that has not started: its record becomes `cancelled` (create-only, so a replica that
+        started it first wins) and its message is removed from LF_ASYNC."""
+        queued = await js.find_queued(self.request, call_id)
+        found = await jetstream.kv_get(self.request, js.RESULTS_BUCKET, call_id)
+        if found is not None:
+            record = js.decode_record(found[0])
+            if record.status != "queued":
+                return _answer(409, _error("not_cancellable", f"the call is {record.status}"), call_id)
+            revision: int = found[1]
+        elif queued is None:
+            return _answer(404, _error("unknown_call", "no such call"), call_id)
+        else:
+            revision = 0
+        ns, fn = ("", "")
+        if queued is not None:
+            _, _, ns, fn, _ = queued[0].split(".", 4)
+        now = time.time()
+        cancelled = js.CallRecord(call_id=call_id, namespace=ns, function=fn, status="cancelled", updated_at=now)
+        try:
+            await jetstream.kv_put(
+                self.request, js.RESULTS_BUCKET, call_id, js.encode_record(cancelled), revision=revision
+            )
+        except jetstream.WrongSequence:
+            return _answer(409, _error("not_cancellable", "the call has started"), call_id)
+        await js.remove_queued(self.request, call_id)
+        return _answer(200, {"callId": call_id, "status": "cancelled"}, call_id)
+
+
+async def _traced(span: _tracing.CallSpan, answer: Awaitable[Answered]) -> Answered:
+    """Await an endpoint's answer inside `span` (a refusal, raised as an HttpError, fails the span)."""
+    try:
+        answered = await answer
+    except BaseException as exc:
+        span.fail(exc)
+        raise
+    span.end(answered.status)
+    return answered
+
+
+def _incoming(headers: Any) -> tuple[str, str]:
+    traceparent = headers.get("traceparent", "")
+    return traceparent, headers.get("tracestate", "") if traceparent else ""
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "layer": hm.LAYER_INGESTOR}}

@@ -1,0 +1,1 @@
+"""The ingestor's metrics, logs and the function-output log stream."""
