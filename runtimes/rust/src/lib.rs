@@ -4,14 +4,13 @@
 //! `lf dev` and the image build generate a binary crate whose `main` is `lf_runtime::main(handler::handle)`.
 //! The envelope codec is `lf-native`'s pure-Rust core.
 
-pub mod asyncwork;
-pub mod callback;
+pub mod asyncworker;
 pub mod capture;
-pub mod config;
 pub mod handlers;
 pub mod logs;
 pub mod metrics;
 pub mod serving;
+pub mod settings;
 pub mod tracing;
 pub mod types;
 
@@ -41,7 +40,7 @@ pub fn run<M: 'static, H: Handler<M>>(
 ) -> i32 {
     let vars: std::collections::HashMap<String, String> = vars.into_iter().collect();
     let traced = tracing::configured(&vars);
-    let settings = match config::Settings::from_env(vars) {
+    let settings = match settings::Settings::from_env(vars) {
         Ok(settings) => settings,
         Err(error) => {
             logs::Log::default().error("bad_settings", &[("error", json!(error))]);
@@ -57,7 +56,10 @@ pub fn run<M: 'static, H: Handler<M>>(
         &[
             ("pid", json!(std::process::id())),
             ("runtime", json!("rust")),
-            ("nats", json!(config::redacted_nats_url(&settings.nats_url))),
+            (
+                "nats",
+                json!(settings::redacted_nats_url(&settings.nats_url)),
+            ),
             ("concurrency", json!(settings.concurrency)),
             ("queue_depth", json!(settings.queue_depth)),
             ("worker_threads", json!(settings.worker_threads)),

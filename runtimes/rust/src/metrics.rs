@@ -28,7 +28,7 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::asyncwork::AsyncCounters;
+use crate::asyncworker::AsyncCounters;
 
 /// Label values of `litefunctions_runtime_calls_total{outcome}`, indexed by [`Outcome`].
 pub const OUTCOMES: [&str; 7] = [
@@ -161,7 +161,7 @@ fn load(value: &AtomicU64) -> u64 {
     value.load(Ordering::Relaxed)
 }
 
-/// The async worker's events (`crate::asyncwork`) are these counters.
+/// The async worker's events (`crate::asyncworker`) are these counters.
 impl AsyncCounters for Metrics {
     /// An async attempt ran (`litefunctions_async_runs_total`).
     fn async_run(&self) {

@@ -26,12 +26,12 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinError;
 
-use crate::asyncwork::{AsyncWorker, Runner};
+use crate::asyncworker::{AsyncWorker, Runner};
 use crate::capture::Capture;
-use crate::config::{redacted_nats_url, Settings};
 use crate::handlers::{panic_message, Handler};
 use crate::logs::Log;
 use crate::metrics::{self, Metrics, Outcome};
+use crate::settings::{redacted_nats_url, Settings};
 use crate::tracing::{CallSpan, Tracing};
 use crate::types::{BadRequest, Request, Response, Result};
 
@@ -102,7 +102,7 @@ struct Call {
     cold: AtomicBool,
     /// With tracing on: the call's span from its handler's start until it is answered.
     span: Mutex<Option<CallSpan>>,
-    /// An async call's answer goes here instead of to `reply` (`crate::asyncwork`).
+    /// An async call's answer goes here instead of to `reply` (`crate::asyncworker`).
     done: Mutex<Option<oneshot::Sender<Vec<u8>>>>,
     /// An async call (`done` was given): its span is a CONSUMER one.
     is_async: bool,
@@ -273,7 +273,7 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
     }
 }
 
-/// The replica's async puller (`crate::asyncwork`), unless `LF_ASYNC_CONCURRENCY` is 0.
+/// The replica's async puller (`crate::asyncworker`), unless `LF_ASYNC_CONCURRENCY` is 0.
 fn start_async(
     s: &Settings,
     log: &Log,
@@ -848,7 +848,7 @@ impl<H: Handler<M>, M: 'static> Runner for Shared<H, M> {
         self.slot_freed.clone()
     }
 
-    /// An async call (`crate::asyncwork`) runs like a sync one, never answered BUSY: it waits for a slot.
+    /// An async call (`crate::asyncworker`) runs like a sync one, never answered BUSY: it waits for a slot.
     fn run_call(
         self: Arc<Self>,
         envelope: _native::envelope::Request,

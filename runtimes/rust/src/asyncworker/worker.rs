@@ -1,24 +1,5 @@
-//! A replica's async side (DESIGN §4 "Async"), the Python runtime's `lf_runtime.asyncworker` in Rust: pull calls
-//! from the function's durable consumer on `LF_ASYNC`, run them like sync calls, store results with
-//! compare-and-set, retry with backoff, dead-letter.
-//!
-//! - One durable pull consumer per function (`{ns}_{fn}`, filter `lf.async.{ns}.{fn}.*`), shared by its
-//!   replicas; each replica pulls at most its free concurrency (capped by `LF_ASYNC_CONCURRENCY`), one pull
-//!   request at a time, expiring after `PULL_EXPIRES`; the next is sent once it is satisfied or expired and a
-//!   slot is free (a freed slot or a finished async call wakes the puller).
-//! - ack wait = timeout + `LF_ASYNC_ACK_GRACE`; a call that runs long sends `+WPI` every half ack wait.
-//! - The call's record (`LF_RESULTS[{call id}]`) moves only by compare-and-set on the revision this worker read
-//!   or wrote. A zombie (paused past the ack wait while the call was run elsewhere) finds the revision moved and
-//!   drops its result without acking.
-//! - Retries: the same policy as `lf_dataplane.asyncpolicy` (retryable 408, 429, 5xx; backoff
-//!   `backoff * 2^(n-1)` capped, plus up to 20 % jitter; `maxAttempts` in total; `maxAge`); a retry is a NAK
-//!   with that delay, the delivery count of the ack subject is the attempt number. The last failure, a 4xx, a
-//!   delivery past `maxAttempts` or a call past `maxAge` goes to `LF_DEAD` (`Nats-Msg-Id` = `{id}.d{redrives}`),
-//!   then TERM.
-//! - The record's JSON is byte for byte what the Python runtime writes (msgspec, fields in declaration order,
-//!   defaults omitted), since `GET /invocations/{id}` and `lf dlq` read both.
-//!
-//! - Callbacks (`X-Callback-Url`): after the final record, this replica POSTs the record view (`crate::callback`).
+//! The async puller of one replica: pull, run, store with compare-and-set, retry, dead-letter, call back (the
+//! module's documentation says how).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,383 +10,24 @@ use async_nats::jetstream::{self, context::PublishErrorKind};
 use async_nats::{Client, HeaderMap, Message};
 use base64::Engine as _;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, Notify};
 
-use crate::callback;
+use super::callback;
+use super::events::AsyncCounters;
+use super::policy::{after_attempt, before_attempt, Decision, Policy};
+use super::record::{record_view, CallRecord, CallResult};
+use super::streams::{
+    consumer_config, consumer_name, ns, stream_configs, ASYNC_STREAM, ATTEMPTS_HEADER,
+    CALLBACK_HEADER, DEAD_AT_HEADER, ERROR_HEADER, ERR_STREAM_NOT_FOUND, MSG_ID, REDRIVE_HEADER,
+    RESULTS_BUCKET, STATUS_HEADER, SUBMITTED_HEADER,
+};
 use crate::logs::Log;
+use crate::settings::{AsyncSettings, DEFAULT_ASYNC_RESULT_TTL_S};
 
-pub const ASYNC_STREAM: &str = "LF_ASYNC";
-pub const DEAD_STREAM: &str = "LF_DEAD";
-pub const RESULTS_BUCKET: &str = "LF_RESULTS";
-pub const IDEMPOTENCY_BUCKET: &str = "LF_IDEMPOTENCY";
-const DEFAULT_RESULT_TTL_S: f64 = 24.0 * 3600.0;
-const DUPLICATE_WINDOW_S: f64 = 600.0;
-const DEAD_MAX_AGE_S: f64 = 14.0 * 24.0 * 3600.0;
 const API_TIMEOUT: Duration = Duration::from_secs(5);
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
 const STORE_ATTEMPTS: u32 = 20;
-
-const MSG_ID: &str = "Nats-Msg-Id";
-const CALLBACK_HEADER: &str = "Lf-Callback-Url";
-const SUBMITTED_HEADER: &str = "Lf-Submitted";
-const REDRIVE_HEADER: &str = "Lf-Redrive";
-const ERROR_HEADER: &str = "Lf-Error";
-const ATTEMPTS_HEADER: &str = "Lf-Attempts";
-const STATUS_HEADER: &str = "Lf-Status";
-const DEAD_AT_HEADER: &str = "Lf-Dead-At";
-
-const ERR_STREAM_NOT_FOUND: u64 = 10059;
-
-// ------------------------------------------------------------------------------------------------ settings
-
-/// The `LF_ASYNC_*` variables (and `LF_TIMEOUT`), as the Python runtime reads them.
-#[derive(Debug, Clone)]
-pub struct AsyncSettings {
-    /// The function's timeout: the consumer's ack wait adds `ack_grace`.
-    pub timeout: Duration,
-    /// Async calls this replica runs at once (at most `LF_CONCURRENCY`; 0: pull none).
-    pub concurrency: usize,
-    /// The consumer's `max_ack_pending`: the function's async calls in flight over all replicas.
-    pub max_inflight: usize,
-    pub max_attempts: u32,
-    pub backoff: Duration,
-    /// Zero: no limit.
-    pub max_age: Duration,
-    pub result_ttl: Duration,
-    pub ack_grace: Duration,
-    /// `LF_CALLBACK_ALLOW_PRIVATE=true`: callbacks may go to private addresses (tests, closed networks).
-    pub callback_allow_private: bool,
-}
-
-impl AsyncSettings {
-    pub(crate) fn from_env<'a>(
-        get: impl Fn(&str) -> Option<&'a str> + Copy,
-        concurrency: usize,
-    ) -> Result<Self, String> {
-        use crate::config::{integer, seconds};
-        let or = |value: Duration, default: f64| {
-            if value.is_zero() {
-                Duration::from_secs_f64(default)
-            } else {
-                value
-            }
-        };
-        Ok(Self {
-            timeout: or(seconds(get, "LF_TIMEOUT", 60.0)?, 60.0),
-            concurrency: integer(get, "LF_ASYNC_CONCURRENCY", concurrency, 0, usize::MAX)?
-                .min(concurrency),
-            max_inflight: integer(get, "LF_ASYNC_MAX_INFLIGHT", 1000, 1, 1_000_000)?,
-            max_attempts: u32::try_from(integer(get, "LF_ASYNC_MAX_ATTEMPTS", 3, 1, 100)?)
-                .unwrap_or(3),
-            backoff: seconds(get, "LF_ASYNC_BACKOFF", 1.0)?,
-            max_age: seconds(get, "LF_ASYNC_MAX_AGE", 0.0)?,
-            result_ttl: or(
-                seconds(get, "LF_ASYNC_RESULT_TTL", DEFAULT_RESULT_TTL_S)?,
-                DEFAULT_RESULT_TTL_S,
-            ),
-            ack_grace: seconds(get, "LF_ASYNC_ACK_GRACE", 5.0)?,
-            callback_allow_private: get("LF_CALLBACK_ALLOW_PRIVATE")
-                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
-        })
-    }
-
-    fn policy(&self) -> Policy {
-        Policy {
-            max_attempts: self.max_attempts,
-            backoff_s: self.backoff.as_secs_f64(),
-            max_backoff_s: 300.0,
-            jitter: 0.2,
-            max_age_s: (!self.max_age.is_zero()).then_some(self.max_age.as_secs_f64()),
-        }
-    }
-}
-
-// -------------------------------------------------------------------------------------------------- policy
-
-/// `lf_dataplane.asyncpolicy.AsyncPolicy`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Policy {
-    pub max_attempts: u32,
-    pub backoff_s: f64,
-    pub max_backoff_s: f64,
-    pub jitter: f64,
-    pub max_age_s: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    Run,
-    Done,
-    Retry { delay_s: f64 },
-    Dead { reason: String },
-}
-
-/// 408, 429 and every 5xx retry; any other 4xx would fail the same way again.
-pub fn is_retryable(status: u16) -> bool {
-    status == 408 || status == 429 || status >= 500
-}
-
-/// Seconds to wait after failed attempt `attempt` (1-based) before the next one; `rand` in [0, 1).
-pub fn backoff_s(attempt: u32, policy: &Policy, rand: f64) -> f64 {
-    let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
-    let base = (policy.backoff_s * 2f64.powi(exponent)).min(policy.max_backoff_s);
-    base * (1.0 + policy.jitter * rand)
-}
-
-/// May delivery number `attempt` run? A delivery past `max_attempts` is a replica that died on the last one.
-pub fn before_attempt(attempt: u32, submitted_at: f64, now: f64, policy: &Policy) -> Decision {
-    if attempt > policy.max_attempts {
-        return Decision::Dead {
-            reason: format!(
-                "the replica stopped during attempt {} of {}",
-                attempt - 1,
-                policy.max_attempts
-            ),
-        };
-    }
-    if let Some(max_age) = policy.max_age_s {
-        if now - submitted_at > max_age {
-            return Decision::Dead {
-                reason: format!(
-                    "older than maxAge ({} s) before attempt {attempt}",
-                    g(max_age)
-                ),
-            };
-        }
-    }
-    Decision::Run
-}
-
-/// What follows attempt `attempt` that answered `status`.
-pub fn after_attempt(
-    attempt: u32,
-    status: u16,
-    submitted_at: f64,
-    now: f64,
-    policy: &Policy,
-    rand: f64,
-) -> Decision {
-    if status < 400 {
-        return Decision::Done;
-    }
-    if !is_retryable(status) {
-        return Decision::Dead {
-            reason: format!("status {status} is not retryable"),
-        };
-    }
-    if attempt >= policy.max_attempts {
-        return Decision::Dead {
-            reason: format!(
-                "status {status} on the last of {} attempts",
-                policy.max_attempts
-            ),
-        };
-    }
-    let delay_s = backoff_s(attempt, policy, rand);
-    if let Some(max_age) = policy.max_age_s {
-        if now + delay_s - submitted_at > max_age {
-            return Decision::Dead {
-                reason: format!(
-                    "status {status}; the next attempt would pass maxAge ({} s)",
-                    g(max_age)
-                ),
-            };
-        }
-    }
-    Decision::Retry { delay_s }
-}
-
-/// Python's `{x:g}` for the values a duration takes (integers without `.0`, else the shortest form).
-fn g(value: f64) -> String {
-    #[allow(clippy::cast_possible_truncation)]
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{}", value as i64)
-    } else {
-        format!("{value}")
-    }
-}
-
-// -------------------------------------------------------------------------------------------------- record
-
-/// `lf_dataplane.asyncstreams.CallResult`: always written in full.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CallResult {
-    pub status: u16,
-    #[serde(default)]
-    pub headers: Vec<(String, String)>,
-    #[serde(default, with = "base64_bytes")]
-    pub body: Vec<u8>,
-}
-
-#[allow(clippy::trivially_copy_pass_by_ref)]
-fn is_zero_f(value: &f64) -> bool {
-    *value == 0.0
-}
-
-#[allow(clippy::trivially_copy_pass_by_ref)]
-fn is_zero_u(value: &u32) -> bool {
-    *value == 0
-}
-
-/// `lf_dataplane.asyncstreams.CallRecord` (`LF_RESULTS[{call id}]`): msgspec's encoding, fields in order, those
-/// equal to their default left out.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct CallRecord {
-    pub call_id: String,
-    pub namespace: String,
-    pub function: String,
-    pub status: String,
-    #[serde(default, skip_serializing_if = "is_zero_u")]
-    pub attempts: u32,
-    #[serde(default, skip_serializing_if = "is_zero_f")]
-    pub submitted_at: f64,
-    #[serde(default, skip_serializing_if = "is_zero_f")]
-    pub updated_at: f64,
-    #[serde(default, skip_serializing_if = "is_zero_f")]
-    pub next_attempt_at: f64,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub last_error: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub worker: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<CallResult>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub callback: String,
-    #[serde(default, skip_serializing_if = "is_zero_u")]
-    pub redrives: u32,
-}
-
-impl CallRecord {
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    fn terminal(&self) -> bool {
-        matches!(self.status.as_str(), "succeeded" | "dead" | "cancelled")
-    }
-}
-
-mod base64_bytes {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine as _;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&STANDARD.encode(bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        STANDARD.decode(text).map_err(serde::de::Error::custom)
-    }
-}
-
-/// The headers of a dead letter (`_dead_letter` in the Python worker), in the same order.
-pub fn dead_letter_headers(record: &CallRecord, callback: &str) -> Vec<(&'static str, String)> {
-    let error: String = record
-        .last_error
-        .replace(['\r', '\n'], " ")
-        .chars()
-        .take(1024)
-        .collect();
-    let mut letter = vec![
-        (MSG_ID, format!("{}.d{}", record.call_id, record.redrives)),
-        (
-            ERROR_HEADER,
-            if error.is_empty() {
-                "unknown".to_owned()
-            } else {
-                error
-            },
-        ),
-        (ATTEMPTS_HEADER, record.attempts.to_string()),
-        (SUBMITTED_HEADER, format!("{:.6}", record.submitted_at)),
-        (DEAD_AT_HEADER, format!("{:.6}", record.updated_at)),
-        (REDRIVE_HEADER, record.redrives.to_string()),
-    ];
-    if let Some(result) = &record.result {
-        letter.push((STATUS_HEADER, result.status.to_string()));
-    }
-    if !callback.is_empty() {
-        letter.push((CALLBACK_HEADER, callback.to_owned()));
-    }
-    letter
-}
-
-/// `(delivered, stream sequence, published at, pending)` from a `JetStream` ack subject (v1 and v2 formats).
-pub fn parse_ack_subject(reply: &str) -> Option<(u32, u64, f64, u64)> {
-    let tokens: Vec<&str> = reply.split('.').collect();
-    let base = match tokens.len() {
-        9 => 4,            // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-        n if n >= 11 => 6, // $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-        _ => return None,
-    };
-    let delivered = tokens[base].parse().ok()?;
-    let sequence = tokens[base + 1].parse().ok()?;
-    let ts: u64 = tokens[base + 3].parse().ok()?;
-    let pending = tokens[base + 4].parse().ok()?;
-    #[allow(clippy::cast_precision_loss)]
-    Some((delivered, sequence, ts as f64 / 1e9, pending))
-}
-
-// ---------------------------------------------------------------------------------- stream definitions
-
-fn ns(seconds: f64) -> u64 {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let value = (seconds * 1e9) as u64;
-    value
-}
-
-pub fn consumer_name(namespace: &str, function: &str) -> String {
-    format!("{namespace}_{function}")
-}
-
-fn stream_configs(result_ttl_s: f64) -> Vec<Value> {
-    let kv = |bucket: &str, ttl_s: f64| {
-        json!({
-            "name": format!("KV_{bucket}"), "subjects": [format!("$KV.{bucket}.>")], "retention": "limits",
-            "storage": "file", "num_replicas": 1, "max_msgs_per_subject": 1, "max_age": ns(ttl_s),
-            "duplicate_window": ns(ttl_s.min(120.0)), "discard": "new", "deny_delete": true, "deny_purge": false,
-            "allow_rollup_hdrs": true, "allow_direct": true, "allow_msg_ttl": true,
-        })
-    };
-    vec![
-        json!({
-            "name": ASYNC_STREAM, "subjects": ["lf.async.>"], "retention": "workqueue", "storage": "file",
-            "num_replicas": 1, "duplicate_window": ns(DUPLICATE_WINDOW_S), "discard": "old", "allow_direct": true,
-        }),
-        json!({
-            "name": DEAD_STREAM, "subjects": ["lf.dead.>"], "retention": "limits", "storage": "file",
-            "num_replicas": 1, "max_age": ns(DEAD_MAX_AGE_S), "duplicate_window": ns(DUPLICATE_WINDOW_S),
-            "discard": "old", "allow_direct": true,
-        }),
-        kv(RESULTS_BUCKET, result_ttl_s),
-        kv(IDEMPOTENCY_BUCKET, DEFAULT_RESULT_TTL_S),
-    ]
-}
-
-fn consumer_config(
-    namespace: &str,
-    function: &str,
-    ack_wait: Duration,
-    max_ack_pending: usize,
-) -> Value {
-    json!({
-        "durable_name": consumer_name(namespace, function),
-        "filter_subject": format!("lf.async.{namespace}.{function}.*"),
-        "ack_policy": "explicit",
-        "ack_wait": ns(ack_wait.as_secs_f64()),
-        "deliver_policy": "all",
-        "max_deliver": -1,
-        "max_ack_pending": max_ack_pending,
-        "max_waiting": 512,
-        "replay_policy": "instant",
-    })
-}
-
-// ------------------------------------------------------------------------------------------ the seams
 
 /// What the worker needs of the replica: its free slots, and running one call like a sync one.
 pub trait Runner: Send + Sync + 'static {
@@ -416,22 +38,6 @@ pub trait Runner: Send + Sync + 'static {
     /// Run the call under its envelope's budget; the response envelope arrives on the receiver.
     fn run_call(self: Arc<Self>, envelope: Envelope) -> oneshot::Receiver<Vec<u8>>;
 }
-
-/// What the worker counts (Prometheus metrics implement it; the default counts nothing).
-pub trait AsyncCounters: Send + Sync + 'static {
-    /// An attempt started (the record moved to `running`).
-    fn async_run(&self) {}
-    /// An attempt failed and a retry was scheduled.
-    fn async_retry(&self) {}
-    /// A call went to the dead letters.
-    fn async_dead(&self) {}
-    /// A zombie's result was dropped (the record had moved on).
-    fn async_zombie(&self) {}
-    /// The consumer's pending count, from the last delivery's ack subject.
-    fn set_async_pending(&self, _pending: u64) {}
-}
-
-// ------------------------------------------------------------------------------------------ the worker
 
 /// The async puller of one replica: `start` it after `ready`, `stop_pulling` on SIGTERM, `close` after the
 /// sync drain.
@@ -484,7 +90,7 @@ impl AsyncWorker {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned());
         let inner = Arc::new(Inner {
-            policy: settings.policy(),
+            policy: Policy::from_settings(&settings),
             ack_wait: settings.timeout + settings.ack_grace,
             settings,
             namespace: namespace.to_owned(),
@@ -623,7 +229,7 @@ impl Inner {
             .settings
             .result_ttl
             .as_secs_f64()
-            .max(DEFAULT_RESULT_TTL_S);
+            .max(DEFAULT_ASYNC_RESULT_TTL_S);
         for config in stream_configs(ttl) {
             self.ensure_stream(&config).await?;
         }
@@ -962,7 +568,7 @@ impl Inner {
         let this = self.clone();
         this.callbacks.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            let body = callback::record_view(&record);
+            let body = record_view(&record);
             let allow_private = this.settings.callback_allow_private;
             let (outcome, attempts) =
                 callback::deliver(&url, &body, &record.call_id, allow_private).await;
@@ -1127,6 +733,54 @@ fn decode_stored(message: &Value) -> Result<Option<(CallRecord, u64)>, String> {
     Ok(Some((record, sequence)))
 }
 
+/// The headers of a dead letter (`_dead_letter` in the Python worker), in the same order.
+pub fn dead_letter_headers(record: &CallRecord, callback: &str) -> Vec<(&'static str, String)> {
+    let error: String = record
+        .last_error
+        .replace(['\r', '\n'], " ")
+        .chars()
+        .take(1024)
+        .collect();
+    let mut letter = vec![
+        (MSG_ID, format!("{}.d{}", record.call_id, record.redrives)),
+        (
+            ERROR_HEADER,
+            if error.is_empty() {
+                "unknown".to_owned()
+            } else {
+                error
+            },
+        ),
+        (ATTEMPTS_HEADER, record.attempts.to_string()),
+        (SUBMITTED_HEADER, format!("{:.6}", record.submitted_at)),
+        (DEAD_AT_HEADER, format!("{:.6}", record.updated_at)),
+        (REDRIVE_HEADER, record.redrives.to_string()),
+    ];
+    if let Some(result) = &record.result {
+        letter.push((STATUS_HEADER, result.status.to_string()));
+    }
+    if !callback.is_empty() {
+        letter.push((CALLBACK_HEADER, callback.to_owned()));
+    }
+    letter
+}
+
+/// `(delivered, stream sequence, published at, pending)` from a `JetStream` ack subject (v1 and v2 formats).
+pub fn parse_ack_subject(reply: &str) -> Option<(u32, u64, f64, u64)> {
+    let tokens: Vec<&str> = reply.split('.').collect();
+    let base = match tokens.len() {
+        9 => 4,            // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        n if n >= 11 => 6, // $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        _ => return None,
+    };
+    let delivered = tokens[base].parse().ok()?;
+    let sequence = tokens[base + 1].parse().ok()?;
+    let ts: u64 = tokens[base + 3].parse().ok()?;
+    let pending = tokens[base + 4].parse().ok()?;
+    #[allow(clippy::cast_precision_loss)]
+    Some((delivered, sequence, ts as f64 / 1e9, pending))
+}
+
 /// The NAK that schedules a retry after `delay_s` (the Python worker's `-NAK {"delay": ns}`).
 pub fn nak_body(delay_s: f64) -> String {
     format!("-NAK {{\"delay\": {}}}", ns(delay_s))
@@ -1135,148 +789,6 @@ pub fn nak_body(delay_s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn policy() -> Policy {
-        AsyncSettings::from_env(|_| None, 16).unwrap().policy()
-    }
-
-    #[test]
-    fn settings_default_like_python() {
-        let s = AsyncSettings::from_env(|_| None, 16).unwrap();
-        assert_eq!(s.concurrency, 16);
-        assert_eq!((s.max_inflight, s.max_attempts), (1000, 3));
-        assert_eq!(s.timeout, Duration::from_mins(1));
-        assert_eq!(s.result_ttl, Duration::from_hours(24));
-        let capped = AsyncSettings::from_env(
-            |k| match k {
-                "LF_ASYNC_CONCURRENCY" => Some("99"),
-                "LF_TIMEOUT" => Some("2s"),
-                _ => None,
-            },
-            4,
-        )
-        .unwrap();
-        assert_eq!(
-            (capped.concurrency, capped.timeout),
-            (4, Duration::from_secs(2))
-        );
-        let err = AsyncSettings::from_env(|k| (k == "LF_ASYNC_MAX_ATTEMPTS").then_some("0"), 4);
-        assert!(err.unwrap_err().contains("LF_ASYNC_MAX_ATTEMPTS"));
-    }
-
-    #[test]
-    fn backoff_doubles_caps_and_jitters_up() {
-        let p = policy();
-        assert!((backoff_s(1, &p, 0.0) - 1.0).abs() < 1e-9);
-        assert!((backoff_s(3, &p, 0.0) - 4.0).abs() < 1e-9);
-        assert!((backoff_s(2, &p, 0.999) - 2.0 * 1.1998).abs() < 1e-3);
-        assert!((backoff_s(40, &p, 0.0) - 300.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn decisions_match_asyncpolicy() {
-        let p = policy();
-        assert_eq!(after_attempt(1, 200, 0.0, 1.0, &p, 0.5), Decision::Done);
-        assert_eq!(after_attempt(1, 302, 0.0, 1.0, &p, 0.5), Decision::Done);
-        assert_eq!(
-            after_attempt(1, 404, 0.0, 1.0, &p, 0.5),
-            Decision::Dead {
-                reason: "status 404 is not retryable".into()
-            }
-        );
-        for status in [408, 429, 500, 502, 503, 504] {
-            assert!(matches!(
-                after_attempt(1, status, 0.0, 1.0, &p, 0.5),
-                Decision::Retry { .. }
-            ));
-        }
-        assert_eq!(
-            after_attempt(3, 500, 0.0, 1.0, &p, 0.5),
-            Decision::Dead {
-                reason: "status 500 on the last of 3 attempts".into()
-            }
-        );
-        assert_eq!(before_attempt(3, 0.0, 1.0, &p), Decision::Run);
-        assert_eq!(
-            before_attempt(4, 0.0, 1.0, &p),
-            Decision::Dead {
-                reason: "the replica stopped during attempt 3 of 3".into()
-            }
-        );
-        let aged = Policy {
-            max_age_s: Some(30.0),
-            ..p
-        };
-        assert_eq!(
-            before_attempt(2, 0.0, 31.0, &aged),
-            Decision::Dead {
-                reason: "older than maxAge (30 s) before attempt 2".into()
-            }
-        );
-        assert_eq!(
-            after_attempt(1, 503, 0.0, 29.5, &aged, 0.0),
-            Decision::Dead {
-                reason: "status 503; the next attempt would pass maxAge (30 s)".into()
-            }
-        );
-        assert_eq!(g(2.5), "2.5");
-    }
-
-    #[test]
-    fn record_json_is_msgspecs() {
-        let mut record = CallRecord {
-            call_id: "abc".into(),
-            namespace: "default".into(),
-            function: "f".into(),
-            status: "running".into(),
-            attempts: 1,
-            submitted_at: 1_764_382_284.5,
-            updated_at: 1_764_382_285.0,
-            worker: "h:1".into(),
-            ..CallRecord::default()
-        };
-        assert_eq!(
-            String::from_utf8(record.encode()).unwrap(),
-            r#"{"call_id":"abc","namespace":"default","function":"f","status":"running","attempts":1,"submitted_at":1764382284.5,"updated_at":1764382285.0,"worker":"h:1"}"#
-        );
-        record.status = "succeeded".into();
-        record.result = Some(CallResult {
-            status: 200,
-            headers: vec![("content-type".into(), "text/plain".into())],
-            body: b"hi".to_vec(),
-        });
-        record.callback = "pending".into();
-        record.redrives = 2;
-        let text = String::from_utf8(record.encode()).unwrap();
-        assert!(text.ends_with(r#""worker":"h:1","result":{"status":200,"headers":[["content-type","text/plain"]],"body":"aGk="},"callback":"pending","redrives":2}"#), "{text}");
-        let back: CallRecord = serde_json::from_slice(text.as_bytes()).unwrap();
-        assert_eq!(back, record);
-        let queued: CallRecord = serde_json::from_str(
-            r#"{"call_id":"x","namespace":"n","function":"f","status":"queued"}"#,
-        )
-        .unwrap();
-        assert_eq!((queued.attempts, queued.result), (0, None));
-    }
-
-    #[test]
-    fn timestamps_survive_a_read_and_write_back() {
-        // The callback stores its outcome into the record it read: every float must come back the same.
-        let base = 1_764_382_284_000_000_000_u64;
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        for _ in 0..50_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let at = Duration::from_nanos(base + state % 10_000_000_000_000).as_secs_f64();
-            let record = CallRecord {
-                updated_at: at,
-                ..CallRecord::default()
-            };
-            let text = record.encode();
-            let back: CallRecord = serde_json::from_slice(&text).unwrap();
-            assert_eq!(back.encode(), text);
-        }
-    }
 
     #[test]
     fn dead_letter_headers_like_python() {

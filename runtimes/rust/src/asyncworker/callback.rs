@@ -3,17 +3,13 @@
 //! https, no credentials, every resolved address public unless `LF_CALLBACK_ALLOW_PRIVATE`), the request sent
 //! to a checked address only (no second resolution: DNS rebinding).
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use base64::Engine as _;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
-
-use crate::asyncwork::CallRecord;
 
 pub const ATTEMPTS: u32 = 4;
 pub const BACKOFF: Duration = Duration::from_millis(500);
@@ -272,99 +268,6 @@ pub async fn resolve_target(url: &str, allow_private: bool) -> Result<Target, St
     })
 }
 
-// ------------------------------------------------------------------------------------------- the view
-
-/// What `GET /invocations/{id}` answers (`asyncstreams.record_view`), encoded as the ingestor encodes it:
-/// `json.dumps(view, separators=(",", ":"))`, so non-ASCII is escaped.
-pub fn record_view(record: &CallRecord) -> Vec<u8> {
-    let mut out = String::with_capacity(256);
-    out.push_str("{\"callId\":");
-    string(&mut out, &record.call_id);
-    out.push_str(",\"function\":");
-    string(&mut out, &record.function);
-    out.push_str(",\"namespace\":");
-    string(&mut out, &record.namespace);
-    out.push_str(",\"status\":");
-    string(&mut out, &record.status);
-    let _ = write!(
-        out,
-        ",\"attempts\":{},\"submittedAt\":{},\"updatedAt\":{}",
-        record.attempts,
-        float(record.submitted_at),
-        float(record.updated_at)
-    );
-    if !record.last_error.is_empty() {
-        out.push_str(",\"lastError\":");
-        string(&mut out, &record.last_error);
-    }
-    if record.next_attempt_at != 0.0 && record.status == "failed" {
-        let _ = write!(out, ",\"nextAttemptAt\":{}", float(record.next_attempt_at));
-    }
-    if !record.callback.is_empty() {
-        out.push_str(",\"callback\":");
-        string(&mut out, &record.callback);
-    }
-    if let Some(result) = &record.result {
-        let _ = write!(
-            out,
-            ",\"result\":{{\"status\":{},\"headers\":[",
-            result.status
-        );
-        for (i, (name, value)) in result.headers.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('[');
-            string(&mut out, name);
-            out.push(',');
-            string(&mut out, value);
-            out.push(']');
-        }
-        out.push(']');
-        if let Ok(text) = std::str::from_utf8(&result.body) {
-            out.push_str(",\"body\":");
-            string(&mut out, text);
-        } else {
-            out.push_str(",\"bodyBase64\":\"");
-            out.push_str(&base64::engine::general_purpose::STANDARD.encode(&result.body));
-            out.push('"');
-        }
-        out.push('}');
-    }
-    out.push('}');
-    out.into_bytes()
-}
-
-/// A float as Python's `repr` writes one: the shortest round trip (`1.0`, `1e+16`), as `serde_json` does.
-fn float(value: f64) -> String {
-    serde_json::to_string(&value).unwrap_or_else(|_| "0.0".to_owned())
-}
-
-/// A JSON string as Python's `json.dumps` writes one (`ensure_ascii`).
-fn string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
-            '\u{7f}' => out.push(c),
-            c => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-        }
-    }
-    out.push('"');
-}
-
 // ------------------------------------------------------------------------------------------- delivery
 
 /// POST `body` to `url` (checked, to a checked address); the response status.
@@ -480,7 +383,6 @@ pub async fn deliver(url: &str, body: &[u8], call_id: &str, allow_private: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::asyncwork::CallResult;
 
     #[test]
     fn public_addresses() {
@@ -542,46 +444,5 @@ mod tests {
             assert!(check_url(bad, false).is_err(), "{bad}");
         }
         assert!(check_url("http://127.0.0.1:9/", true).is_ok());
-    }
-
-    #[test]
-    fn view_is_json_dumps() {
-        let record = CallRecord {
-            call_id: "c1".into(),
-            namespace: "default".into(),
-            function: "f".into(),
-            status: "succeeded".into(),
-            attempts: 1,
-            submitted_at: 1_764_382_284.25,
-            updated_at: 1_764_382_285.0,
-            callback: "pending".into(),
-            result: Some(CallResult {
-                status: 200,
-                headers: vec![("x".into(), "é\n".into())],
-                body: b"hi \"there\"".to_vec(),
-            }),
-            ..CallRecord::default()
-        };
-        assert_eq!(
-            String::from_utf8(record_view(&record)).unwrap(),
-            r#"{"callId":"c1","function":"f","namespace":"default","status":"succeeded","attempts":1,"submittedAt":1764382284.25,"updatedAt":1764382285.0,"callback":"pending","result":{"status":200,"headers":[["x","\u00e9\n"]],"body":"hi \"there\""}}"#
-        );
-        let binary = CallRecord {
-            result: Some(CallResult {
-                status: 500,
-                headers: Vec::new(),
-                body: vec![0xff, 0x00],
-            }),
-            status: "failed".into(),
-            next_attempt_at: 2.5,
-            last_error: "status 500".into(),
-            ..CallRecord::default()
-        };
-        let text = String::from_utf8(record_view(&binary)).unwrap();
-        assert!(text.ends_with(r#""lastError":"status 500","nextAttemptAt":2.5,"result":{"status":500,"headers":[],"bodyBase64":"/wA="}}"#), "{text}");
-        assert_eq!(float(1e16), "1e+16");
-        let mut emoji = String::new();
-        string(&mut emoji, "😀\u{1}");
-        assert_eq!(emoji, r#""\ud83d\ude00\u0001""#);
     }
 }
