@@ -3,18 +3,18 @@ package serving
 import (
 	"io"
 
-	"litefunctions.io/runtime/config"
 	"litefunctions.io/runtime/envelope"
 	"litefunctions.io/runtime/lf"
+	"litefunctions.io/runtime/settings"
 )
 
 func newBenchReplica(metrics bool) *Replica {
-	settings := &config.Settings{Function: "hello", Namespace: "default", Concurrency: 16, QueueDepth: 16,
-		MaxResponseBytes: config.DefaultMaxResponseBytes, StuckLimit: 3}
+	s := &settings.Settings{Function: "hello", Namespace: "default", Concurrency: 16, QueueDepth: 16,
+		MaxResponseBytes: settings.DefaultMaxResponseBytes, StuckLimit: 3}
 	if metrics {
-		settings.MetricsPort = 9
+		s.MetricsPort = 9
 	}
-	return NewReplica(settings, nil, &Log{out: io.Discard})
+	return NewReplica(s, nil, &Log{out: io.Discard})
 }
 
 func benchRequest() *envelope.Request {

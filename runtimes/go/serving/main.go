@@ -12,8 +12,8 @@ import (
 
 	"go.opentelemetry.io/otel"
 
-	"litefunctions.io/runtime/config"
 	"litefunctions.io/runtime/lf"
+	"litefunctions.io/runtime/settings"
 )
 
 // Exit codes, the same as the Python runtime's (docs/operations.md).
@@ -31,22 +31,22 @@ func Main(handler lf.HandlerFunc) {
 
 // Run is Main without the exit, for tests.
 func Run(environ []string, handler lf.HandlerFunc) int {
-	settings, err := config.New(environ)
+	s, err := settings.New(environ)
 	if err != nil {
 		NewLog().Error("bad_settings", "error", err.Error())
 		return ExitConfig
 	}
-	log := NewLog("function", settings.Function, "namespace", settings.Namespace)
-	log.Info("started", "pid", os.Getpid(), "runtime", "go", "nats", config.RedactedNatsURL(settings.NatsURL),
-		"concurrency", settings.Concurrency, "queue_depth", settings.QueueDepth)
-	if settings.SecretsDir != "" {
-		_ = os.Setenv("LF_SECRETS_DIR", settings.SecretsDir) // what lf.Secret reads
+	log := NewLog("function", s.Function, "namespace", s.Namespace)
+	log.Info("started", "pid", os.Getpid(), "runtime", "go", "nats", settings.RedactedNatsURL(s.NatsURL),
+		"concurrency", s.Concurrency, "queue_depth", s.QueueDepth)
+	if s.SecretsDir != "" {
+		_ = os.Setenv("LF_SECRETS_DIR", s.SecretsDir) // what lf.Secret reads
 	}
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
-	replica := NewReplica(settings, handler, log)
-	if settings.LogCapture { // the handler's stdout/stderr per call, to LF_LOGS (capture.go)
-		capture, err := installCapture(settings.Namespace, settings.Function, &os.Stdout, &os.Stderr)
+	replica := NewReplica(s, handler, log)
+	if s.LogCapture { // the handler's stdout/stderr per call, to LF_LOGS (capture.go)
+		capture, err := installCapture(s.Namespace, s.Function, &os.Stdout, &os.Stderr)
 		if err != nil {
 			log.Warning("capture_failed", "error", err.Error())
 		} else {

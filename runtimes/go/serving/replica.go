@@ -13,10 +13,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/trace"
 
-	"litefunctions.io/runtime/async"
-	"litefunctions.io/runtime/config"
+	"litefunctions.io/runtime/asyncworker"
 	"litefunctions.io/runtime/envelope"
 	"litefunctions.io/runtime/lf"
+	"litefunctions.io/runtime/settings"
 )
 
 // Flow of a call (the Python runtime's, docs/protocol.md):
@@ -59,7 +59,7 @@ func UsableBudget(budgetMS uint32) time.Duration {
 
 type call struct {
 	reply   string
-	done    func([]byte) // an async call's answer goes here instead of to reply (package async)
+	done    func([]byte) // an async call's answer goes here instead of to reply (package asyncworker)
 	req     *envelope.Request
 	started time.Time
 	state   atomic.Int32
@@ -75,7 +75,7 @@ type call struct {
 
 // Replica serves one function until stopped.
 type Replica struct {
-	settings *config.Settings
+	settings *settings.Settings
 	handler  lf.HandlerFunc
 	log      *Log
 	nc       *nats.Conn
@@ -97,17 +97,17 @@ type Replica struct {
 	metrics *Metrics // nil without LF_METRICS_PORT (metrics.go)
 	capture *capture // nil with LF_LOG_CAPTURE=0 (capture.go)
 	tracing *tracing // nil unless OTEL_* configure it (tracing.go)
-	// Events counts the async worker's events (async.Nop unless set before Run).
-	Events async.Events
+	// Events counts the async worker's events (asyncworker.Nop unless set before Run).
+	Events asyncworker.Events
 }
 
 // NewReplica prepares a replica; Run connects and serves.
-func NewReplica(settings *config.Settings, handler lf.HandlerFunc, log *Log) *Replica {
+func NewReplica(s *settings.Settings, handler lf.HandlerFunc, log *Log) *Replica {
 	r := &Replica{
-		settings: settings, handler: handler, log: log,
+		settings: s, handler: handler, log: log,
 		cold: true, stopped: make(chan int, 1),
 	}
-	if settings.MetricsPort > 0 {
+	if s.MetricsPort > 0 {
 		r.metrics = &Metrics{}
 	}
 	return r
@@ -217,14 +217,14 @@ func (r *Replica) connect() (*nats.Conn, error) {
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("no NATS server reachable at %s within %s: %w",
-				config.RedactedNatsURL(s.NatsURL), s.ConnectTimeout, err)
+				settings.RedactedNatsURL(s.NatsURL), s.ConnectTimeout, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-// startAsync starts pulling async calls (package async) unless LF_ASYNC_CONCURRENCY is 0.
-func (r *Replica) startAsync() *async.Worker {
+// startAsync starts pulling async calls (package asyncworker) unless LF_ASYNC_CONCURRENCY is 0.
+func (r *Replica) startAsync() *asyncworker.Worker {
 	s := r.settings
 	if s.AsyncConcurrency <= 0 {
 		return nil
@@ -232,12 +232,12 @@ func (r *Replica) startAsync() *async.Worker {
 	if r.Events == nil && r.metrics != nil { // the async counters of /metrics
 		r.Events = r.metrics
 	}
-	worker, err := async.New(r.nc, async.Options{
+	worker, err := asyncworker.New(r.nc, asyncworker.Options{
 		Namespace: s.Namespace, Function: s.Function, Timeout: s.Timeout, AckGrace: s.AsyncAckGrace,
 		Concurrency: s.AsyncConcurrency, MaxInflight: s.AsyncMaxInflight, AllowPrivateCallbacks: s.CallbackAllowPrivate,
-		Policy: async.Policy{
-			MaxAttempts: s.AsyncMaxAttempts, Backoff: s.AsyncBackoff, MaxBackoff: async.DefaultMaxBackoff,
-			Jitter: async.DefaultJitter, MaxAge: s.AsyncMaxAge, ResultTTL: s.AsyncResultTTL,
+		Policy: asyncworker.Policy{
+			MaxAttempts: s.AsyncMaxAttempts, Backoff: s.AsyncBackoff, MaxBackoff: asyncworker.DefaultMaxBackoff,
+			Jitter: asyncworker.DefaultJitter, MaxAge: s.AsyncMaxAge, ResultTTL: s.AsyncResultTTL,
 		},
 	}, r, r.log, r.Events)
 	if err != nil {

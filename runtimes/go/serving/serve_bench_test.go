@@ -15,9 +15,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"litefunctions.io/runtime/config"
 	"litefunctions.io/runtime/envelope"
 	"litefunctions.io/runtime/lf"
+	"litefunctions.io/runtime/settings"
 )
 
 // natsServerBinary is a nats-server to run: $LF_NATS_SERVER, PATH, or the repository's virtualenv's.
@@ -89,7 +89,7 @@ func benchServe(b *testing.B, capture, metrics bool) {
 	url := startNats(b)
 	environ := []string{"LF_NATS_URL=" + url, "LF_FUNCTION=hello", "LF_NAMESPACE=default", "LF_CONCURRENCY=64",
 		"LF_ASYNC_CONCURRENCY=0"}
-	settings, err := config.New(environ)
+	s, err := settings.New(environ)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -100,13 +100,13 @@ func benchServe(b *testing.B, capture, metrics bool) {
 		}
 		return lf.Text(200, "Hello, "+name+", from Go!\n"), nil
 	}
-	r := NewReplica(settings, handler, &Log{out: devNull(b)})
+	r := NewReplica(s, handler, &Log{out: devNull(b)})
 	if metrics { // the counters only: no /metrics server
 		r.metrics = &Metrics{}
 	}
 	if capture {
 		stdout, stderr := os.Stdout, os.Stderr // the process's stay; the capture replaces these copies
-		c, err := installCapture(settings.Namespace, settings.Function, &stdout, &stderr)
+		c, err := installCapture(s.Namespace, s.Function, &stdout, &stderr)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,7 +1,7 @@
-// Package config reads the runtime's settings from a list of environment variables (config.New(os.Environ())),
+// Package settings reads the runtime's settings from a list of environment variables (settings.New(os.Environ())),
 // the same LF_* variables as the Python runtime (docs/operations.md "Runtime settings"). Every bad value is an
 // error naming the variable; main turns it into exit code 2.
-package config
+package settings
 
 import (
 	"fmt"

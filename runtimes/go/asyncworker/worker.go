@@ -1,4 +1,4 @@
-// Package async is a replica's async side (DESIGN §4 "Async"), the Go twin of the Python runtime's
+// Package asyncworker is a replica's async side (DESIGN §4 "Async"), the Go twin of the Python runtime's
 // lf_runtime.asyncworker: pull calls from the function's durable consumer on LF_ASYNC, run them like sync
 // calls, store results with compare-and-set, retry with backoff, dead-letter, call back.
 //
@@ -17,7 +17,7 @@
 //     attempt) or a call past MaxAge goes to LF_DEAD (Nats-Msg-Id {call id}.d{redrives}), then TERM.
 //   - Callbacks: after the final record, the record view is POSTed to the call's X-Callback-Url by this replica
 //     (CallbackAttempts with backoff), SSRF-checked at delivery time and sent to the checked address only.
-package async
+package asyncworker
 
 import (
 	"context"

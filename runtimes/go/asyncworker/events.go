@@ -1,4 +1,4 @@
-package async
+package asyncworker
 
 // Events counts what the worker does (the replica's metrics implement it; Nop counts nothing).
 type Events interface {

@@ -1,7 +1,7 @@
 // Golden values: what lf_dataplane.asyncstreams writes for these records (encode_record with msgspec, record_view
 // with json.dumps), printed by Python. Regenerate them the same way when the record changes.
 
-package async
+package asyncworker
 
 // goldenRecords: a record, its LF_RESULTS value as the Python runtime writes it, and its record view.
 var goldenRecords = []struct {
