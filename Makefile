@@ -11,8 +11,8 @@ help: ## Show the targets
 install: ## Install uv, the Python workspace and the Rust extension (release build)
 	@scripts/bootstrap.sh
 
-.PHONY: build-dev
-build-dev: ## Rebuild the Rust extension after changing native/
+.PHONY: build-native
+build-native: ## Rebuild the Rust extension (lf_native) after changing native/
 	uv sync --locked --reinstall-package lf-native
 
 .PHONY: dev
@@ -20,7 +20,7 @@ dev: install ## Start the platform with the example functions (lf dev examples/)
 	$(UV_RUN) lf dev examples/
 
 .PHONY: lint
-lint: install ## ruff, mypy (strict), import contracts, rustfmt, clippy
+lint: install ## ruff, mypy (strict), import contracts, rustfmt, clippy, gofmt, go vet
 	$(UV_RUN) ruff check .
 	$(UV_RUN) ruff format --check .
 	$(UV_RUN) mypy
@@ -29,12 +29,17 @@ lint: install ## ruff, mypy (strict), import contracts, rustfmt, clippy
 	cargo clippy -p lf-native --all-targets -- -D warnings
 	cargo clippy -p lf-native --all-targets --features python -- -D warnings
 	cargo clippy -p lf-runtime --all-targets -- -D warnings
+	@cd runtimes/go && unformatted="$$(gofmt -l .)" && if [ -n "$$unformatted" ]; then echo "gofmt wants: $$unformatted"; exit 1; fi
+	cd runtimes/go && go vet ./...
 
 .PHONY: test-rust
-test-rust: ## Rust unit and integration tests (no interpreter needed)
+test-rust: ## Rust tests: the native core (lf-native) and the Rust runtime (lf-runtime)
 	cargo test -p lf-native
 	cargo test -p lf-runtime
-	cd runtimes/go && go vet ./... && go test ./...
+
+.PHONY: test-go
+test-go: ## Go tests: the Go runtime (runtimes/go)
+	cd runtimes/go && go test ./...
 
 .PHONY: test-unit
 test-unit: install ## Python unit tests (no sockets)
@@ -83,4 +88,4 @@ bench-micro: install ## Micro-benchmarks: native router and envelope against Pyt
 	$(UV_RUN) pytest bench/micro --benchmark-only -p no:cacheprovider
 
 .PHONY: test
-test: lint test-rust test-unit test-integration test-conformance test-e2e test-operator bench-gate ## The whole suite and the bench gate (what CI runs)
+test: lint test-rust test-go test-unit test-integration test-conformance test-e2e test-operator bench-gate ## The whole suite and the bench gate (what CI runs)

@@ -1,0 +1,88 @@
+"""The Python runtime as a function's image installs it: a clean virtualenv holding `lf-runtime` and what it declares,
+nothing else. It must not pull in the ingestor (lf-dataplane), its server (granian), the Valkey client (redis) or the
+platform's metrics library (prometheus-client): a user's requirements.txt installs beside it and may pin other
+versions of those. The replica started from that venv serves a call over a real nats-server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import nats
+import pytest
+from lf_core.contract.subjects import invoke_subject
+from lf_native import decode_response, encode_request
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[3]
+DECLARED = {"lf-runtime", "lf-core", "lf-native", "msgspec", "nats-py", "uvloop"}
+"""runtimes/python/pyproject.toml's dependencies, and theirs: the whole installed set of a replica."""
+NEVER = {"lf-dataplane", "lf-valkey", "lf-controlplane", "granian", "redis", "hiredis", "prometheus-client"}
+
+
+@pytest.fixture(scope="module")
+def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`uv pip install ./runtimes/python` into a new venv (the workspace's lf-core and lf-native come along)."""
+    venv = tmp_path_factory.mktemp("runtime-venv") / "venv"
+    subprocess.run(["uv", "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, cwd=REPO)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        ["uv", "pip", "install", "--quiet", "--python", str(python), "./runtimes/python"], check=True, cwd=REPO
+    )
+    return python
+
+
+def installed(python: Path) -> set[str]:
+    listing = subprocess.run(
+        ["uv", "pip", "list", "--format", "json", "--python", str(python)],
+        check=True, capture_output=True, text=True, cwd=REPO,
+    ).stdout  # fmt: skip
+    return {entry["name"].lower() for entry in json.loads(listing)}
+
+
+def test_the_runtime_installs_only_what_it_declares(runtime_venv: Path) -> None:
+    names = installed(runtime_venv)
+    assert not names & NEVER, f"a function's replica would carry {sorted(names & NEVER)}"
+    assert names == DECLARED, f"undeclared: {sorted(names - DECLARED)}, missing: {sorted(DECLARED - names)}"
+
+
+async def test_a_replica_from_the_clean_venv_serves_a_call(runtime_venv: Path, nats_url: str, tmp_path: Path) -> None:
+    function = f"clean-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "handler.py").write_text(
+        "import sys\n\n\ndef handle(req):\n"
+        "    leaked = [m for m in ('lf_dataplane', 'granian', 'redis', 'prometheus_client') if m in sys.modules]\n"
+        "    return {'echo': req.text, 'leaked': leaked}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LF_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(LF_NATS_URL=nats_url, LF_FUNCTION=function, LF_FUNCTION_DIR=str(tmp_path), LF_METRICS_PORT="0")
+    process = subprocess.Popen(
+        [str(runtime_venv), "-m", "lf_runtime"], env=env, cwd=tmp_path,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # JSON log lines; "ready" once subscribed (it exits on failure: EOF ends this)
+            if '"event": "ready"' in line or '"event":"ready"' in line:
+                break
+        else:
+            pytest.fail(f"the replica exited ({process.wait(10)}) before it was ready")
+        client = await nats.connect(nats_url)
+        try:
+            envelope = encode_request("call-1", "POST", "/", "", [], b"hi", 5000, [], "", "")
+            reply = await client.request(invoke_subject("default", function), envelope, timeout=10)
+        finally:
+            await client.close()
+        response = decode_response(reply.data)
+        assert response.status == 200, response
+        assert json.loads(response.body) == {"echo": "hi", "leaked": []}
+    finally:
+        process.terminate()
+        process.wait(15)
+        if process.stderr is not None:
+            process.stderr.close()
