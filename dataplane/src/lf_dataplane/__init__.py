@@ -2,7 +2,7 @@
 
 - `http`: the RSGI application (`app`), the async endpoints (`asyncapi`), HTTP <-> envelope mapping (`mapping`),
   and starting granian (`server`).
-- `calls`: what happens to one call: the route table (`routing`), forwarding with busy retries (`forwarding`),
+- `calls`: what happens to one call: the route table (`routetable`), forwarding with busy retries (`forwarding`),
   the response cache (`caching`), overload shedding (`overload`), call ids (`callids`).
 - `observability`: Prometheus metrics, JSON logs, the LF_LOGS stream of functions' output (`functionlogs`).
 - `settings`: the ingestor's environment.

@@ -9,7 +9,7 @@ import pytest
 from lf_core.bus.errors import BrokerUnavailable, BusTimeout, NoResponders
 from lf_core.contract.protocol import ErrorKind
 from lf_core.contract.routes import FunctionRoute
-from lf_dataplane.calls.routing import Routes
+from lf_dataplane.calls.routetable import Routes
 from lf_dataplane.http.app import Ingestor, build_app
 from lf_dataplane.settings import Settings
 from lf_native import decode_request, encode_response

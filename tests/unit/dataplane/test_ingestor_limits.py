@@ -13,7 +13,7 @@ from lf_core.contract.specs import CacheRule, RateRule
 from lf_core.stores.local import LocalRateLimiter, LocalStore
 from lf_dataplane.calls.caching import CachePolicy, ResponseCache, storable_ttl
 from lf_dataplane.calls.overload import Gate
-from lf_dataplane.calls.routing import Defaults, Routes
+from lf_dataplane.calls.routetable import Defaults, Routes
 from lf_dataplane.http.app import Ingestor, build_app
 from lf_dataplane.settings import Settings
 from lf_native import encode_response

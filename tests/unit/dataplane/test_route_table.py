@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from lf_core.contract.routes import FunctionRoute, encode_route
-from lf_dataplane.calls.routing import Defaults, FunctionTarget, Routes, build_table, parse_entry, target_of
+from lf_dataplane.calls.routetable import Defaults, FunctionTarget, Routes, build_table, parse_entry, target_of
 from lf_native import RouteNotFound
 
 DEFAULTS = Defaults(timeout_s=60.0, max_request_bytes=100, max_response_bytes=200)
@@ -74,7 +74,7 @@ def test_loaded_with_no_entries_is_an_empty_table() -> None:
 
 def test_route_entries_say_which_runtimes_take_async_calls() -> None:
     from lf_core.contract.routes import FunctionRoute, decode_route, encode_route
-    from lf_dataplane.calls.routing import Defaults, target_of
+    from lf_dataplane.calls.routetable import Defaults, target_of
 
     def entry(runtime: str) -> FunctionRoute:
         return FunctionRoute(

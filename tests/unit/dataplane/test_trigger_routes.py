@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from lf_core.contract.routes import FunctionRoute, HttpTriggerRoute, encode_route, encode_trigger_route
-from lf_dataplane.calls.routing import Defaults, Routes, build_table, parse_entry
+from lf_dataplane.calls.routetable import Defaults, Routes, build_table, parse_entry
 from lf_native import MethodNotAllowed, RouteNotFound
 
 DEFAULTS = Defaults()

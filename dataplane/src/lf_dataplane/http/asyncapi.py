@@ -1,4 +1,4 @@
-"""The ingestor's async endpoints (DESIGN §4): `ANY /async-function/{name}[.{ns}][/{path}]`, `GET` and `DELETE
+"""The ingestor's async endpoints (docs/protocol.md, "Async calls"): `ANY /async-function/{name}[.{ns}][/{path}]`, `GET` and `DELETE
 /invocations/{id}`. Reached only for paths the native table does not route, so the sync path pays nothing.
 
 Submit: the same request envelope as a sync call, published to `lf.async.{ns}.{fn}.{call id}` with

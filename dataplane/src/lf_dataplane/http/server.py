@@ -72,7 +72,7 @@ def build_server(settings: Settings) -> IngestorServer:
         APP_FACTORY,
         address=settings.host,
         port=settings.port,
-        interface=Interfaces.RSGI,  # measured faster than ASGI for this handler (DESIGN §7)
+        interface=Interfaces.RSGI,  # measured faster than ASGI for this handler (docs/architecture.md, "Decisions")
         loop=Loops.uvloop,
         factory=True,
         workers=settings.workers,

@@ -2,7 +2,7 @@
 
 Why not prometheus-client on the hot path: a labelled `Counter.inc()` plus a `Histogram.observe()` per call cost
 several microseconds (label lookup, a lock, multiprocess mmap writes), a fifth of our per-request budget
-(DESIGN §7). Here a call costs one dict lookup (the function's `FunctionStats`, kept by label across route-table
+(docs/architecture.md, "Budgets"). Here a call costs one dict lookup (the function's `FunctionStats`, kept by label across route-table
 rebuilds), a few integer increments and one `bisect` into the duration buckets.
 
 Several granian workers: each worker keeps its own `WorkerStats` and writes a snapshot (JSON) to
@@ -13,7 +13,7 @@ file (so totals never go backwards); its gauges (in-flight) are dropped. The ser
 directory (a fresh temporary one unless LF_METRICS_DIR is set) before it starts the workers.
 
 Every label value is bounded: namespace and function come from the route table, `code` is an HTTP status,
-`layer` and `reason` come from the fixed set of error codes in `httpmapping`.
+`layer` and `reason` come from the fixed set of error codes in `lf_dataplane.http.mapping`.
 """
 
 from __future__ import annotations
