@@ -10,7 +10,7 @@ from lf_core.bus.errors import BrokerUnavailable, BusTimeout, NoResponders
 from lf_core.contract.protocol import ErrorKind
 from lf_core.contract.routes import FunctionRoute
 from lf_dataplane.calls.routetable import Routes
-from lf_dataplane.http.app import Ingestor, build_app
+from lf_dataplane.http.app import Ingestor
 from lf_dataplane.settings import Settings
 from lf_native import decode_request, encode_response
 
@@ -86,7 +86,7 @@ def app_with(bus: Bus, *, loaded: bool = True, max_request_bytes: int = 100) -> 
             max_response_bytes=10,
         )  # fmt: skip
         routes.replace_all({"fn.default.echo": entry})
-    return build_app(Settings(max_header_bytes=1024), bus, routes)
+    return Ingestor(Settings(max_header_bytes=1024), bus, routes)
 
 
 async def call(app: Ingestor, scope: Scope, proto: Proto | None = None) -> tuple[int, dict[str, str], bytes]:

@@ -14,7 +14,7 @@ from lf_core.stores.local import LocalRateLimiter, LocalStore
 from lf_dataplane.calls.caching import CachePolicy, ResponseCache, storable_ttl
 from lf_dataplane.calls.overload import Gate
 from lf_dataplane.calls.routetable import Defaults, Routes
-from lf_dataplane.http.app import Ingestor, build_app
+from lf_dataplane.http.app import Ingestor
 from lf_dataplane.settings import Settings
 from lf_native import encode_response
 
@@ -61,7 +61,7 @@ def app_with(bus: Bus, route: FunctionRoute, settings: Settings | None = None, *
     settings = settings or Settings()
     routes = Routes(Defaults(function_queue=settings.function_queue))
     routes.replace_all({"fn.default.fn": route})
-    return build_app(settings, bus, routes, **kwargs)  # type: ignore[arg-type]
+    return Ingestor(settings, bus, routes, **kwargs)  # type: ignore[arg-type]
 
 
 async def call(app: Ingestor, scope: Scope, proto: Proto | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -190,7 +190,7 @@ async def test_a_new_revision_drops_the_functions_entries() -> None:
     bus = Bus()
     routes = Routes()
     routes.replace_all({"fn.default.fn": entry("r1", cache=CacheRule(ttl_s=60))})
-    app = build_app(Settings(), bus, routes)
+    app = Ingestor(Settings(), bus, routes)
     await call(app, Scope("GET", "/function/fn"))
     assert len(app.cache) == 1
     routes.put("fn.default.fn", entry("r2", cache=CacheRule(ttl_s=60)))

@@ -89,7 +89,8 @@ class _Call:
 
 
 class Ingestor:
-    """The RSGI app. `background` runs for the worker's life (connect, watch routes); `close` runs at exit."""
+    """The RSGI app over a bus and a route table (tests pass their own). `background` runs for the worker's life
+    (connect, watch routes); `close` runs at exit; the cache and the rate limiter default to in-process ones."""
 
     def __init__(
         self,
@@ -395,21 +396,6 @@ def _reply_of(response: Any, target: FunctionTarget) -> Reply:
     return hm.check_status(response.status), hm.response_headers(response.headers), body
 
 
-def build_app(
-    settings: Settings,
-    bus: Bus,
-    routes: Routes,
-    *,
-    background: Callable[[], Coroutine[Any, Any, None]] | None = None,
-    close: Callable[[], Awaitable[None]] | None = None,
-    cache: ResponseCache | None = None,
-    limiter: RateLimiter | None = None,
-) -> Ingestor:
-    """The ingestor over a given bus and route table (tests pass their own); the cache and the rate limiter
-    default to in-process ones."""
-    return Ingestor(settings, bus, routes, background=background, close=close, cache=cache, limiter=limiter)
-
-
 def create_app() -> Ingestor:
     """granian's factory: settings from the environment, the lean NATS client for calls, routes watched in
     LF_ROUTES over a separate nats-py connection (off the hot path, and JetStream KV needs a full client)."""
@@ -462,7 +448,7 @@ def create_app() -> Ingestor:
         if _TRACING:
             _tracing.shutdown()
 
-    app = build_app(settings, bus, routes, background=background, close=close, cache=cache, limiter=limiter)
+    app = Ingestor(settings, bus, routes, background=background, close=close, cache=cache, limiter=limiter)
     return app
 
 
