@@ -14,6 +14,9 @@ pub mod settings;
 pub mod tracing;
 pub mod types;
 
+#[cfg(test)]
+mod facts;
+
 pub use capture::Output;
 pub use handlers::Handler;
 pub use serving::{EXIT_FAILURE, EXIT_OK, EXIT_TEMPFAIL};

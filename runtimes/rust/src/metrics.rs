@@ -53,7 +53,7 @@ pub enum Outcome {
     Internal = 6,
 }
 
-/// The ingestor's duration buckets in seconds (`lf_dataplane.buckets.DURATION_BUCKETS`).
+/// The ingestor's duration buckets in seconds (`native/vectors/facts.json`, checked by the tests).
 pub const DURATION_BUCKETS: [f64; 18] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0, 120.0, 300.0,
@@ -384,6 +384,17 @@ mod tests {
     fn sample(text: &str, name: &str) -> Option<f64> {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn buckets_and_outcomes_are_the_cross_runtime_facts() {
+        let facts = crate::facts::read();
+        let buckets: Vec<f64> =
+            serde_json::from_value(facts["duration_buckets_s"].clone()).unwrap();
+        assert_eq!(DURATION_BUCKETS.as_slice(), buckets.as_slice());
+        let outcomes: Vec<String> =
+            serde_json::from_value(facts["runtime_call_outcomes"].clone()).unwrap();
+        assert_eq!(OUTCOMES.as_slice(), outcomes.as_slice());
     }
 
     #[test]

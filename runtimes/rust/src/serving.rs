@@ -939,6 +939,32 @@ mod tests {
     }
 
     #[test]
+    fn margin_and_error_kinds_are_the_cross_runtime_facts() {
+        let facts = crate::facts::read();
+        let margin = &facts["runtime_margin"];
+        assert_eq!(margin["fraction"].as_f64(), Some(MARGIN_FRACTION));
+        assert_eq!(
+            margin["max_ms"].as_u64().map(Duration::from_millis),
+            Some(MARGIN_MAX)
+        );
+        let kinds: std::collections::BTreeMap<String, u8> =
+            serde_json::from_value(facts["error_kinds"].clone()).unwrap();
+        let ours = [
+            ("none", error_kind::NONE),
+            ("handler", error_kind::HANDLER),
+            ("timeout", error_kind::TIMEOUT),
+            ("busy", error_kind::BUSY),
+            ("bad_request", error_kind::BAD_REQUEST),
+            ("response_too_large", error_kind::RESPONSE_TOO_LARGE),
+            ("internal", error_kind::INTERNAL),
+        ];
+        assert_eq!(
+            kinds,
+            ours.iter().map(|&(k, v)| (k.to_owned(), v)).collect()
+        );
+    }
+
+    #[test]
     fn error_replies_decode() {
         let payload = error_reply("c1", error_kind::TIMEOUT, &"é".repeat(5000), 7, true);
         let decoded = _native::envelope::ResponseRef::decode(&payload).unwrap();
