@@ -1,1 +1,1 @@
-"""Benchmarks: load scenarios measured as ratios against a canary run side by side (DESIGN §7)."""
+"""Benchmarks: load scenarios measured as ratios against a canary run side by side (docs/performance.md)."""

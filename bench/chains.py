@@ -38,7 +38,8 @@ Chain = Callable[[Path], AbstractContextManager[Endpoint]]
 
 
 def granian_argv(target: str, port: int, *extra: str) -> list[str]:
-    """One granian worker, RSGI on uvloop, the defaults the ingestor uses (not `--task-impl rust`: DESIGN §7)."""
+    """One granian worker, RSGI on uvloop, the defaults the ingestor uses (not `--task-impl rust`:
+    docs/architecture.md, "Decisions")."""
     return [
         sys.executable, "-m", "granian", "--interface", "rsgi", "--loop", "uvloop", "--host", "127.0.0.1",
         "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-ws", *extra, target,
@@ -47,7 +48,7 @@ def granian_argv(target: str, port: int, *extra: str) -> list[str]:
 
 @contextmanager
 def canary(workdir: Path) -> Iterator[Endpoint]:
-    """The bare granian RSGI hello-world every run measures on the same core (DESIGN §7)."""
+    """The bare granian RSGI hello-world every run measures on the same core (docs/performance.md)."""
     port = free_port()
     with service(granian_argv("bench.canary:app", port), cwd=REPO, log=workdir / "canary.log") as proc:
         url = f"http://127.0.0.1:{port}"
@@ -77,7 +78,7 @@ def _expected_idle_status(name: str) -> int:
 @contextmanager
 def lf_dev_valkey(workdir: Path) -> Iterator[Endpoint]:
     """`lf dev` with Valkey (Debian's redis-server 7 here, on the SUT core too) and rate limits in exact mode: one
-    Valkey round trip per rate-limited call, the cost DESIGN §7 warns about."""
+    Valkey round trip per rate-limited call, the cost docs/architecture.md warns about ("Decisions")."""
     require("redis-server", "apt-get install redis-server")
     port = free_port()
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]

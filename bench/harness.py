@@ -1,5 +1,5 @@
-"""The measuring harness of DESIGN §7: load from wrk pinned to one core, the system under test pinned to the
-other, processes started and stopped by the harness, results with CPU per process role.
+"""The measuring harness (docs/performance.md, "Method"): load from wrk pinned to one core, the system under test
+pinned to the other, processes started and stopped by the harness, results with CPU per process role.
 
 Building blocks only; `bench.scenarios` says what to measure and `bench.__main__` runs it.
 """

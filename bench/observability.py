@@ -1,5 +1,5 @@
-"""`python -m bench observability`: what metrics and tracing cost a sync call (issue #4, DESIGN §6: metrics on
-within 5% of off).
+"""`python -m bench observability`: what metrics and tracing cost a sync call (issue #4; budget: metrics on
+within 5% of off, docs/architecture.md "Budgets").
 
 Three configurations of `lf dev` on the bench functions, measured on `sync-hello` in interleaved rounds (off,
 metrics, tracing, off, metrics, ...) so that drift on a shared machine hits all three alike:

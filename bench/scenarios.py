@@ -67,7 +67,7 @@ SCENARIOS: dict[str, Scenario] = {
             "cache-hit",
             lf_dev,
             Request("/function/cached"),
-            about="GET answered from the in-process response cache (DESIGN §7: ≥ 70% of the canary)",
+            about="GET answered from the in-process response cache (budget: ≥ 70% of the canary)",
         ),
         Scenario(
             "ratelimit-pass",

@@ -1,4 +1,4 @@
-"""Peers measured side by side with our platform (DESIGN §7): the same trivial handler behind the proxies of
+"""Peers measured side by side with our platform (docs/performance.md): the same trivial handler behind the proxies of
 OpenFaaS and Knative, and the hello a user would write with uvicorn instead. Every process of a chain runs on the
 SUT core and is in the chain's roots, so CPU per call is counted per role.
 

@@ -1,4 +1,4 @@
-"""The trivial handler every chain in the bench serves (DESIGN §7)."""
+"""The trivial handler every chain in the bench serves (docs/performance.md)."""
 
 
 async def handle(req):

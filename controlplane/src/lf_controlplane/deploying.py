@@ -1,4 +1,4 @@
-"""`lf deploy`, `lf list`, `lf describe`, `lf delete` against a cluster (DESIGN §4 "Function folder").
+"""`lf deploy`, `lf list`, `lf describe`, `lf delete` against a cluster (docs/architecture.md, "Function folders").
 
 A folder's `function.yaml` becomes the complete Function manifest: a spec without `source` and `image` gets the
 folder's files inline (`source.files`), the namespace is `-n`, else the manifest's, else the kube context's.

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# DESIGN §4: request and response bodies up to 6 MiB, plus envelope and headers.
+# Request and response bodies up to 6 MiB (docs/architecture.md, "Limits"), plus envelope and headers.
 MAX_PAYLOAD = 8 * 1024 * 1024
 
 

@@ -1,4 +1,5 @@
-"""Where a function is served by an ingestor (DESIGN §4: the OpenFaaS-compatible `/function/...` URL)."""
+"""Where a function is served by an ingestor: the OpenFaaS-compatible `/function/...` URL (docs/architecture.md,
+"HTTP surface")."""
 
 from __future__ import annotations
 

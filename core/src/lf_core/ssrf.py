@@ -1,4 +1,4 @@
-"""Callback URLs guarded against SSRF (DESIGN §5 "Persistence and security").
+"""Callback URLs guarded against SSRF (docs/operations.md, "Async calls": callbacks).
 
 A callback may only go to `http`/`https` on a public address. The host is resolved and *every* address it
 resolves to must be public (a name that resolves to one public and one private address is refused), and the

@@ -266,7 +266,8 @@ class CallSpan:
         span.end()
 
     def fail(self, exc: BaseException) -> None:
-        """End with an error raised by the call: an HTTP error answer (httpmapping.HttpError) or anything else."""
+        """End with an error raised by the call: an HTTP error answer (the ingestor's `http.mapping.HttpError`) or
+        anything else."""
         status = getattr(exc, "status", None)
         if isinstance(status, int):
             self.end(status, str(getattr(exc, "code", "")))

@@ -1,4 +1,4 @@
-"""`lf operator`: the kopf operator of the cluster mode (DESIGN §5).
+"""`lf operator`: the kopf operator of the cluster mode (docs/architecture.md, "Cluster mode").
 
 `handlers` (thin kopf handlers) → `specs` (parse the custom resource once, at the edge) → `manifests` (pure
 builders of the child objects) → `kube` (the only module that calls the Kubernetes API) and `routestore` (the

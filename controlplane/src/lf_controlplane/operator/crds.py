@@ -1,4 +1,4 @@
-"""The CustomResourceDefinitions, generated from the msgspec models that define `function.yaml` (DESIGN §4).
+"""The CustomResourceDefinitions, generated from the msgspec models that define `function.yaml`.
 
     python -m lf_controlplane.operator.crds [--check] [DIR]   # writes DIR (default deploy/crds)
 
@@ -253,7 +253,7 @@ def _column(name: str, path: str, type_: str = "string", priority: int = 0) -> d
 def function_crd() -> dict[str, Any]:
     # A Function without a spec has no code (no source, no image): required here, though function.yaml may omit it.
     schema = _root(schema_of(specs.FunctionSpec), _status_schema(FunctionStatus), spec_required=True)
-    schema["description"] = "A function: code, its runtime and how it is served and scaled (DESIGN §5)."
+    schema["description"] = "A function: code, its runtime and how it is served and scaled."
     columns = [
         _column("Runtime", ".spec.runtime"),
         _column("Phase", ".status.phase"),

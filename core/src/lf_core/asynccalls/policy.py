@@ -1,4 +1,5 @@
-"""What to do with an async call's attempt (DESIGN §4 "Async", §5 `Function.spec.async`): pure, no clock of its own.
+"""What to do with an async call's attempt (`Function.spec.async`, docs/operations.md "Async calls"): pure, no clock
+of its own.
 
 - Retryable: 408, 429 and 5xx answers, a handler that raised (500), a timeout (504), a busy or crashed replica
   (503 / 502) and a replica that died mid-call (redelivery after the ack wait). Any other 4xx is the caller's

@@ -1,6 +1,7 @@
-"""Async calls on JetStream (DESIGN §4 "Async"): the streams and buckets, their subjects and keys, the call record,
-the stream configurations and the few queries of them the ingestor, the runtimes and `lf dlq` make — one module,
-so the definitions exist once and whoever starts first creates them (`ensure_all`, idempotent).
+"""Async calls on JetStream (docs/protocol.md, "Async calls"): the streams and buckets, their subjects and keys, the
+call record, the stream configurations and the few queries of them the ingestor, the runtimes and `lf dlq` make —
+one module, so the definitions exist once and whoever starts first creates them (`ensure_all`, idempotent; who
+that is: docs/architecture.md, "Streams, buckets and who creates them").
 
 | name | kind | what |
 |---|---|---|
@@ -9,7 +10,7 @@ so the definitions exist once and whoever starts first creates them (`ensure_all
 | `LF_RESULTS` | KV (TTL = result TTL, per-message TTL allowed) | `{call id}` → `CallRecord` JSON, written with CAS |
 | `LF_IDEMPOTENCY` | KV (TTL 24 h) | `{ns}.{fn}.{sha256 of the key}` → call id, create-only |
 
-Why one subject per call (`….{call id}`, where DESIGN names `lf.async.{ns}.{fn}`): the function's consumer
+Why one subject per call (`….{call id}`, not one per function, `lf.async.{ns}.{fn}`): the function's consumer
 filters on `lf.async.{ns}.{fn}.*` just the same, and the call id in the subject lets `GET /invocations/{id}` find
 a queued call and `DELETE` remove it (a purge filtered on the subject) without an index of our own.
 

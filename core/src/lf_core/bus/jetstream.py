@@ -178,5 +178,5 @@ def nats_py_requester(nc: Any) -> Requester:
 
 
 def lean_requester(conn: Any) -> Requester:
-    """A `Requester` over the lean connection (`natsclient.NatsRequester`)."""
+    """A `Requester` over the lean connection (`lf_core.bus.requester.NatsRequester`)."""
     return conn.request_headers  # type: ignore[no-any-return]

@@ -2,9 +2,10 @@
 
 Why not nats-py: on our 2-core bench the ingestor spent 21% of its samples in nats-py's `_flusher` (one socket
 write per request) and the runtime a quarter of its samples in the same flusher, plus 20% in its read loop and
-per-subscription queue. DESIGN §7 measured a minimal same-thread client at about twice nats-py's throughput and a
-Rust client on its own threads below nats-py. So this stays on the running loop (uvloop), with native code only
-as a sans-IO codec on the loop's thread (`lf_native.NatsParser`, `encode_pub`, ...):
+per-subscription queue. A minimal same-thread client measured about twice nats-py's throughput, and a Rust
+client on its own threads less than nats-py (docs/architecture.md, "Budgets" and "Decisions"). So this stays on
+the running loop (uvloop), with native code only as a sans-IO codec on the loop's thread (`lf_native.NatsParser`,
+`encode_pub`, ...):
 
 - One TCP connection at a time, an `asyncio.Protocol`; no threads, no tasks per message.
 - Handshake: INFO, CONNECT, every live subscription's SUB, then PING → PONG, so a caller that awaited

@@ -1,17 +1,18 @@
-"""The ingestor's `Bus`: request-reply over one lean NATS connection (`natsconn.NatsConnection`).
+"""The ingestor's `Bus`: request-reply over one lean NATS connection (`lf_core.bus.link.NatsConnection`).
 
 Why not nats-py: measured on our 2-core machine (wrk on core 0, ingestor + nats-server + runtime on core 1), the
 ingestor spent ~140 µs of CPU per call and the chain reached ~21% of the bare granian canary; a py-spy profile
 put 21% of the worker's samples in nats-py's `_flusher` (one socket write per request) and ~7% in the rest of its
-request machinery (DESIGN §7). The connection itself (handshake, batching writes per loop turn, keepalive,
-reconnect) lives in `natsconn`, shared with the runtime; this module adds the request path:
+request machinery (docs/architecture.md, "Decisions"). The connection itself (handshake, batching writes per loop
+turn, keepalive, reconnect) lives in `lf_core.bus.link`, shared with the runtime; this module adds the request
+path:
 
 - One wildcard reply subscription `_INBOX.<random>.*`. Each request gets an int token, its future waits in a
   dict, and `lf_native.NatsParser` hands replies back as `(REPLY, token, payload, status)` tuples: no subject
   string, no message object per reply. `lf_native.encode_inbox_pub` builds the PUB in one allocation.
 - Limits and failures: a payload over the server's `max_payload` is refused before sending (PayloadTooLarge); a
   503 status reply is NoResponders; a timeout (one loop timer per request) is BusTimeout; a send buffer over
-  `natsconn.WRITE_BUFFER_HIGH` refuses new requests (BrokerUnavailable); a lost connection fails every pending
+  `link.WRITE_BUFFER_HIGH` refuses new requests (BrokerUnavailable); a lost connection fails every pending
   request at once with BrokerUnavailable (a request already sent may still run on a replica: the caller owns
   that ambiguity), then the connection comes back by itself and subscribes its inbox again.
 """
@@ -44,7 +45,7 @@ class NatsRequester(NatsConnection):
     """`Bus` over one NATS connection that reconnects by itself once `connect()` has succeeded.
 
     Args:
-        servers: `nats://` URLs, tried in order (see `natsconn` for credentials).
+        servers: `nats://` URLs, tried in order (see `lf_core.bus.link` for credentials).
         name: the connection name the server shows.
         ping_interval: seconds between our PINGs.
         max_pings_out: unanswered PINGs after which the connection is dropped as stale.

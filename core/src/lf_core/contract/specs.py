@@ -1,4 +1,4 @@
-"""The typed models of a `Function` manifest (DESIGN §4-5): the one source for `function.yaml`, the CRD and the API.
+"""The typed models of a `Function` manifest: the one source for `function.yaml`, the CRD and the API.
 
 Durations are strings such as "500ms", "30s", "2m"; byte sizes are Kubernetes quantities such as "6Mi" or plain
 integers. Both are checked when a manifest is decoded, so a bad value is refused with a message naming the field.
@@ -59,7 +59,7 @@ Quantity = str | int
 
 
 class Limits(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
-    """Per-function limits (DESIGN §4 defaults)."""
+    """Per-function limits on request and response bodies (6Mi each by default; docs/architecture.md, "Limits")."""
 
     request_body: Quantity = "6Mi"
     response_body: Quantity = "6Mi"

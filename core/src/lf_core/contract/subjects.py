@@ -1,4 +1,4 @@
-"""NATS subjects and bucket names of DESIGN §4, built only from validated names."""
+"""NATS subjects and bucket names (docs/protocol.md, "Subjects"), built only from validated names."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from lf_core.stores.interface import Decision
 
 class TokenBucket:
     """`rate` tokens per second up to `burst`; starts full. `tokens` may go negative (down to -burst) when a
-    cluster sync charges this bucket for what other processes spent (see limits.valkey)."""
+    cluster sync charges this bucket for what other processes spent (see lf_valkey.stores)."""
 
     __slots__ = ("burst", "rate", "stamp", "tokens")
 

@@ -6,8 +6,8 @@ the route table was built. A function with a `rateLimit` adds one token-bucket t
 buckets are synced in the background), one with a `cache` a key build and a dict lookup that answers a hit
 before any gate, body read or bus request. Calls then pass the function's in-flight gate and the worker's
 (`overload.Gate`: fast path a counter, beyond the cap a bounded queue, beyond that 429 / 503).
-The decisions live in pure modules: `http.mapping` (what to answer), `calls.forwarding`
-(how to reach a replica), `calls.routing` (which function). granian loads it with `create_app` (factory, RSGI, uvloop).
+The decisions live in pure modules: `http.mapping` (what to answer), `calls.forwarding` (how to reach a replica),
+`calls.routetable` (which function). granian loads it with `create_app` (factory, RSGI, uvloop).
 
 Shutdown, as granian 2.8 does it: the main process turns SIGTERM into SIGTERM for each worker; a worker stops
 accepting, waits for its in-flight requests, then calls `__rsgi_del__`. Our server (`server.py`) first sends

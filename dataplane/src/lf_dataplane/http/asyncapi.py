@@ -1,5 +1,6 @@
-"""The ingestor's async endpoints (docs/protocol.md, "Async calls"): `ANY /async-function/{name}[.{ns}][/{path}]`, `GET` and `DELETE
-/invocations/{id}`. Reached only for paths the native table does not route, so the sync path pays nothing.
+"""The ingestor's async endpoints (docs/protocol.md, "Async calls"): `ANY /async-function/{name}[.{ns}][/{path}]`,
+`GET` and `DELETE /invocations/{id}`. Reached only for paths the native table does not route, so the sync path pays
+nothing.
 
 Submit: the same request envelope as a sync call, published to `lf.async.{ns}.{fn}.{call id}` with
 `Nats-Msg-Id` = call id; `202` only after the PubAck (the stream stored it), `503` + `Retry-After` when the broker

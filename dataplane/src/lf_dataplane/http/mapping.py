@@ -1,4 +1,5 @@
-"""The HTTP face of a call, as pure functions: what the ingestor answers for each outcome (docs/architecture.md, "HTTP surface").
+"""The HTTP face of a call, as pure functions: what the ingestor answers for each outcome (docs/architecture.md,
+"HTTP surface").
 
 Every error answer is JSON `{"error": {"code", "message", "layer"}}`, where `layer` says who failed:
 `ingestor` (this process refused or gave up), `broker` (NATS: no replica, unreachable), `runtime` (the replica

@@ -2,8 +2,8 @@
 
 Why not prometheus-client on the hot path: a labelled `Counter.inc()` plus a `Histogram.observe()` per call cost
 several microseconds (label lookup, a lock, multiprocess mmap writes), a fifth of our per-request budget
-(docs/architecture.md, "Budgets"). Here a call costs one dict lookup (the function's `FunctionStats`, kept by label across route-table
-rebuilds), a few integer increments and one `bisect` into the duration buckets.
+(docs/architecture.md, "Budgets"). Here a call costs one dict lookup (the function's `FunctionStats`, kept by label
+across route-table rebuilds), a few integer increments and one `bisect` into the duration buckets.
 
 Several granian workers: each worker keeps its own `WorkerStats` and writes a snapshot (JSON) to
 `LF_METRICS_DIR/ingestor-{pid}.json` every LF_METRICS_FLUSH seconds, off the request path, and once more when

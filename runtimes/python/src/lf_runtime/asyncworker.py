@@ -1,5 +1,5 @@
-"""A replica's async side (DESIGN §4 "Async"): pull calls from the function's durable consumer on LF_ASYNC, run
-them like sync calls, store results with compare-and-set, retry with backoff, dead-letter, call back.
+"""A replica's async side (docs/architecture.md, "An async call"): pull calls from the function's durable consumer on
+LF_ASYNC, run them like sync calls, store results with compare-and-set, retry with backoff, dead-letter, call back.
 
 - One durable pull consumer per function (`{ns}_{fn}`, filter `lf.async.{ns}.{fn}.*`), shared by its replicas;
   each replica pulls at most its free concurrency (capped by LF_ASYNC_CONCURRENCY), so nothing waits in a busy
@@ -12,9 +12,9 @@ them like sync calls, store results with compare-and-set, retry with backoff, de
   read or wrote: before running (→ running), after (→ succeeded | failed (retry scheduled) | dead). A zombie — a
   replica paused past the ack wait whose call was redelivered and run elsewhere — finds the revision moved and
   drops its result without acking (an ack would acknowledge the other replica's delivery of the same message).
-- Retries: `asyncpolicy` decides (retryable statuses, backoff with jitter, maxAttempts, maxAge); a retry is a
-  NAK with that delay; the delivery count of the ack subject is the attempt number. The last failure, a 4xx, a
-  delivery past maxAttempts (the replica died on the last attempt) or a call past maxAge goes to LF_DEAD
+- Retries: `lf_core.asynccalls.policy` decides (retryable statuses, backoff with jitter, maxAttempts, maxAge); a
+  retry is a NAK with that delay; the delivery count of the ack subject is the attempt number. The last failure, a
+  4xx, a delivery past maxAttempts (the replica died on the last attempt) or a call past maxAge goes to LF_DEAD
   (`Nats-Msg-Id` = `{call id}.d{redrives}`, so a repeat after a crash is deduplicated), then TERM.
 - Callbacks: after the final record, the result is POSTed to the call's `X-Callback-Url` by this replica (up to
   `CALLBACK_ATTEMPTS` with backoff), SSRF-checked again at delivery time and sent to the checked address only.

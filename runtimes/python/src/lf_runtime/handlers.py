@@ -1,6 +1,6 @@
 """Loading the user's handler, and turning what it returns into a status, headers and a body.
 
-Both are pure of any I/O but the import itself. The mapping rules (DESIGN §4 "Runtimes"):
+Both are pure of any I/O but the import itself. The mapping rules (docs/architecture.md, "Runtimes"):
 
 | returned | status | content type |
 |---|---|---|

@@ -3,14 +3,15 @@
 
 Reasons:
 1. Start-up: importing msgspec took ~20% of a replica's imports (spawn → first response is budgeted at
-   100 ms, DESIGN §7), and a handler that answers bytes or text never needs it. So `encode` and `decode` start
-   as stand-ins that import msgspec, rebind themselves to its encoder and decoder, and carry on: call them as
-   `jsoncodec.encode(...)` (not bound to a local name at import) so later calls go straight to msgspec.
+   100 ms, docs/architecture.md "Budgets"), and a handler that answers bytes or text never needs it. So `encode`
+   and `decode` start as stand-ins that import msgspec, rebind themselves to its encoder and decoder, and carry
+   on: call them as `jsoncodec.encode(...)` (not bound to a local name at import) so later calls go straight to
+   msgspec.
    `DecodeError` is rebound at the same time; an `except jsoncodec.DecodeError` around a `decode` call is only
    evaluated after that call ran, so it always sees msgspec's class.
 2. RSS: msgspec imports `typing_extensions` when it is installed, only to backport typing features Python 3.11
-   already has; in a replica that single import cost 5.9 MiB of RSS against DESIGN §7's budget of 30 MiB for a
-   warm idle replica. So it is hidden while msgspec loads, and msgspec falls back to `typing`. The handler can
+   already has; in a replica that single import cost 5.9 MiB of RSS against the budget of 30 MiB for a warm
+   idle replica. So it is hidden while msgspec loads, and msgspec falls back to `typing`. The handler can
    still import `typing_extensions` itself.
 
 The runtime's own log lines use the standard library's `json` (see `logs.py`).

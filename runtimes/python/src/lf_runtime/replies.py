@@ -1,7 +1,7 @@
 """Response envelopes the runtime writes itself: errors (timeout, busy, ...) and the 400 for unreadable input.
 
 The status of each error kind follows docs/protocol.md "Error kinds"; the message goes in the envelope's `error`
-field and the body stays empty, so the ingestor renders the one JSON error shape of DESIGN §4.
+field and the body stays empty, so the ingestor renders the one JSON error shape (docs/architecture.md, "HTTP surface").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`secret(name)`: a function's secrets, mounted as one file per secret in LF_SECRETS_DIR (DESIGN §5).
+"""`secret(name)`: a function's secrets, mounted as one file per secret in LF_SECRETS_DIR.
 
 The runtime points this module at `Settings.secrets_dir` at start-up; a handler imported by its own tests falls
 back to the LF_SECRETS_DIR variable.

@@ -19,7 +19,7 @@ from lf_core.contract.names import DEFAULT_NAMESPACE, InvalidName, check_name
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_HANDLER = "handler.handle"
 DEFAULT_CONCURRENCY = 16
-DEFAULT_MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # DESIGN §4 "Names and limits"
+DEFAULT_MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # docs/architecture.md, "Limits"
 DEFAULT_STUCK_LIMIT = 3
 DEFAULT_DRAIN_TIMEOUT_S = 30.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
