@@ -124,7 +124,7 @@ func TestDeadLetterHeaders(t *testing.T) {
 func TestNames(t *testing.T) {
 	if ConsumerName("default", "f") != "default_f" || AsyncFilter("default", "f") != "lf.async.default.f.*" ||
 		DeadSubject("ns", "f", "c") != "lf.dead.ns.f.c" {
-		t.Error("names differ from asyncstreams'")
+		t.Error("names differ from lf_core.asynccalls.streams'")
 	}
 	for id, ok := range map[string]bool{"abc-123": true, "": false, "a.b": false, "a*": false, strings.Repeat("a", 65): false} {
 		if ValidCallID(id) != ok {

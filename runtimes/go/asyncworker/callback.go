@@ -14,7 +14,7 @@ import (
 	"unicode"
 )
 
-// Callback URLs guarded against SSRF, as lf_dataplane.ssrf: http/https only, no credentials, and every address
+// Callback URLs guarded against SSRF, as lf_core.ssrf: http/https only, no credentials, and every address
 // the host resolves to must be public (loopback, private, link-local incl. the metadata service, CGNAT,
 // multicast, reserved, documentation and unspecified ranges refused; IPv4 inside IPv6 unwrapped first); hosts
 // written as inet_aton numbers (2130706433, 0177.0.0.1, 0x7f.1) are read as such. The request then goes to a

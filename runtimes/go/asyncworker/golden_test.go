@@ -1,4 +1,4 @@
-// Golden values: what lf_dataplane.asyncstreams writes for these records (encode_record with msgspec, record_view
+// Golden values: what lf_core.asynccalls.streams writes for these records (encode_record with msgspec, record_view
 // with json.dumps), printed by Python. Regenerate them the same way when the record changes.
 
 package asyncworker

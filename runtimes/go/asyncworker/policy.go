@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Policy is asyncpolicy.AsyncPolicy of the data plane: what follows an attempt. Pure, no clock of its own.
+// Policy is lf_core.asynccalls.policy.AsyncPolicy: what follows an attempt. Pure, no clock of its own.
 type Policy struct {
 	MaxAttempts int           // in total (spec retries + 1)
 	Backoff     time.Duration // before attempt 2; doubled each time
@@ -17,7 +17,7 @@ type Policy struct {
 	ResultTTL   time.Duration
 }
 
-// Defaults shared with asyncpolicy.py.
+// Defaults shared with lf_core.asynccalls.policy.
 const (
 	DefaultMaxBackoff = 300 * time.Second
 	DefaultJitter     = 0.2

@@ -9,9 +9,9 @@ import (
 	"unicode/utf8"
 )
 
-// Record is `LF_RESULTS[{call id}]` (asyncstreams.CallRecord): one per call, moved on only by compare-and-set.
-// EncodeRecord writes the bytes msgspec writes for the same record (field order, defaults omitted, float and
-// string forms), so the ingestor, `lf dlq` and the Python runtime read and CAS the same value.
+// Record is `LF_RESULTS[{call id}]` (lf_core.asynccalls.streams.CallRecord): one per call, moved on only by
+// compare-and-set. EncodeRecord writes the bytes msgspec writes for the same record (field order, defaults
+// omitted, float and string forms), so the ingestor, `lf dlq` and the Python runtime read and CAS the same value.
 type Record struct {
 	CallID        string  `json:"call_id"`
 	Namespace     string  `json:"namespace"`
@@ -28,7 +28,7 @@ type Record struct {
 	Redrives      int     `json:"redrives"`
 }
 
-// Result is the last attempt's answer (asyncstreams.CallResult; all fields always written).
+// Result is the last attempt's answer (lf_core.asynccalls.streams.CallResult; all fields always written).
 type Result struct {
 	Status  int         `json:"status"`
 	Headers [][2]string `json:"headers"`
@@ -228,7 +228,7 @@ func appendU(b []byte, r rune) []byte {
 	return append(b, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
 }
 
-// RecordView is asyncstreams.record_view serialised as `json.dumps(view, separators=(",", ":"))`: what a
+// RecordView is lf_core.asynccalls.streams.record_view serialised as `json.dumps(view, separators=(",", ":"))`: what a
 // callback receives (and GET /invocations/{id} answers).
 func RecordView(r *Record) []byte {
 	b := make([]byte, 0, 256+resultSize(r.Result))

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Names and definitions of lf_dataplane.asyncstreams (docs/protocol.md "Async calls"): whoever starts first
+// Names and definitions of lf_core.asynccalls.streams (docs/protocol.md "Async calls"): whoever starts first
 // creates the streams and buckets, each left as it is when it exists (an operator may have tuned it).
 const (
 	AsyncStream       = "LF_ASYNC"

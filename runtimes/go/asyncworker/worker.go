@@ -12,8 +12,8 @@
 //     wrote: before running (→ running), after (→ succeeded | failed (retry scheduled) | dead). A zombie, a
 //     replica paused past the ack wait whose call was redelivered and run elsewhere, finds the revision moved
 //     and drops its result without acking (an ack would acknowledge the other replica's delivery).
-//   - Retries follow Policy (asyncpolicy.py): a retry is a NAK with the backoff as delay; the delivery count is
-//     the attempt number. The last failure, a 4xx, a delivery past MaxAttempts (the replica died on the last
+//   - Retries follow Policy (lf_core.asynccalls.policy): a retry is a NAK with the backoff as delay; the delivery
+//     count is the attempt number. The last failure, a 4xx, a delivery past MaxAttempts (the replica died on the last
 //     attempt) or a call past MaxAge goes to LF_DEAD (Nats-Msg-Id {call id}.d{redrives}), then TERM.
 //   - Callbacks: after the final record, the record view is POSTed to the call's X-Callback-Url by this replica
 //     (CallbackAttempts with backoff), SSRF-checked at delivery time and sent to the checked address only.

@@ -36,7 +36,7 @@ const (
 	tracerName     = "litefunctions"
 )
 
-// tracingConfigured is the Python runtime's lf_dataplane.tracing.configured.
+// tracingConfigured is the Python runtime's lf_core.tracing.configured.
 func tracingConfigured(env map[string]string) bool {
 	if strings.EqualFold(strings.TrimSpace(env["OTEL_SDK_DISABLED"]), "true") {
 		return false

@@ -23,7 +23,7 @@
 //! Built with the `otel` cargo feature, on by default (it costs a cold build about 21 s of CPU); without it a
 //! configured OTEL logs `tracing_unavailable` once and serving goes on untraced.
 
-/// Whether the standard variables ask for traces (`lf_dataplane.tracing.configured`).
+/// Whether the standard variables ask for traces (`lf_core.tracing.configured`).
 pub fn configured<S: std::hash::BuildHasher>(
     env: &std::collections::HashMap<String, String, S>,
 ) -> bool {

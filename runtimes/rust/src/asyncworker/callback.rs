@@ -1,5 +1,5 @@
 //! Async callbacks (`X-Callback-Url`), as the Python runtime delivers them (`lf_runtime.asyncworker.post`,
-//! `lf_dataplane.ssrf`): the record view sent (POST) as JSON, the URL checked against SSRF at delivery time (HTTP or
+//! `lf_core.ssrf`): the record view sent (POST) as JSON, the URL checked against SSRF at delivery time (HTTP or
 //! https, no credentials, every resolved address public unless `LF_CALLBACK_ALLOW_PRIVATE`), the request sent
 //! to a checked address only (no second resolution: DNS rebinding).
 
@@ -38,7 +38,7 @@ pub enum Failure {
 
 // ------------------------------------------------------------------------------------------- SSRF
 
-/// Whether a callback may go to `address` (`lf_dataplane.ssrf.is_public`).
+/// Whether a callback may go to `address` (`lf_core.ssrf.is_public`).
 pub fn is_public(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(v4) => is_public_v4(v4),

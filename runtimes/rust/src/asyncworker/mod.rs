@@ -10,7 +10,7 @@
 //! - The call's record (`LF_RESULTS[{call id}]`) moves only by compare-and-set on the revision this worker read
 //!   or wrote. A zombie (paused past the ack wait while the call was run elsewhere) finds the revision moved and
 //!   drops its result without acking.
-//! - Retries: the same policy as `lf_dataplane.asyncpolicy` (retryable 408, 429, 5xx; backoff
+//! - Retries: the same policy as `lf_core.asynccalls.policy` (retryable 408, 429, 5xx; backoff
 //!   `backoff * 2^(n-1)` capped, plus up to 20 % jitter; `maxAttempts` in total; `maxAge`); a retry is a NAK
 //!   with that delay, the delivery count of the ack subject is the attempt number. The last failure, a 4xx, a
 //!   delivery past `maxAttempts` or a call past `maxAge` goes to `LF_DEAD` (`Nats-Msg-Id` = `{id}.d{redrives}`),

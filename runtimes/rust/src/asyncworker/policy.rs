@@ -1,9 +1,9 @@
-//! The retry policy of async calls, `lf_dataplane.asyncpolicy` in Rust: retryable 408, 429, 5xx; backoff
+//! The retry policy of async calls, `lf_core.asynccalls.policy` in Rust: retryable 408, 429, 5xx; backoff
 //! `backoff * 2^(n-1)` capped, plus up to 20 % jitter; `maxAttempts` in total; `maxAge`.
 
 use crate::settings::AsyncSettings;
 
-/// `lf_dataplane.asyncpolicy.AsyncPolicy`.
+/// `lf_core.asynccalls.policy.AsyncPolicy`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub max_attempts: u32,
@@ -137,7 +137,7 @@ mod tests {
     }
 
     #[test]
-    fn decisions_match_asyncpolicy() {
+    fn decisions_match_lf_core_policy() {
         let p = policy();
         assert_eq!(after_attempt(1, 200, 0.0, 1.0, &p, 0.5), Decision::Done);
         assert_eq!(after_attempt(1, 302, 0.0, 1.0, &p, 0.5), Decision::Done);

@@ -1,4 +1,4 @@
-//! The call's record (`LF_RESULTS[{call id}]`), `lf_dataplane.asyncstreams.CallRecord`: its JSON is byte for
+//! The call's record (`LF_RESULTS[{call id}]`), `lf_core.asynccalls.streams.CallRecord`: its JSON is byte for
 //! byte what the Python runtime writes (msgspec, fields in declaration order, defaults omitted), since
 //! `GET /invocations/{id}` and `lf dlq` read both; and its view, what `GET /invocations/{id}` and callbacks send.
 
@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-/// `lf_dataplane.asyncstreams.CallResult`: always written in full.
+/// `lf_core.asynccalls.streams.CallResult`: always written in full.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallResult {
     pub status: u16,
@@ -27,7 +27,7 @@ fn is_zero_u(value: &u32) -> bool {
     *value == 0
 }
 
-/// `lf_dataplane.asyncstreams.CallRecord` (`LF_RESULTS[{call id}]`): msgspec's encoding, fields in order, those
+/// `lf_core.asynccalls.streams.CallRecord` (`LF_RESULTS[{call id}]`): msgspec's encoding, fields in order, those
 /// equal to their default left out.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CallRecord {
@@ -80,8 +80,8 @@ mod base64_bytes {
     }
 }
 
-/// What `GET /invocations/{id}` answers (`asyncstreams.record_view`), encoded as the ingestor encodes it:
-/// `json.dumps(view, separators=(",", ":"))`, so non-ASCII is escaped.
+/// What `GET /invocations/{id}` answers (`lf_core.asynccalls.streams.record_view`), encoded as the ingestor
+/// encodes it: `json.dumps(view, separators=(",", ":"))`, so non-ASCII is escaped.
 pub fn record_view(record: &CallRecord) -> Vec<u8> {
     let mut out = String::with_capacity(256);
     out.push_str("{\"callId\":");

@@ -1,4 +1,4 @@
-//! Names and definitions of `lf_dataplane.asyncstreams`: the streams, buckets and consumer the worker creates when
+//! Names and definitions of `lf_core.asynccalls.streams`: the streams, buckets and consumer the worker creates when
 //! they are missing (each left as it is when it exists: an operator may have tuned it), and the message headers on
 //! `LF_ASYNC` and `LF_DEAD`.
 
