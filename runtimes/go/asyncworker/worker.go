@@ -1,4 +1,4 @@
-// Package asyncworker is a replica's async side (DESIGN §4 "Async"), the Go twin of the Python runtime's
+// Package asyncworker is a replica's async side (docs/architecture.md, "An async call"), the Go twin of the Python runtime's
 // lf_runtime.asyncworker: pull calls from the function's durable consumer on LF_ASYNC, run them like sync
 // calls, store results with compare-and-set, retry with backoff, dead-letter, call back.
 //

@@ -1,4 +1,4 @@
-// Package serving runs one replica of one Go function over NATS (DESIGN §4 "Runtimes"). The generated main
+// Package serving runs one replica of one Go function over NATS (docs/architecture.md, "Runtimes"). The generated main
 // package of a function is one line: serving.Main(handler.Handle).
 package serving
 

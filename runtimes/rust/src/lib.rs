@@ -1,4 +1,4 @@
-//! `LiteFunctions` Rust runtime: serves one function over NATS (DESIGN §4 "Runtimes").
+//! `LiteFunctions` Rust runtime: serves one function over NATS (docs/architecture.md, "Runtimes").
 //!
 //! A function is a crate exporting `pub fn handle(req: Request) -> Result<Response>` (or an `async fn`);
 //! `lf dev` and the image build generate a binary crate whose `main` is `lf_runtime::main(handler::handle)`.

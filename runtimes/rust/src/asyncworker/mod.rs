@@ -1,4 +1,4 @@
-//! A replica's async side (DESIGN §4 "Async"), the Python runtime's `lf_runtime.asyncworker` in Rust: pull calls
+//! A replica's async side (docs/architecture.md, "An async call"), the Python runtime's `lf_runtime.asyncworker` in Rust: pull calls
 //! from the function's durable consumer on `LF_ASYNC`, run them like sync calls, store results with
 //! compare-and-set, retry with backoff, dead-letter.
 //!
