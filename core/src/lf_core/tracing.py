@@ -16,14 +16,15 @@ import os
 import random
 import re
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 INGESTOR_SERVICE = "litefunctions-ingestor"
 RUNTIME_SERVICE = "litefunctions-runtime"
 TRACER_NAME = "litefunctions"
+T = TypeVar("T")
 
 
 def configured(env: Mapping[str, str]) -> bool:
@@ -49,7 +50,7 @@ traceidratio`, `parentbased_always_off`): a new trace is recorded iff its id's l
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
 _TRACE_ID_LOW = (1 << 64) - 1
 _next_trace_id = threading.local()
-"""A trace id drawn and sampled by `CallSpan.start`, for the SDK's id generator to hand to the span it starts."""
+"""A trace id `draw_root` drew (and sampled), for the SDK's id generator to hand to the span `with_trace_id` starts."""
 
 
 def setup(default_service: str) -> Any:
@@ -81,7 +82,7 @@ def setup(default_service: str) -> Any:
 
 
 def id_generator() -> Any:
-    """The SDK's random ids, except a trace id `CallSpan.start` drew (and sampled) for the span it starts."""
+    """The SDK's random ids, except a trace id `draw_root` drew (and sampled) for the span `with_trace_id` starts."""
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
     class Drawn(RandomIdGenerator):
@@ -141,7 +142,7 @@ def _exporter(name: str) -> Any:
     return OTLPSpanExporter()  # endpoint, headers, timeout, compression: OTEL_EXPORTER_OTLP_* variables
 
 
-# -- the ingestor's span ---------------------------------------------------------------------------------------
+# -- trace context ------------------------------------------------------------------------------------------------
 
 
 def extract(traceparent: str, tracestate: str) -> Any:
@@ -184,135 +185,32 @@ def unsampled_context(traceparent: str, tracestate: str) -> Any:
     return set_span_in_context(NonRecordingSpan(parent))
 
 
-class CallSpan:
-    """The ingestor's SERVER span of one function call (sync, or an async submission), or of a call's status
-    endpoint (`endpoint`).
-
-    It is passed explicitly (on the ingestor's per-call object, app._Call), never made current: granian's RSGI
-    scheduler runs every request of a worker in one shared contextvars context, so a context attached by one
-    request would be seen by the others it interleaves with.
-    """
-
-    __slots__ = ("recording", "span")
-
-    def __init__(self, method: str, headers: Any, call_id: str, namespace: str, name: str, *, queued: bool = False):
-        attributes: dict[str, Any] = {
-            "faas.invocation_id": call_id,
-            "faas.trigger": "http",
-            "faas.name": name,
-            "faas.invoked_name": name,
-            "litefunctions.namespace": namespace,
-            "http.request.method": method,
-        }
-        if queued:  # POST /async-function/...: the runtime's CONSUMER span (trigger pubsub) will be its child
-            attributes["litefunctions.async"] = True
-        self.span = _start_server_span(f"{method} {name}{' async' if queued else ''}", headers, attributes)
-        self.recording: bool = self.span.is_recording()
-
-    @classmethod
-    def start(
-        cls, method: str, headers: Any, call_id: str, namespace: str, name: str, *, queued: bool = False
-    ) -> CallSpan | None:
-        """The call's span; None when the incoming trace context is `sampled_out`; an `UnsampledRoot` for a new
-        trace the sampler would not record (decided here by its id, as the sampler does, without the SDK)."""
-        traceparent = headers.get("traceparent", "")
-        if traceparent and _valid(traceparent) is not None:
-            if sampled_out(traceparent):
-                return None
-        elif _root_bound is not None:  # a new trace
-            trace_id = random.getrandbits(128) or 1
-            if trace_id & _TRACE_ID_LOW >= _root_bound:
-                return UnsampledRoot(trace_id)
-            _next_trace_id.value = trace_id  # the SDK's sampler decides the same for this id: recorded
-            try:
-                return cls(method, headers, call_id, namespace, name, queued=queued)
-            finally:
-                _next_trace_id.value = 0
-        return cls(method, headers, call_id, namespace, name, queued=queued)
-
-    @classmethod
-    def endpoint(cls, method: str, route: str, headers: Any, call_id: str) -> CallSpan:
-        """The span of a request to one of the ingestor's own endpoints about a call (`/invocations/{id}`)."""
-        span = cls.__new__(cls)
-        attributes = {"faas.invocation_id": call_id, "http.request.method": method, "http.route": route}
-        span.span = _start_server_span(f"{method} {route}", headers, attributes)
-        span.recording = span.span.is_recording()
-        return span
-
-    def outgoing(self) -> tuple[str, str]:
-        """(traceparent, tracestate) for the request envelope: this span's context (W3C, as the propagator writes
-        it; formatted here because the propagator's inject costs several µs)."""
-        ctx = self.span.get_span_context()
-        if not ctx.is_valid:
-            return "", ""
-        return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}", ctx.trace_state.to_header()
-
-    def coldstart(self, cold: bool) -> None:
-        if self.recording:
-            self.span.set_attribute("faas.coldstart", cold)
-
-    def end(self, status: int, error: str = "") -> None:
-        span = self.span
-        if not self.recording:  # sampled out at the root: nothing to record
-            span.end()
-            return
-        from opentelemetry.trace import Status, StatusCode
-
-        span.set_attribute("http.response.status_code", status)
-        if status >= 500:
-            span.set_status(Status(StatusCode.ERROR, error or None))
-            if error:
-                span.set_attribute("error.type", error)
-        span.end()
-
-    def fail(self, exc: BaseException) -> None:
-        """End with an error raised by the call: an HTTP error answer (the ingestor's `http.mapping.HttpError`) or
-        anything else."""
-        status = getattr(exc, "status", None)
-        if isinstance(status, int):
-            self.end(status, str(getattr(exc, "code", "")))
-        else:
-            self.span.record_exception(exc)
-            self.end(500, type(exc).__name__)
+def valid_traceparent(traceparent: str) -> bool:
+    """A W3C `traceparent` the SDK would continue (version 00, non-zero ids); an invalid one starts a new trace."""
+    return _valid(traceparent) is not None
 
 
-class UnsampledRoot(CallSpan):
-    """A new trace the sampler would not record: no SDK span (a non-recording one costs tens of µs), only the W3C
-    context, sampled flag off, that tells the runtime to record nothing either."""
-
-    __slots__ = ("_traceparent",)
-
-    def __init__(self, trace_id: int) -> None:
-        self.span = None
-        self.recording = False
-        self._traceparent = f"00-{trace_id:032x}-{random.getrandbits(64) or 1:016x}-00"
-
-    def outgoing(self) -> tuple[str, str]:
-        return self._traceparent, ""
-
-    def coldstart(self, cold: bool) -> None:
-        pass
-
-    def end(self, status: int, error: str = "") -> None:
-        pass
-
-    def fail(self, exc: BaseException) -> None:
-        pass
-
-
-def _start_server_span(name: str, headers: Any, attributes: dict[str, Any]) -> Any:
+def tracer() -> Any:
+    """The tracer `setup` installed (the global provider's when `setup` was not called: tests)."""
     from opentelemetry import trace
 
-    tracer = _tracer if _tracer is not None else trace.get_tracer(TRACER_NAME)
-    context = extract(headers.get("traceparent", ""), headers.get("tracestate", ""))
-    return tracer.start_span(name, context=context, kind=trace.SpanKind.SERVER, attributes=attributes)
+    return _tracer if _tracer is not None else trace.get_tracer(TRACER_NAME)
 
 
-def outgoing(span: CallSpan | None, headers: Any) -> tuple[str, str]:
-    """The trace context to put in the request envelope: the call's span's, else the incoming one as is."""
-    if span is not None:
-        traceparent, tracestate = span.outgoing()
-        if traceparent:
-            return traceparent, tracestate
-    traceparent = headers.get("traceparent", "")
-    return traceparent, headers.get("tracestate", "") if traceparent else ""
+def draw_root() -> tuple[int, bool] | None:
+    """For a new trace: `(trace id, recorded)` drawn now, when the sampler decides new traces by their id alone
+    (so a caller can skip the SDK for a trace it would not record); None when it does not (start a span as usual).
+    A recorded id is given to the next span started under `with_trace_id`."""
+    if _root_bound is None:
+        return None
+    trace_id = random.getrandbits(128) or 1
+    return trace_id, trace_id & _TRACE_ID_LOW < _root_bound
+
+
+def with_trace_id(trace_id: int, start: Callable[[], T]) -> T:
+    """Run `start` (which starts one root span) with the SDK's id generator handing out `trace_id`."""
+    _next_trace_id.value = trace_id  # the SDK's sampler decides the same for this id as draw_root did
+    try:
+        return start()
+    finally:
+        _next_trace_id.value = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from lf_core import tracing
+from lf_dataplane.observability import callspans
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import get_current_span
@@ -57,7 +58,7 @@ def test_the_unsampled_context_carries_the_callers_ids_and_state() -> None:
 def test_the_outgoing_header_is_what_the_propagator_writes(monkeypatch: pytest.MonkeyPatch, incoming: str) -> None:
     monkeypatch.setattr(tracing, "_tracer", TracerProvider().get_tracer("test"))
     headers = {"traceparent": incoming, "tracestate": "vendor=x"} if incoming else {}
-    span = tracing.CallSpan("GET", headers, "call-1", "default", "hello")
+    span = callspans.CallSpan("GET", headers, "call-1", "default", "hello")
     carrier: dict[str, str] = {}
     TraceContextTextMapPropagator().inject(carrier, trace.set_span_in_context(span.span))
     assert span.outgoing() == (carrier["traceparent"], carrier.get("tracestate", ""))
@@ -94,7 +95,7 @@ def test_new_traces_are_sampled_here_exactly_as_the_sdk_would(monkeypatch: pytes
     headers = {"traceparent": incoming} if incoming else {}
     recorded = 0
     for i in range(2000):
-        span = tracing.CallSpan.start("GET", headers, f"call-{i}", "default", "hello")
+        span = callspans.CallSpan.start("GET", headers, f"call-{i}", "default", "hello")
         assert span is not None
         traceparent, _ = span.outgoing()
         trace_id = int(traceparent[3:35], 16)
@@ -104,7 +105,7 @@ def test_new_traces_are_sampled_here_exactly_as_the_sdk_would(monkeypatch: pytes
             assert int(traceparent[53:55], 16) & 1 and sdk_says  # the SDK's span, with the id drawn here
             assert span.span.get_span_context().trace_id == trace_id
         else:
-            assert isinstance(span, tracing.UnsampledRoot)
+            assert isinstance(span, callspans.UnsampledRoot)
             assert traceparent.endswith("-00") and not sdk_says  # no SDK span; the runtime is told not to record
             assert tracing.sampled_out(traceparent)
         span.coldstart(False)

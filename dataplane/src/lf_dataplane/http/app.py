@@ -40,6 +40,7 @@ from lf_dataplane.calls.replies import Header, Reply
 from lf_dataplane.calls.routetable import Defaults, FunctionTarget, Routes, watch_routes
 from lf_dataplane.http import mapping as hm
 from lf_dataplane.http.asyncapi import AsyncCalls
+from lf_dataplane.observability import callspans
 from lf_dataplane.observability.functionlogs import ensure_logs_stream
 from lf_dataplane.observability.metrics import WorkerStats, render
 from lf_dataplane.settings import Settings
@@ -75,7 +76,7 @@ class _Call:
     rest: str
     params: Any
     fn_ns: int
-    span: _tracing.CallSpan | None
+    span: callspans.CallSpan | None
     stats: Any
 
     def __init__(self, scope: Any, proto: Any, call_id: str, start: float) -> None:
@@ -220,8 +221,8 @@ class Ingestor:
         headers = scope.headers
         rest = call.rest
         span = None
-        if _TRACING:  # the function call's SERVER span (lf_core.tracing); probes and unknown paths get none
-            span = call.span = _tracing.CallSpan.start(method, headers, call.call_id, target.namespace, target.name)
+        if _TRACING:  # the function call's SERVER span (observability/callspans.py); probes and unknown paths get none
+            span = call.span = callspans.CallSpan.start(method, headers, call.call_id, target.namespace, target.name)
         stats = self._stats
         if stats is not None:  # metrics: a dict lookup and a few increments (see metrics.py)
             fstats = call.stats = stats.get(target.label) or self._new_stats(target)
@@ -323,7 +324,7 @@ class Ingestor:
         if body is None:
             body = await hm.read_body(scope, call.proto, headers, target.max_request_bytes)
         if _TRACING:  # the call's span's context (a child of the incoming one)
-            traceparent, tracestate = _tracing.outgoing(call.span, headers)
+            traceparent, tracestate = callspans.outgoing(call.span, headers)
         else:  # passed on as it came
             traceparent = headers.get("traceparent", "")
             tracestate = headers.get("tracestate", "") if traceparent else ""

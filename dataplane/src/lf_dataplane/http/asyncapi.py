@@ -27,6 +27,7 @@ from lf_native import MethodNotAllowed, RouteNotFound, encode_request
 
 from lf_dataplane.calls.replies import Header, Reply
 from lf_dataplane.http import mapping as hm
+from lf_dataplane.observability import callspans
 
 ASYNC_PREFIX = "/async-function/"
 INVOCATIONS_PREFIX = "/invocations/"
@@ -93,7 +94,7 @@ class AsyncCalls:
             asked = path[len(INVOCATIONS_PREFIX) :]
             if not _TRACING:
                 return await self.invocation(scope.method, asked)
-            span = _tracing.CallSpan.endpoint(scope.method, INVOCATIONS_PREFIX + "{id}", scope.headers, asked)
+            span = callspans.CallSpan.endpoint(scope.method, INVOCATIONS_PREFIX + "{id}", scope.headers, asked)
             return await _traced(span, self.invocation(scope.method, asked))
         raise hm.unrouted(path)
 
@@ -119,7 +120,7 @@ class AsyncCalls:
             )
         if not _TRACING:
             return await self._submit(scope, proto, call_id, target, rest, params, None)
-        span = _tracing.CallSpan.start(method, headers, call_id, target.namespace, target.name, queued=True)
+        span = callspans.CallSpan.start(method, headers, call_id, target.namespace, target.name, queued=True)
         if span is None:  # sampled out by the caller: its trace context goes on as it came
             return await self._submit(scope, proto, call_id, target, rest, params, None)
         return await _traced(span, self._submit(scope, proto, call_id, target, rest, params, span))
@@ -132,7 +133,7 @@ class AsyncCalls:
         target: Any,
         rest: str,
         params: Any,
-        span: _tracing.CallSpan | None,
+        span: callspans.CallSpan | None,
     ) -> Answered:
         method = scope.method
         headers = scope.headers
@@ -157,7 +158,7 @@ class AsyncCalls:
                 if duplicate and await self._known(call_id):
                     return self._accepted(call_id, ns, fn, duplicate=True)
             items = [(k, v) for k, v in headers.items() if k not in (CALLBACK_HEADER, IDEMPOTENCY_HEADER)]
-            traceparent, tracestate = _tracing.outgoing(span, headers) if span is not None else _incoming(headers)
+            traceparent, tracestate = callspans.outgoing(span, headers) if span is not None else _incoming(headers)
             envelope = encode_request(
                 call_id, method, rest or "/", scope.query_string, items, body, int(target.timeout_s * 1000), params,
                 traceparent, tracestate,
@@ -287,7 +288,7 @@ class AsyncCalls:
         return _answer(200, {"callId": call_id, "status": "cancelled"}, call_id)
 
 
-async def _traced(span: _tracing.CallSpan, answer: Awaitable[Answered]) -> Answered:
+async def _traced(span: callspans.CallSpan, answer: Awaitable[Answered]) -> Answered:
     """Await an endpoint's answer inside `span` (a refusal, raised as an HttpError, fails the span)."""
     try:
         answered = await answer
