@@ -87,5 +87,12 @@ bench-runtimes: install ## Python, Go and Rust replicas: e2e and per-call CPU, r
 bench-micro: install ## Micro-benchmarks: native router and envelope against Python baselines
 	$(UV_RUN) pytest bench/micro --benchmark-only -p no:cacheprovider
 
+# The tiers of `make test`, in order; .ci/run times each one (DEVELOPMENT.md, "CI ledger").
+TEST_TIERS := lint test-rust test-go test-unit test-integration test-conformance test-e2e test-operator bench-gate
+
 .PHONY: test
-test: lint test-rust test-go test-unit test-integration test-conformance test-e2e test-operator bench-gate ## The whole suite and the bench gate (what CI runs)
+test: $(TEST_TIERS) ## The whole suite and the bench gate (what CI runs)
+
+.PHONY: test-tiers
+test-tiers: ## Print the tiers `make test` runs
+	@echo $(TEST_TIERS)
