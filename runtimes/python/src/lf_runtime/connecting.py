@@ -51,7 +51,7 @@ async def connect(conn: Connection, settings: Settings) -> None:
 
     Raises:
         ConnectionError: no server accepted within the time.
-        lf_core.bus.link.AuthorizationError: every server refused the credentials (no point retrying).
+        lf_core.bus.errors.AuthorizationError: every server refused the credentials (no point retrying).
     """
     try:
         await asyncio.wait_for(conn.connect(), settings.connect_timeout_s)
