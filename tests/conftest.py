@@ -1,29 +1,35 @@
-"""Shared fixtures: real servers started per test session on free loopback ports."""
+"""Shared fixtures: real servers started per test session on free loopback ports (see tests/harness)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from lf_controlplane.natsserver import NatsServer
 
-from tests.redisserver import RedisServer
+from tests.harness.natsserver import running_nats
+from tests.harness.redisserver import RedisServer
+from tests.harness.routes import Routes, connected_routes
 
 
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     """One real nats-server (JetStream on) for the whole session."""
-    server = NatsServer(state_dir=Path(tmp_path_factory.mktemp("nats"))).start()
-    try:
+    with running_nats(Path(tmp_path_factory.mktemp("nats"))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def nats_url(nats_server: NatsServer) -> str:
     return nats_server.url
+
+
+@pytest.fixture
+async def routes(nats_url: str) -> AsyncIterator[Routes]:
+    """The session broker's LF_ROUTES bucket (created if need be)."""
+    async with connected_routes(nats_url) as bucket:
+        yield bucket
 
 
 @pytest.fixture(scope="session")

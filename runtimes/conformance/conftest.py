@@ -3,59 +3,28 @@ conformance_harness.py for why the suite does not go through `lf dev`)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
-import nats
 import pytest
 from conformance_harness import RUNTIMES, Replica, Wiretap, launch, load_function
-from lf_controlplane.natsserver import NatsServer, free_port
-from lf_core.contract.routes import encode_route, route_key, route_of
-from lf_core.contract.specs import Function
-from lf_core.contract.subjects import ROUTES_BUCKET
+from lf_controlplane.natsserver import NatsServer
+from lf_core.contract.routes import route_of
 
 from tests.conftest import nats_server  # noqa: F401  (the shared session broker)
+from tests.harness.ingestor import start_ingestor
+from tests.harness.routes import put_routes
 
 
 @pytest.fixture(scope="session")
 def ingestor(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
-    asyncio.run(_publish_routes(nats_server.url, [load_function(r) for r in RUNTIMES]))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LF_")}
-    env.update(LF_PORT=str(port), LF_HOST="127.0.0.1", LF_NATS_URL=nats_server.url, PYTHONUNBUFFERED="1")
-    env.update(LF_CALLBACK_ALLOW_PRIVATE="true")  # test_async's callbacks go to a local server
-    log = (tmp_path_factory.mktemp("ingestor") / "ingestor.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "lf_dataplane"], env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
+    """The ingestor's base URL, every runtime's function routed (test_async's callbacks go to a local server)."""
+    put_routes(nats_server.url, *(route_of(load_function(r)) for r in RUNTIMES))
+    log = tmp_path_factory.mktemp("ingestor") / "ingestor.log"
+    started = start_ingestor(nats_server.url, log, LF_CALLBACK_ALLOW_PRIVATE="true")
     try:
-        yield base
+        yield started.url
     finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
-
-
-async def _publish_routes(url: str, functions: list[Function]) -> None:
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    kv = await js.create_key_value(bucket=ROUTES_BUCKET, history=1)
-    for function in functions:
-        route = route_of(function)
-        await kv.put(route_key(route), encode_route(route))
-    await nc.close()
+        started.stop(timeout=30)
 
 
 @pytest.fixture(scope="session")

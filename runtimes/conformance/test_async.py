@@ -1,5 +1,5 @@
-"""The async contract (DESIGN §4 "Async"), the same for every runtime: through the real ingestor and NATS with
-JetStream, a call is accepted (202), pulled by the function's replica from LF_ASYNC, and its record in
+"""The async contract (docs/protocol.md, "Async calls"), the same for every runtime: through the real ingestor and
+NATS with JetStream, a call is accepted (202), pulled by the function's replica from LF_ASYNC, and its record in
 LF_RESULTS tells the outcome; retries, dead letters, a replica killed mid-call and a draining replica behave
 alike whatever the runtime.
 
@@ -35,7 +35,7 @@ from lf_core.asynccalls import streams as js
 from lf_core.bus import jetstream
 from lf_core.contract.specs import Function
 
-from tests.waiting import wait_for
+from tests.harness.waiting import wait_for
 
 pytestmark = pytest.mark.conformance
 

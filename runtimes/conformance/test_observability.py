@@ -29,9 +29,9 @@ from nats.js.api import DeliverPolicy
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.otlpcollector import Collector, Exported, otel_env
-from tests.promtool import promtool_check
-from tests.waiting import wait_for
+from tests.harness.otlpcollector import Collector, Exported, otel_env
+from tests.harness.promtool import promtool_check
+from tests.harness.waiting import wait_for
 
 pytestmark = pytest.mark.conformance
 

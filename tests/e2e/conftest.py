@@ -21,7 +21,7 @@ import httpx
 import pytest
 from lf_controlplane.natsserver import free_port
 
-from tests.waiting import wait_for
+from tests.harness.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"

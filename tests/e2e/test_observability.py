@@ -16,7 +16,7 @@ import pytest
 from lf_controlplane.natsserver import free_port
 
 from tests.e2e.conftest import LfDev, start_lf_dev, stop, wait_for
-from tests.promtool import promtool_check
+from tests.harness.promtool import promtool_check
 
 pytestmark = pytest.mark.e2e
 

@@ -1,14 +1,13 @@
 """A real control plane for the operator's tests: etcd + kube-apiserver from tools/k8s (built once, cached), the
 CRDs installed, the operator running as its ServiceAccount under deploy/'s RBAC, a real nats-server (the session
-fixture of tests/conftest.py) and a real ingestor. There is no kubelet or controller-manager: tests start a
-function's runtime themselves from its Deployment, and patch Deployment status to stand in for the controller."""
+fixture of tests/conftest.py) and a real ingestor (tests/harness). There is no kubelet or controller-manager: tests
+start a function's runtime themselves from its Deployment, and patch Deployment status to stand in for the
+controller."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -18,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lf_controlplane.natsserver import NatsServer
+from lf_controlplane.natsserver import NatsServer, free_port
 
-from tests.processes import start_ingestor_process, stop_process
+from tests.harness.ingestor import Ingestor, start_ingestor
+from tests.harness.processes import stop_process
+from tests.harness.runtime import RuntimeProcess
 from tools.k8s import build
 from tools.k8s.cluster import Cluster
 
@@ -130,13 +131,8 @@ class OperatorProcess:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob(pattern)))
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout=30)
 
     @property
     def alive(self) -> bool:
@@ -154,28 +150,14 @@ def operator(
         proc.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Ingestor:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-
 @pytest.fixture(scope="session")
 def ingestor(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingestor]:
-    port = free_port()
     log = tmp_path_factory.mktemp("ingestor") / "ingestor.log"
-    process = start_ingestor_process(nats_server.url, log, port, {"LF_DRAIN_TIMEOUT": "5s"}, ready_timeout=60)
+    started = start_ingestor(nats_server.url, log, ready_timeout=60, LF_DRAIN_TIMEOUT="5s")
     try:
-        yield Ingestor(process, f"http://127.0.0.1:{port}", log)
+        yield started
     finally:
-        stop_process(process)
+        started.stop()
 
 
 @pytest.fixture
@@ -186,27 +168,10 @@ def namespace(kubectl: Kubectl) -> str:
     return name
 
 
-@dataclass
-class Runtime:
+def start_runtime(kubectl: Kubectl, name: str, namespace: str, workdir: Path) -> RuntimeProcess:
     """A function replica started the way a kubelet would: the Deployment's command and env, its ConfigMap's files
-    mounted (here: written) at LF_FUNCTION_DIR."""
-
-    process: subprocess.Popen[bytes]
-    log: Path
-    metrics_url: str | None = None
-    """Where it serves the Deployment's metrics port (moved to a free loopback port here)."""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_runtime(kubectl: Kubectl, name: str, namespace: str, workdir: Path) -> Runtime:
+    mounted (here: written) at LF_FUNCTION_DIR, the pod's metrics port moved to a free loopback port (its
+    `metrics_url`). Not waited for."""
     deployment = kubectl.get("deployment", name, namespace)
     assert deployment is not None
     pod = deployment["spec"]["template"]["spec"]
@@ -226,15 +191,8 @@ def start_runtime(kubectl: Kubectl, name: str, namespace: str, workdir: Path) ->
     tmp = workdir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     env.update({"LF_FUNCTION_DIR": str(code_dir), "HOME": str(tmp), "TMPDIR": str(tmp), "LF_SECRETS_DIR": ""})
-    metrics_url = None
     if "LF_METRICS_PORT" in env:  # the pod's port 9091 on all addresses becomes a free loopback port
-        port = free_port()
-        env.update({"LF_METRICS_PORT": str(port), "LF_METRICS_HOST": "127.0.0.1"})
-        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        env.update({"LF_METRICS_PORT": str(free_port()), "LF_METRICS_HOST": "127.0.0.1"})
     command = list(container["command"])
     assert command[:3] == ["python", "-m", "lf_runtime"]
-    command[0] = sys.executable
-    log = workdir / "runtime.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, env={"PATH": os.environ["PATH"], **env}, stdout=sink, stderr=sink)
-    return Runtime(process, log, metrics_url)
+    return RuntimeProcess.start({"PATH": os.environ["PATH"], **env}, [sys.executable, *command[1:]], ready_timeout=None)

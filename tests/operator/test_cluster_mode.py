@@ -15,10 +15,11 @@ import httpx
 import pytest
 from lf_controlplane.natsserver import NatsServer
 
-from tests.operator.conftest import REPO, Ingestor, Kubectl, OperatorProcess, start_runtime
-from tests.operator.kv import route_entry, route_revision
+from tests.harness.ingestor import Ingestor
+from tests.harness.routes import route_entry, route_revision
+from tests.harness.waiting import wait_for
+from tests.operator.conftest import REPO, Kubectl, OperatorProcess, start_runtime
 from tests.operator.test_functions import lf_dry_run, mark_deployment_ready, reconciled
-from tests.waiting import wait_for
 from tools.k8s.cluster import Cluster
 
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(300)]

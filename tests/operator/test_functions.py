@@ -14,16 +14,16 @@ import pytest
 from lf_controlplane.natsserver import NatsServer
 from lf_controlplane.operator import manifests
 
+from tests.harness.ingestor import Ingestor
+from tests.harness.routes import route_entry
+from tests.harness.waiting import wait_for
 from tests.operator.conftest import (
     PUBLIC_URL,
     REPO,
-    Ingestor,
     Kubectl,
     OperatorProcess,
     start_runtime,
 )
-from tests.operator.kv import route_entry
-from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(300)]
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.harness.waiting import wait_for
 from tests.operator.conftest import REPO, Kubectl, OperatorProcess, start_runtime
 from tests.operator.test_functions import lf_dry_run, reconciled
-from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(300)]
 
@@ -69,7 +69,7 @@ def test_function_pods_are_scrapeable(
         url = runtime.metrics_url
 
         def served() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
-            assert runtime.process.poll() is None, runtime.log.read_text()
+            assert runtime.process.poll() is None, runtime.logs()
             try:
                 return scrape(url)
             except httpx.TransportError:

@@ -1,15 +1,11 @@
 """Helpers of the async integration tests: one nats-server with file storage on a fixed port (so it can be
-restarted on the same address), one ingestor (`python -m lf_dataplane`) and runtimes (`python -m lf_runtime`)
-started per test on a test handler whose every attempt is appended to a JSON-lines log."""
+restarted on the same address), one ingestor and Python runtimes (all started with tests/harness) per test on a
+test handler whose every attempt is appended to a JSON-lines log."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +14,11 @@ from typing import Any
 import httpx
 import nats
 from lf_controlplane.natsserver import NatsServer
-from lf_core.contract.routes import FunctionRoute, encode_route
-from lf_core.contract.subjects import ROUTES_BUCKET, function_route_key
 
-from tests.processes import start_ingestor_process, stop_process
-from tests.waiting import wait_for as wait_until
+from tests.harness.ingestor import Ingestor, start_ingestor
+from tests.harness.routes import function_route, put_routes
+from tests.harness.runtime import RuntimeProcess
+from tests.harness.waiting import wait_for as wait_until
 
 HANDLER = """
 import json, os, time
@@ -47,28 +43,15 @@ def handle(req):
 
 
 @dataclass
-class Proc:
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-        stop_process(self.process, sig, timeout)
-
-
-@dataclass
 class AsyncPlatform:
     broker: NatsServer
-    ingestor: Proc
-    port: int
+    ingestor: Ingestor
     tmp: Path
-    runtimes: list[Proc] = field(default_factory=list)
+    runtimes: list[RuntimeProcess] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.ingestor.url
 
     def add_function(self, *, timeout: str = "5s", env: dict[str, str] | None = None, replicas: int = 1) -> Function:
         name = f"a-{uuid.uuid4().hex[:8]}"
@@ -78,15 +61,13 @@ class AsyncPlatform:
         calls = folder / "calls.jsonl"
         calls.touch()
         fn = Function(name, folder, calls, self, timeout, env or {})
-        asyncio.run(_put_route(self.broker.url, FunctionRoute(
-            namespace="default", name=name, timeout_ms=int(float(timeout.rstrip("s")) * 1000),
-            max_request_bytes=1 << 20, max_response_bytes=1 << 20,
-        )))  # fmt: skip
+        timeout_ms = int(float(timeout.rstrip("s")) * 1000)
+        put_routes(self.broker.url, function_route(name, timeout_ms=timeout_ms, max_response_bytes=1 << 20))
         for _ in range(replicas):
             fn.start_replica()
         wait_until(lambda: httpx.get(f"{self.url}/function/{name}/ok").status_code == 200, 20, "the route")
         for replica in fn.replicas:
-            wait_until(lambda r=replica: "async_ready" in r.logs(), 20, "async_ready")
+            replica.wait_for("async_ready", 20)
         return fn
 
 
@@ -98,25 +79,18 @@ class Function:
     platform: AsyncPlatform
     timeout: str
     env: dict[str, str]
-    replicas: list[Proc] = field(default_factory=list)
+    replicas: list[RuntimeProcess] = field(default_factory=list)
 
-    def start_replica(self) -> Proc:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LF_")}
-        env.update(
-            LF_FUNCTION=self.name, LF_FUNCTION_DIR=str(self.folder), LF_NATS_URL=self.platform.broker.url,
-            LF_TIMEOUT=self.timeout, LF_ASYNC_BACKOFF="0.3s", LF_ASYNC_ACK_GRACE="1s", LF_CALLBACK_ALLOW_PRIVATE="true",
-            LF_CONCURRENCY="8", LF_DRAIN_TIMEOUT="5s", ASYNC_LOG=str(self.calls_log), PYTHONUNBUFFERED="1",
-        )  # fmt: skip
-        env.update(self.env)
-        log = self.folder / f"replica-{len(self.replicas)}.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen([sys.executable, "-m", "lf_runtime"], env=env, stdout=sink, stderr=sink)
-        proc = Proc(process, log)
-        self.replicas.append(proc)
-        self.platform.runtimes.append(proc)
-        wait_until(lambda: '"ready"' in proc.logs() or process.poll() is not None, 20, "runtime ready")
-        assert process.poll() is None, proc.logs()
-        return proc
+    def start_replica(self) -> RuntimeProcess:
+        env = {
+            "LF_TIMEOUT": self.timeout, "LF_ASYNC_BACKOFF": "0.3s", "LF_ASYNC_ACK_GRACE": "1s",
+            "LF_CALLBACK_ALLOW_PRIVATE": "true", "LF_CONCURRENCY": "8", "LF_DRAIN_TIMEOUT": "5s",
+            "ASYNC_LOG": str(self.calls_log), "PYTHONUNBUFFERED": "1", **self.env,
+        }  # fmt: skip
+        replica = RuntimeProcess.start_python(self.platform.broker.url, self.name, self.folder, **env)
+        self.replicas.append(replica)
+        self.platform.runtimes.append(replica)
+        return replica
 
     def attempts(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.calls_log.read_text().splitlines() if line.strip()]
@@ -135,22 +109,9 @@ class Function:
         )
 
 
-async def _put_route(url: str, route: FunctionRoute) -> None:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        try:
-            kv = await js.key_value(ROUTES_BUCKET)
-        except Exception:
-            kv = await js.create_key_value(bucket=ROUTES_BUCKET, history=1)
-        await kv.put(function_route_key(route.namespace, route.name), encode_route(route))
-    finally:
-        await nc.close()
-
-
-def start_ingestor(nats_url: str, log: Path, port: int, **env: str) -> Proc:
-    env = {"LF_DRAIN_TIMEOUT": "10s", "LF_CALLBACK_ALLOW_PRIVATE": "true", **env}
-    return Proc(start_ingestor_process(nats_url, log, port, env), log)
+def start_async_ingestor(nats_url: str, log: Path, **env: str) -> Ingestor:
+    """The ingestor as this suite runs it: callbacks to loopback allowed, a short drain."""
+    return start_ingestor(nats_url, log, **{"LF_DRAIN_TIMEOUT": "10s", "LF_CALLBACK_ALLOW_PRIVATE": "true", **env})
 
 
 def dead_letters(platform: AsyncPlatform, function: str) -> list[Any]:

@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 
 import pytest
-from async_harness import AsyncPlatform, start_ingestor
-from lf_controlplane.natsserver import NatsServer, free_port
+from async_harness import AsyncPlatform, start_async_ingestor
+from lf_controlplane.natsserver import free_port
+
+from tests.harness.natsserver import running_nats
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsyncPlatform]:
     tmp = tmp_path_factory.mktemp("async")
-    broker = NatsServer(state_dir=tmp / "nats", port=free_port()).start()
-    port = free_port()
-    ingestor = start_ingestor(broker.url, tmp / "ingestor.log", port)
-    platform = AsyncPlatform(broker, ingestor, port, tmp)
-    try:
-        yield platform
-    finally:
-        for runtime in platform.runtimes:
-            if runtime.process.poll() is None:
-                os.kill(runtime.process.pid, signal.SIGCONT)
-            runtime.stop(timeout=10)
-        ingestor.stop()
-        broker.stop()
+    with running_nats(tmp / "nats", port=free_port()) as broker:  # a fixed port: restarted on the same address
+        platform = AsyncPlatform(broker, start_async_ingestor(broker.url, tmp / "ingestor.log"), tmp)
+        try:
+            yield platform
+        finally:
+            for runtime in platform.runtimes:
+                runtime.stop(timeout=10)
+            platform.ingestor.stop()

@@ -1,4 +1,5 @@
-"""Async calls under faults (DESIGN §8, issue 7): real nats-server with file storage, real ingestor and runtimes."""
+"""Async calls under faults (docs/operations.md, "Durability: what survives what"; issue 7): real nats-server with
+file storage, real ingestor and runtimes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from async_harness import AsyncPlatform, dead_letters, redrive, wait_until
+from async_harness import AsyncPlatform, dead_letters, redrive, start_async_ingestor, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -126,17 +127,11 @@ def test_callback_is_delivered_with_retries(platform: AsyncPlatform) -> None:
 
 
 def test_callback_to_a_private_address_is_refused_unless_allowed(platform: AsyncPlatform, tmp_path: Any) -> None:
-    from async_harness import start_ingestor
-    from lf_controlplane.natsserver import free_port
-
-    port = free_port()
-    strict = start_ingestor(platform.broker.url, tmp_path / "strict.log", port, LF_CALLBACK_ALLOW_PRIVATE="false")
+    strict = start_async_ingestor(platform.broker.url, tmp_path / "strict.log", LF_CALLBACK_ALLOW_PRIVATE="false")
     try:
         fn = platform.add_function()
         for url in ("http://127.0.0.1:9/x", "http://[::ffff:127.0.0.1]/", "http://2130706433/", "ftp://example.com/"):
-            response = httpx.post(
-                f"http://127.0.0.1:{port}/async-function/{fn.name}/ok", headers={"X-Callback-Url": url}
-            )
+            response = httpx.post(f"{strict.url}/async-function/{fn.name}/ok", headers={"X-Callback-Url": url})
             assert response.status_code == 400, (url, response.text)
     finally:
         strict.stop()

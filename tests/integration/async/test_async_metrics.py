@@ -9,9 +9,11 @@ import signal
 
 import httpx
 import pytest
-from async_harness import AsyncPlatform, Function, Proc, wait_until
+from async_harness import AsyncPlatform, Function, wait_until
 from lf_controlplane.natsserver import free_port
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.harness.runtime import RuntimeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +37,12 @@ def counts(port: int) -> tuple[float, ...]:
     return (*(got[name] for name in COUNTERS), got["pending"])
 
 
-def metrics_replica(fn: Function) -> tuple[Proc, int]:
+def metrics_replica(fn: Function) -> tuple[RuntimeProcess, int]:
     """One more replica of `fn`, with its own metrics port, pulling once it is ready."""
     port = free_port()
     fn.env["LF_METRICS_PORT"] = str(port)
     replica = fn.start_replica()
-    wait_until(lambda: "async_ready" in replica.logs(), 20, "async_ready")
+    replica.wait_for("async_ready", 20)
     return replica, port
 
 

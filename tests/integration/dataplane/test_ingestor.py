@@ -1,7 +1,8 @@
 """The ingestor as it runs: a real granian process (`python -m lf_dataplane`) against a real nats-server.
 
-Routes are written to LF_ROUTES with nats-py, and calls are answered by responders written here (nats-py queue
-subscriptions that decode with lf_native and reply whatever the test needs). Every wait is on a condition.
+Routes are written to LF_ROUTES by tests/harness/routes.py, and calls are answered by responders written here
+(nats-py queue subscriptions that decode with lf_native and reply whatever the test needs).
+Every wait is on a condition.
 """
 
 from __future__ import annotations
@@ -11,26 +12,23 @@ import contextlib
 import json
 import signal
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import nats
 import pytest
-from lf_controlplane.natsserver import NatsServer, free_port
+from lf_controlplane.natsserver import NatsServer
 from lf_core.contract.protocol import ErrorKind
-from lf_core.contract.routes import FunctionRoute, encode_route
-from lf_core.contract.subjects import ROUTES_BUCKET, function_route_key, invoke_subject, queue_group
+from lf_core.contract.subjects import invoke_subject, queue_group
 from lf_native import RequestEnvelope, decode_request, encode_response
 from nats.aio.client import Client
-from nats.js.kv import KeyValue
 
-from tests.processes import start_ingestor_process, stop_process
+from tests.harness.ingestor import Ingestor, start_ingestor, wait_routed
+from tests.harness.routes import Routes, function_route
 
 pytestmark = pytest.mark.integration
 
@@ -41,41 +39,15 @@ Handler = Callable[[RequestEnvelope], Reply | Awaitable[Reply]]
 # -- the ingestor process -----------------------------------------------------------------------------------------
 
 
-@dataclass
-class Ingestor:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def start_ingestor(nats_url: str, log: Path, **env: str) -> Ingestor:
-    port = free_port()
-    process = start_ingestor_process(nats_url, log, port, {"LF_DRAIN_TIMEOUT": "20s", **env})
-    return Ingestor(process, port, log)
-
-
-def stop_ingestor(ingestor: Ingestor) -> None:
-    stop_process(ingestor.process)
-
-
 @pytest.fixture(scope="module")
 def ingestor(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingestor]:
-    ingestor = start_ingestor(
-        nats_server.url, tmp_path_factory.mktemp("ingestor") / "ingestor.log", LF_MAX_HEADER_BYTES="64Ki"
-    )
+    log = tmp_path_factory.mktemp("ingestor") / "ingestor.log"
+    ingestor = start_ingestor(nats_server.url, log, LF_DRAIN_TIMEOUT="20s", LF_MAX_HEADER_BYTES="64Ki")
     yield ingestor
-    stop_ingestor(ingestor)
-    assert ingestor.process.returncode == 0, ingestor.logs()
+    assert ingestor.stop() == 0, ingestor.logs()
 
 
-# -- broker side: routes and responders ---------------------------------------------------------------------------
+# -- broker side: responders ----------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -86,15 +58,6 @@ async def nc(nats_url: str) -> AsyncIterator[Client]:
 
 
 @pytest.fixture
-async def kv(nc: Client) -> KeyValue:
-    js = nc.jetstream()
-    try:
-        return await js.key_value(ROUTES_BUCKET)
-    except Exception:
-        return await js.create_key_value(bucket=ROUTES_BUCKET, history=1)
-
-
-@pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=20) as http:
         yield http
@@ -102,25 +65,6 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 def unique(prefix: str = "fn") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-async def put_route(kv: KeyValue, name: str, *, timeout_ms: int = 5000, max_request_bytes: int = 1024 * 1024) -> None:
-    route = FunctionRoute(
-        namespace="default", name=name, timeout_ms=timeout_ms, max_request_bytes=max_request_bytes,
-        max_response_bytes=64 * 1024,
-    )  # fmt: skip
-    await kv.put(function_route_key("default", name), encode_route(route))
-
-
-async def wait_served(client: httpx.AsyncClient, url: str, *, served: bool = True, timeout: float = 10) -> None:
-    """Until the ingestor's table has (or no longer has) the function: 404 means it is not there."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = await client.get(url)
-        if (response.status_code != 404) == served:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{url} {'never became' if served else 'is still'} routed")
 
 
 @contextlib.asynccontextmanager
@@ -176,12 +120,12 @@ def raw_request(port: int, head: bytes, timeout: float = 5.0) -> bytes:
 
 
 async def test_a_call_returns_the_functions_answer_with_call_headers(
-    ingestor: Ingestor, nc: Client, kv: KeyValue, client: httpx.AsyncClient
+    ingestor: Ingestor, nc: Client, routes: Routes, client: httpx.AsyncClient
 ) -> None:
     name = unique()
-    await put_route(kv, name)
+    await routes.put(function_route(name))
     url = f"{ingestor.url}/function/{name}"
-    await wait_served(client, url)
+    await wait_routed(client, url)
     received: list[RequestEnvelope] = []
     async with responder(nc, name, echo, received):
         response = await client.post(f"{url}/a/b%20c?x=1&y=two", content=b"ping", headers={"X-Custom": "v"})
@@ -239,11 +183,11 @@ async def test_probes(ingestor: Ingestor, client: httpx.AsyncClient) -> None:
 
 
 async def test_body_over_the_limit_is_refused_from_content_length_without_the_body(
-    ingestor: Ingestor, kv: KeyValue, client: httpx.AsyncClient
+    ingestor: Ingestor, routes: Routes, client: httpx.AsyncClient
 ) -> None:
     name = unique()
-    await put_route(kv, name, max_request_bytes=1000)
-    await wait_served(client, f"{ingestor.url}/function/{name}")
+    await routes.put(function_route(name, max_request_bytes=1000))
+    await wait_routed(client, f"{ingestor.url}/function/{name}")
     head = f"POST /function/{name} HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n".encode()
     started = time.monotonic()
     answer = await asyncio.to_thread(raw_request, ingestor.port, head)
@@ -253,12 +197,12 @@ async def test_body_over_the_limit_is_refused_from_content_length_without_the_bo
 
 
 async def test_chunked_body_is_refused_as_soon_as_it_passes_the_limit(
-    ingestor: Ingestor, nc: Client, kv: KeyValue, client: httpx.AsyncClient
+    ingestor: Ingestor, nc: Client, routes: Routes, client: httpx.AsyncClient
 ) -> None:
     name = unique()
-    await put_route(kv, name, max_request_bytes=1000)
+    await routes.put(function_route(name, max_request_bytes=1000))
     url = f"{ingestor.url}/function/{name}"
-    await wait_served(client, url)
+    await wait_routed(client, url)
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(10):
@@ -301,13 +245,13 @@ async def test_headers_over_64k_are_431(ingestor: Ingestor, client: httpx.AsyncC
          "garbage", "no-reply"],
 )  # fmt: skip
 async def test_runtime_outcomes_map_to_status_and_layer(
-    ingestor: Ingestor, nc: Client, kv: KeyValue, client: httpx.AsyncClient,
+    ingestor: Ingestor, nc: Client, routes: Routes, client: httpx.AsyncClient,
     reply: bytes | None, status: int, code: str, layer: str,
 ) -> None:  # fmt: skip
     name = unique()
-    await put_route(kv, name, timeout_ms=400)
+    await routes.put(function_route(name, timeout_ms=400))
     url = f"{ingestor.url}/function/{name}"
-    await wait_served(client, url)
+    await wait_routed(client, url)
     async with responder(nc, name, lambda _: reply):
         response = await client.get(url)
     assert (response.status_code, error_of(response)) == (status, (code, layer)), response.text
@@ -318,24 +262,24 @@ async def test_runtime_outcomes_map_to_status_and_layer(
 
 
 async def test_no_responders_is_503_with_retry_after(
-    ingestor: Ingestor, kv: KeyValue, client: httpx.AsyncClient
+    ingestor: Ingestor, routes: Routes, client: httpx.AsyncClient
 ) -> None:
     name = unique()
-    await put_route(kv, name)
+    await routes.put(function_route(name))
     url = f"{ingestor.url}/function/{name}"
-    await wait_served(client, url)
+    await wait_routed(client, url)
     response = await client.get(url)
     assert (response.status_code, error_of(response)) == (503, ("no_replica", "broker"))
     assert response.headers["retry-after"] == "1"
 
 
 async def test_busy_is_retried_onto_another_replica(
-    ingestor: Ingestor, nc: Client, kv: KeyValue, client: httpx.AsyncClient
+    ingestor: Ingestor, nc: Client, routes: Routes, client: httpx.AsyncClient
 ) -> None:
     name = unique()
-    await put_route(kv, name)
+    await routes.put(function_route(name))
     url = f"{ingestor.url}/function/{name}"
-    await wait_served(client, url)
+    await wait_routed(client, url)
     busy_seen: list[RequestEnvelope] = []
     busy = encode_response(503, [], b"", error_kind=ErrorKind.BUSY, error="busy")
     async with responder(nc, name, lambda _: busy, busy_seen), responder(nc, name, echo):
@@ -345,12 +289,12 @@ async def test_busy_is_retried_onto_another_replica(
 
 
 async def test_busy_everywhere_until_the_deadline_is_503(
-    ingestor: Ingestor, nc: Client, kv: KeyValue, client: httpx.AsyncClient
+    ingestor: Ingestor, nc: Client, routes: Routes, client: httpx.AsyncClient
 ) -> None:
     name = unique()
-    await put_route(kv, name, timeout_ms=300)
+    await routes.put(function_route(name, timeout_ms=300))
     url = f"{ingestor.url}/function/{name}"
-    await wait_served(client, url)
+    await wait_routed(client, url)
     busy = encode_response(503, [], b"", error_kind=ErrorKind.BUSY)
     seen: list[RequestEnvelope] = []
     async with responder(nc, name, lambda _: busy, seen):
@@ -362,28 +306,28 @@ async def test_busy_everywhere_until_the_deadline_is_503(
 
 
 async def test_routes_follow_the_bucket_without_restart(
-    ingestor: Ingestor, nc: Client, kv: KeyValue, client: httpx.AsyncClient
+    ingestor: Ingestor, nc: Client, routes: Routes, client: httpx.AsyncClient
 ) -> None:
     name = unique()
     url = f"{ingestor.url}/function/{name}"
     assert (await client.get(url)).status_code == 404
-    await put_route(kv, name)
-    await wait_served(client, url)
+    await routes.put(function_route(name))
+    await wait_routed(client, url)
     async with responder(nc, name, echo):
         response = await client.get(url)
         assert response.status_code == 200, response.text
-    await kv.delete(function_route_key("default", name))
-    await wait_served(client, url, served=False)
+    await routes.delete(name)
+    await wait_routed(client, url, routed=False)
     assert error_of(await client.get(url)) == ("function_not_found", "ingestor")
 
 
 async def test_malformed_entries_are_skipped(
-    ingestor: Ingestor, nc: Client, kv: KeyValue, client: httpx.AsyncClient
+    ingestor: Ingestor, nc: Client, routes: Routes, client: httpx.AsyncClient
 ) -> None:
     bad, good = unique("bad"), unique("good")
-    await kv.put(function_route_key("default", bad), b"{not json")
-    await put_route(kv, good)
-    await wait_served(client, f"{ingestor.url}/function/{good}")
+    await routes.put_raw(bad, b"{not json")
+    await routes.put(function_route(good))
+    await wait_routed(client, f"{ingestor.url}/function/{good}")
     assert (await client.get(f"{ingestor.url}/function/{bad}")).status_code == 404
 
 
@@ -391,16 +335,18 @@ async def test_malformed_entries_are_skipped(
 
 
 async def test_sigterm_finishes_the_call_in_flight_and_exits_0(
-    nats_url: str, nc: Client, kv: KeyValue, tmp_path: Path
+    nats_url: str, nc: Client, routes: Routes, tmp_path: Path
 ) -> None:
-    ingestor = await asyncio.to_thread(start_ingestor, nats_url, tmp_path / "ingestor.log", LF_DRAIN_DELAY="2s")
+    ingestor = await asyncio.to_thread(
+        start_ingestor, nats_url, tmp_path / "ingestor.log", LF_DRAIN_DELAY="2s", LF_DRAIN_TIMEOUT="20s"
+    )
     try:
         name = unique()
-        await put_route(kv, name, timeout_ms=20_000)
+        await routes.put(function_route(name, timeout_ms=20_000))
         url = f"{ingestor.url}/function/{name}"
         probes = httpx.AsyncClient(timeout=5, limits=httpx.Limits(max_keepalive_connections=0))
         async with probes, httpx.AsyncClient(timeout=30) as caller:
-            await wait_served(probes, url)
+            await wait_routed(probes, url)
             arrived, release = asyncio.Event(), asyncio.Event()
 
             async def slow(request: RequestEnvelope) -> bytes:
@@ -431,7 +377,7 @@ async def test_sigterm_finishes_the_call_in_flight_and_exits_0(
         for expected in ("started", "ready", "draining", "worker stopped", "stopped"):
             assert expected in events, (expected, events)
     finally:
-        stop_ingestor(ingestor)
+        ingestor.stop()
 
 
 async def until(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:

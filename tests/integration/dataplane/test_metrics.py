@@ -12,19 +12,12 @@ import pytest
 from lf_controlplane.natsserver import NatsServer
 from lf_native import RequestEnvelope, encode_response
 from nats.aio.client import Client
-from nats.js.kv import KeyValue
-from test_ingestor import kv as kv
 from test_ingestor import nc as nc
-from test_ingestor import (
-    put_route,
-    responder,
-    start_ingestor,
-    stop_ingestor,
-    unique,
-    wait_served,
-)
+from test_ingestor import responder, unique
 
-from tests.promtool import promtool_check
+from tests.harness.ingestor import start_ingestor, wait_routed
+from tests.harness.promtool import promtool_check
+from tests.harness.routes import Routes, function_route
 
 pytestmark = pytest.mark.integration
 
@@ -48,16 +41,16 @@ def two_workers(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactor
     log = tmp_path_factory.mktemp("ingestor2") / "ingestor.log"
     ingestor = start_ingestor(nats_server.url, log, LF_WORKERS="2", LF_METRICS_FLUSH="200ms")
     yield ingestor
-    stop_ingestor(ingestor)
+    ingestor.stop()
 
 
 async def test_counts_from_two_workers_sum_exactly_and_pass_promtool(
     two_workers,
     nc: Client,
-    kv: KeyValue,  # type: ignore[no-untyped-def]
+    routes: Routes,  # type: ignore[no-untyped-def]
 ) -> None:
     name = unique("metrics")
-    await put_route(kv, name)
+    await routes.put(function_route(name))
     url = f"{two_workers.url}/function/{name}"
     served = {"n": 0}
 
@@ -70,8 +63,8 @@ async def test_counts_from_two_workers_sum_exactly_and_pass_promtool(
     async with responder(nc, name, handler):
         limits = httpx.Limits(max_connections=8, max_keepalive_connections=0)  # new connections: both workers
         async with httpx.AsyncClient(timeout=20, limits=limits) as client:
-            await wait_served(client, url)
-            first = served["n"]  # wait_served's probes reached the function too (200s)
+            await wait_routed(client, url)
+            first = served["n"]  # wait_routed's probes reached the function too (200s)
 
             async def call(path: str) -> httpx.Response:
                 return await client.get(url + path, headers={"connection": "close"})
@@ -120,13 +113,13 @@ async def test_counts_from_two_workers_sum_exactly_and_pass_promtool(
 async def test_errors_are_counted_by_layer_and_reason(
     two_workers,
     nc: Client,
-    kv: KeyValue,  # type: ignore[no-untyped-def]
+    routes: Routes,  # type: ignore[no-untyped-def]
 ) -> None:
     name = unique("metricserr")
-    await put_route(kv, name)
+    await routes.put(function_route(name))
     url = f"{two_workers.url}/function/{name}"
     async with httpx.AsyncClient(timeout=20) as client:
-        await wait_served(client, url)  # no replica: 503 no_replica
+        await wait_routed(client, url)  # no replica: 503 no_replica
         for _ in range(3):
             assert (await client.get(url)).status_code == 503
         labels = {"namespace": "default", "function": name}
@@ -149,4 +142,4 @@ def test_metrics_off_serves_no_metrics(nats_server: NatsServer, tmp_path: Path) 
         assert response.status_code == 404
         assert "x-overhead-seconds" in response.headers
     finally:
-        stop_ingestor(ingestor)
+        ingestor.stop()

@@ -10,7 +10,7 @@ import pytest
 from lf_valkey.stores import ValkeyLease, ValkeyRateLimiter, ValkeyStore, connect
 from redis.asyncio import Redis
 
-from tests.redisserver import RedisServer
+from tests.harness.redisserver import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -1,22 +1,17 @@
-"""Helpers of the runtime tests: the handler the test functions run, a runtime process handle that reads the
-JSON log lines so tests wait for events ("ready", "draining", ...) instead of sleeping, and a NATS call helper."""
+"""Helpers of the runtime tests: the handler the test functions run, the runtime process (tests/harness/runtime.py)
+with the handler's gate for held calls, and a NATS call helper."""
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lf_native import ResponseEnvelope, decode_response, encode_request
 from nats.aio.client import Client
+
+from tests.harness.runtime import RuntimeProcess
 
 # One handler module serving every behaviour the tests need, selected by path. GATE_DIR lets a test hold a call
 # in flight: `/hold` writes started-{call_id} and waits until the file `release` exists.
@@ -102,53 +97,12 @@ async def handle(req):
 )
 
 
-@dataclass
-class RuntimeProcess:
-    """A runtime subprocess and the JSON events it logged on stderr."""
+class GatedRuntime(RuntimeProcess):
+    """A runtime on the handler above, with its GATE_DIR: held calls, and their release."""
 
-    process: subprocess.Popen[str]
-    function: str
-    gate: Path
-    events: list[dict[str, Any]] = field(default_factory=list)
-    stdout: list[str] = field(default_factory=list)
-    reader: threading.Thread | None = None
-    stdout_reader: threading.Thread | None = None
-    _changed: threading.Condition = field(default_factory=threading.Condition)
-
-    def read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                event = {"event": "raw", "line": line}
-            with self._changed:
-                self.events.append(event)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def wait_for(self, name: str, timeout: float = 10.0, count: int = 1) -> dict[str, Any]:
-        """Block until the runtime logged `count` events named `name`; fail if it exits or the time runs out."""
-        end = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = [e for e in self.events if e.get("event") == name]
-                if len(found) >= count:
-                    return found[count - 1]
-                if self.process.poll() is not None and not self._reader_alive():
-                    raise AssertionError(f"runtime exited ({self.process.returncode}) before {name!r}: {self.events}")
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no {name!r} event within {timeout}s: {self.events}")
-                self._changed.wait(min(left, 0.1))
-
-    def _reader_alive(self) -> bool:
-        return self.reader is not None and self.reader.is_alive()
-
-    def named(self, name: str) -> list[dict[str, Any]]:
-        with self._changed:
-            return [e for e in self.events if e.get("event") == name]
+    @property
+    def gate(self) -> Path:
+        return Path(self.env["GATE_DIR"])
 
     def started_calls(self) -> list[str]:
         return sorted(p.name.removeprefix("started-") for p in self.gate.glob("started-*"))
@@ -165,47 +119,8 @@ class RuntimeProcess:
     def release(self) -> None:
         (self.gate / "release").touch()
 
-    def signal(self, sig: signal.Signals) -> None:
-        self.process.send_signal(sig)
 
-    def close(self) -> None:
-        """After exit: let the readers reach the end of the pipes, then close them."""
-        for thread in (self.reader, self.stdout_reader):
-            if thread is not None:
-                thread.join(10)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-
-    def exit_code(self, timeout: float = 15.0) -> int:
-        return self.process.wait(timeout)
-
-
-Start = Callable[..., RuntimeProcess]
-
-
-def spawn_runtime(env: dict[str, str], function: str, gate: Path) -> RuntimeProcess:
-    """`python -m lf_runtime` with exactly `env`, its stderr events and stdout lines collected by two threads."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lf_runtime"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    runtime = RuntimeProcess(process, function, gate)
-    runtime.reader = threading.Thread(target=runtime.read, daemon=True)
-    runtime.reader.start()
-    runtime.stdout_reader = threading.Thread(target=collect_stdout, args=(process, runtime.stdout), daemon=True)
-    runtime.stdout_reader.start()
-    return runtime
-
-
-def collect_stdout(process: subprocess.Popen[str], into: list[str]) -> None:
-    assert process.stdout is not None
-    for line in process.stdout:
-        into.append(line)
+Start = Callable[..., GatedRuntime]
 
 
 async def call(

@@ -17,6 +17,8 @@ from lf_runtime.natspy import NatsPyConnection
 from nats.aio.client import Client
 from runtime_harness import Start, call
 
+from tests.harness.natsserver import running_nats
+
 pytestmark = pytest.mark.integration
 
 CONTEXT_HANDLER = """
@@ -42,11 +44,8 @@ async def handle(req):
 
 @pytest.fixture
 def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(state_dir=tmp_path / "own-nats", jetstream=False).start()
-    try:
+    with running_nats(tmp_path / "own-nats", jetstream=False) as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def test_serves_again_after_the_broker_restarts(start_runtime: Start, own_nats: NatsServer) -> None:

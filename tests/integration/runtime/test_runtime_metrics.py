@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 from runtime_harness import Start, call
 
-from tests.promtool import promtool_check
+from tests.harness.promtool import promtool_check
 
 pytestmark = pytest.mark.integration
 

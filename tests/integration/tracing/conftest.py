@@ -1,30 +1,15 @@
-"""Fixtures of the tracing suite: the in-process OTLP collector and the LF_ROUTES bucket."""
+"""Fixtures of the tracing suite: the in-process OTLP collector (the broker and `routes` are tests/conftest.py's)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
-import nats
 import pytest
-from lf_core.contract.subjects import ROUTES_BUCKET
 
-from tests.otlpcollector import Collector
+from tests.harness.otlpcollector import Collector
 
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
     with Collector.running() as collector:
         yield collector
-
-
-@pytest.fixture
-async def kv(nats_url: str) -> AsyncIterator[Any]:
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    try:
-        bucket = await js.key_value(ROUTES_BUCKET)
-    except Exception:
-        bucket = await js.create_key_value(bucket=ROUTES_BUCKET, history=1)
-    yield bucket
-    await nc.close()

@@ -11,9 +11,10 @@ import httpx
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from tests.harness.otlpcollector import Collector, Exported, otel_env
+from tests.harness.routes import Routes
+from tests.harness.waiting import wait_for
 from tests.integration.tracing.tracing_harness import INCOMING_PARENT, SYNC_HANDLER, TRACE_ID, traced_function
-from tests.otlpcollector import Collector, Exported, otel_env
-from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -22,10 +23,10 @@ async def test_async_run_is_a_child_of_the_submission(
     nats_url: str,
     tmp_path: Path,
     collector: Collector,
-    kv: Any,
+    routes: Routes,
 ) -> None:
     incoming = {"traceparent": f"00-{TRACE_ID}-{INCOMING_PARENT}-01"}
-    async with traced_function(nats_url, tmp_path, kv, SYNC_HANDLER, otel_env(collector.endpoint), "tra") as traced:
+    async with traced_function(nats_url, tmp_path, routes, SYNC_HANDLER, otel_env(collector.endpoint), "tra") as traced:
         function = traced.function
         submitted = await traced.http.post(f"{traced.base_url}/async-function/{function}/a", headers=incoming)
         assert submitted.status_code == 202, submitted.text

@@ -14,9 +14,10 @@ from lf_core.contract.protocol import ErrorKind
 from lf_native import ResponseEnvelope, decode_response, encode_request
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from tests.integration.tracing.tracing_harness import INCOMING_PARENT, TRACE_ID, start_runtime, stop_runtime
-from tests.otlpcollector import Collector, otel_env
-from tests.waiting import wait_for
+from tests.harness.otlpcollector import Collector, otel_env
+from tests.harness.runtime import RuntimeProcess
+from tests.harness.waiting import wait_for
+from tests.integration.tracing.tracing_harness import INCOMING_PARENT, TRACE_ID
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ async def test_busy_and_late_answers_have_spans(nats_url: str, tmp_path: Path, c
     env = {**otel_env(collector.endpoint), "LF_CONCURRENCY": "1", "LF_QUEUE_DEPTH": "0"}
     function = f"trr-{uuid.uuid4().hex[:10]}"
     folder = tmp_path / "fn"
-    runtime = start_runtime(nats_url, folder, function, HOLDING_HANDLER, env)
+    runtime = RuntimeProcess.start_python(nats_url, function, folder, {"handler.py": HOLDING_HANDLER}, **env)
     nc = await nats.connect(nats_url)
     traceparent = f"00-{TRACE_ID}-{INCOMING_PARENT}-01"
 
@@ -51,7 +52,6 @@ async def test_busy_and_late_answers_have_spans(nats_url: str, tmp_path: Path, c
         return decode_response(msg.data)
 
     try:
-        runtime.wait_for("ready")
         held = asyncio.ensure_future(call("held-call", "/hold", 20_000))
         await asyncio.to_thread(wait_for, (folder / "started").exists, 20, "the held call to start")
         busy = await call("busy-call", "/", 5_000)
@@ -60,7 +60,7 @@ async def test_busy_and_late_answers_have_spans(nats_url: str, tmp_path: Path, c
         late = await call("late-call", "/", 0)  # a free slot, but no budget
     finally:
         await nc.close()
-        stop_runtime(runtime)
+        runtime.stop()
     assert busy.error_kind == ErrorKind.BUSY
     assert late.error_kind == ErrorKind.TIMEOUT
 

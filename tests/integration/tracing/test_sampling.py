@@ -4,12 +4,12 @@ is served as usual; a sampled caller in the same run gets all three. Real nats-s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.harness.otlpcollector import Collector, otel_env
+from tests.harness.routes import Routes
 from tests.integration.tracing.tracing_harness import SYNC_HANDLER, TRACE_ID, traced_function
-from tests.otlpcollector import Collector, otel_env
 
 pytestmark = pytest.mark.integration
 
@@ -21,10 +21,10 @@ async def test_a_sampled_out_caller_leaves_no_span(
     nats_url: str,
     tmp_path: Path,
     collector: Collector,
-    kv: Any,
+    routes: Routes,
 ) -> None:
     env = otel_env(collector.endpoint)  # the default sampler: parent-based, always on for new traces
-    async with traced_function(nats_url, tmp_path, kv, SYNC_HANDLER, env, "trs") as traced:
+    async with traced_function(nats_url, tmp_path, routes, SYNC_HANDLER, env, "trs") as traced:
         dropped = await traced.http.get(traced.url, headers={"traceparent": f"00-{UNSAMPLED_TRACE}-{PARENT}-00"})
         kept = await traced.http.get(traced.url, headers={"traceparent": f"00-{TRACE_ID}-{PARENT}-01"})
         assert (dropped.status_code, dropped.text) == (200, "hi")

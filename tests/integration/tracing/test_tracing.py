@@ -8,11 +8,12 @@ span through the OpenTelemetry API, which must nest under the runtime's.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from tests.harness.otlpcollector import Collector, Exported, otel_env
+from tests.harness.routes import Routes
 from tests.integration.tracing.tracing_harness import (
     ASYNC_HANDLER,
     INCOMING_PARENT,
@@ -20,16 +21,15 @@ from tests.integration.tracing.tracing_harness import (
     TRACE_ID,
     traced_function,
 )
-from tests.otlpcollector import Collector, Exported, otel_env
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("handler", [SYNC_HANDLER, ASYNC_HANDLER], ids=["sync", "async"])
 async def test_one_trace_spans_ingestor_and_runtime(
-    nats_url: str, tmp_path: Path, collector: Collector, kv: Any, handler: str
+    nats_url: str, tmp_path: Path, collector: Collector, routes: Routes, handler: str
 ) -> None:
-    async with traced_function(nats_url, tmp_path, kv, handler, otel_env(collector.endpoint)) as traced:
+    async with traced_function(nats_url, tmp_path, routes, handler, otel_env(collector.endpoint)) as traced:
         function = traced.function
         incoming = {"traceparent": f"00-{TRACE_ID}-{INCOMING_PARENT}-01", "tracestate": "vendor=x"}
         first, second, failed = [

@@ -1,21 +1,19 @@
-"""The processes of the tracing suite: a Python runtime on a handler given as text, and an ingestor plus one
-runtime serving a fresh function, both exporting to the suite's collector (OTEL_* from `otel_env`)."""
+"""The handlers of the tracing suite, and an ingestor plus one Python runtime serving a fresh function (started with
+tests/harness), both exporting to the suite's collector (OTEL_* from `otel_env`)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from tests.integration.dataplane.test_ingestor import put_route, start_ingestor, stop_ingestor, wait_served
-from tests.integration.runtime.runtime_harness import RuntimeProcess, spawn_runtime
+from tests.harness.ingestor import start_ingestor, wait_routed
+from tests.harness.routes import Routes, function_route
+from tests.harness.runtime import RuntimeProcess
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 INCOMING_PARENT = "00f067aa0ba902b7"
@@ -49,20 +47,6 @@ async def handle(req):
 """
 
 
-def start_runtime(nats_url: str, folder: Path, function: str, handler: str, env: dict[str, str]) -> RuntimeProcess:
-    folder.mkdir()
-    (folder / "handler.py").write_text(handler)
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LF_", "OTEL_"))}
-    full_env.update(LF_NATS_URL=nats_url, LF_FUNCTION=function, LF_FUNCTION_DIR=str(folder), **env)
-    return spawn_runtime(full_env, function, folder)
-
-
-def stop_runtime(runtime: RuntimeProcess) -> None:
-    runtime.signal(signal.SIGTERM)
-    runtime.exit_code()
-    runtime.close()
-
-
 @dataclass
 class Traced:
     base_url: str  # the ingestor's
@@ -76,21 +60,20 @@ class Traced:
 
 @asynccontextmanager
 async def traced_function(
-    nats_url: str, tmp_path: Path, kv: Any, handler: str, env: dict[str, str], prefix: str = "tr"
+    nats_url: str, tmp_path: Path, routes: Routes, handler: str, env: dict[str, str], prefix: str = "tr"
 ) -> AsyncIterator[Traced]:
     """An ingestor and one runtime serving a new function; the function is routed before its replica starts (so
     the first call is the replica's cold one). Both are stopped on the way out, which flushes their spans."""
-    ingestor = start_ingestor(nats_url, tmp_path / "ingestor.log", **env)
+    ingestor = start_ingestor(nats_url, tmp_path / "ingestor.log", LF_DRAIN_TIMEOUT="20s", **env)
     function = f"{prefix}-{uuid.uuid4().hex[:10]}"
     runtime: RuntimeProcess | None = None
     try:
-        await put_route(kv, function)
+        await routes.put(function_route(function))
         async with httpx.AsyncClient(timeout=20) as http:
-            await wait_served(http, f"{ingestor.url}/function/{function}")  # 503 until a replica is up
-            runtime = start_runtime(nats_url, tmp_path / "fn", function, handler, env)
-            runtime.wait_for("ready")
+            await wait_routed(http, f"{ingestor.url}/function/{function}")  # 503 until a replica is up
+            runtime = RuntimeProcess.start_python(nats_url, function, tmp_path / "fn", {"handler.py": handler}, **env)
             yield Traced(ingestor.url, function, http)
     finally:
-        stop_ingestor(ingestor)
+        ingestor.stop()
         if runtime is not None:
-            stop_runtime(runtime)
+            runtime.stop()

@@ -1,4 +1,5 @@
-"""`spec.async` resolved onto the Function, and the runtime's LF_ASYNC_* variables it becomes (DESIGN §4-5)."""
+"""`spec.async` resolved onto the Function, and the runtime's LF_ASYNC_* variables it becomes (docs/operations.md,
+"Async calls")."""
 
 from __future__ import annotations
 

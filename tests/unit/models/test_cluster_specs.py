@@ -1,4 +1,5 @@
-"""The CRD-only fields of a Function (DESIGN §5) and the Trigger model: what is accepted, what is refused."""
+"""The CRD-only fields of a Function (docs/architecture.md, "Cluster mode") and the Trigger model: what is accepted,
+what is refused."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from lf_controlplane.operator.metrics import OperatorMetrics, mark_invalid
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.promtool import promtool_check
+from tests.harness.promtool import promtool_check
 
 
 def samples(metrics: OperatorMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 from lf_controlplane.natsserver import free_port
+
+from tests.harness.processes import stop_process
 
 REDIS_SERVER = os.environ.get("LF_TEST_REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -48,10 +49,5 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout} s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout=10)
