@@ -8,6 +8,8 @@ Every wait is on a condition, with a deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,6 +23,8 @@ from lf_core.bus.errors import AuthorizationError, BrokerUnavailable, BusTimeout
 from lf_core.bus.link import NatsConnection, Server
 from lf_core.bus.requester import NatsRequester
 from nats.aio.client import Client
+
+from tests.harness.natsserver import running_nats
 
 pytestmark = pytest.mark.integration
 
@@ -36,17 +40,14 @@ async def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> N
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[Callable[..., NatsServer]]:
     """Start servers private to the test (config extras allowed); stopped at the end."""
-    started: list[NatsServer] = []
+    numbers = itertools.count()
+    with contextlib.ExitStack() as started:
 
-    def start(extra: str = "") -> NatsServer:
-        server = NatsServer(state_dir=tmp_path / f"nats-{len(started)}", jetstream=False, extra_config=extra)
-        started.append(server.start())
-        return server
+        def start(extra: str = "") -> NatsServer:
+            state = tmp_path / f"nats-{next(numbers)}"
+            return started.enter_context(running_nats(state, jetstream=False, extra_config=extra))
 
-    yield start
-    for server in started:
-        server.signal(signal.SIGCONT)
-        server.stop()
+        yield start
 
 
 @pytest.fixture
