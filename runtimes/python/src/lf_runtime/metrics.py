@@ -111,9 +111,12 @@ def render(replica: Any) -> tuple[bytes, str]:
 
 
 def _family(out: list[str], name: str, kind: str, help_text: str) -> None:
+    """A family's HELP and TYPE lines; a counter's name carries `_total` there too (the 0.0.4 text format, as
+    prometheus-client and promtool read it)."""
     escaped = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-    out.append(f"# HELP {name} {escaped}")
-    out.append(f"# TYPE {name} {kind}")
+    named = f"{name}_total" if kind == "counter" else name
+    out.append(f"# HELP {named} {escaped}")
+    out.append(f"# TYPE {named} {kind}")
 
 
 def _one(out: list[str], name: str, kind: str, help_text: str, labels: str, value: int) -> None:
