@@ -1,9 +1,7 @@
 """The JetStream API over any request function: streams, consumers, KV get/compare-and-set put, publish with
-acknowledgement, and its errors. Only the few calls the platform makes, over a `Requester`
-(`request(subject, payload, headers, timeout) -> reply bytes`): the lean connection
-(`lf_core.bus.requester.NatsRequester.request_headers`, via `lean_requester`) or nats-py (`nats_py_requester`, the
-CLI and `lf dev`). Nothing here runs on the sync hot path; the async streams that use it are
-`lf_core.asynccalls.streams`.
+acknowledgement, and its errors. Only the few calls the platform makes, over a `Requester`: the lean connection
+(`lf_core.bus.requester.NatsRequester.request_headers`) or nats-py (`nats_py_requester`: the CLI and `lf dev`).
+Nothing here runs on the sync hot path; the async streams that use it are `lf_core.asynccalls.streams`.
 """
 
 from __future__ import annotations
@@ -14,15 +12,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 API_TIMEOUT_S = 5.0
-
-
 MSG_ID = "Nats-Msg-Id"
-
+"""The header JetStream deduplicates publishes by (within the stream's duplicate window)."""
 
 Headers = Sequence[tuple[str, str]]
-
-
 Requester = Callable[[str, bytes, Headers, float], Awaitable[bytes]]
+"""`request(subject, payload, headers, timeout) -> reply bytes`."""
 
 
 class JetStreamError(RuntimeError):
@@ -40,14 +35,8 @@ class WrongSequence(JetStreamError):  # noqa: N818 (named like the server's erro
 
 
 ERR_WRONG_LAST_SEQUENCE = 10071
-
-
 ERR_NO_MESSAGE = 10037
-
-
 ERR_STREAM_NOT_FOUND = 10059
-
-
 ERR_CONSUMER_NOT_FOUND = 10014
 
 
@@ -64,6 +53,7 @@ def parse_ack_subject(reply: str) -> tuple[int, int, float]:
 
 
 def nanoseconds(seconds: float) -> int:
+    """A duration as the JetStream API takes it."""
     return int(seconds * 1e9)
 
 
@@ -175,8 +165,3 @@ def nats_py_requester(nc: Any) -> Requester:
         return bytes(msg.data)
 
     return request
-
-
-def lean_requester(conn: Any) -> Requester:
-    """A `Requester` over the lean connection (`lf_core.bus.requester.NatsRequester`)."""
-    return conn.request_headers  # type: ignore[no-any-return]
