@@ -11,6 +11,7 @@ reads the other standard variables itself (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_A
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import random
@@ -51,6 +52,22 @@ _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
 _TRACE_ID_LOW = (1 << 64) - 1
 _next_trace_id = threading.local()
 """A trace id `draw_root` drew (and sampled), for the SDK's id generator to hand to the span `with_trace_id` starts."""
+
+
+def missing_sdk() -> str:
+    """Why tracing, configured, cannot start ("" when it can): the OpenTelemetry SDK and OTLP exporter are the
+    `tracing` extra (`lf-core[tracing]`, `lf-runtime[tracing]`), which a function's image may leave out."""
+    for module in ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a parent package is missing
+            found = False
+        if not found:
+            return (
+                f"tracing is configured (OTEL_* variables) but {module} is not installed: install the 'tracing' "
+                "extra (lf-runtime[tracing]) or unset OTEL_EXPORTER_OTLP_ENDPOINT / set OTEL_TRACES_EXPORTER=none"
+            )
+    return ""
 
 
 def setup(default_service: str) -> Any:

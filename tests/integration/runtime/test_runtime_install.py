@@ -86,3 +86,19 @@ async def test_a_replica_from_the_clean_venv_serves_a_call(runtime_venv: Path, n
         process.wait(15)
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_tracing_configured_without_its_extra_is_refused_by_name(runtime_venv: Path, tmp_path: Path) -> None:
+    """The clean venv has no OpenTelemetry: asked to trace, the replica exits 2 (configuration) naming the extra,
+    instead of failing on an ImportError later."""
+    (tmp_path / "handler.py").write_text("def handle(req):\n    return 'hi'\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LF_", "PYTHON", "VIRTUAL_ENV", "OTEL_"))}
+    env.update(
+        LF_NATS_URL="nats://127.0.0.1:9", LF_FUNCTION="traced", LF_FUNCTION_DIR=str(tmp_path),
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+    )  # fmt: skip
+    done = subprocess.run(
+        [str(runtime_venv), "-m", "lf_runtime"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "bad_settings" in done.stderr and "lf-runtime[tracing]" in done.stderr, done.stderr

@@ -1,8 +1,8 @@
 """`python -m lf_runtime` (script `lf-runtime-python`): configure from the environment, load, serve, exit.
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 when the handler's module fails to import or NATS is
-unreachable, 2 for a configuration error (a bad `LF_*` variable, a handler that doesn't exist), 75 when stuck
-sync handlers forced a restart.
+unreachable, 2 for a configuration error (a bad `LF_*` variable, a handler that doesn't exist, tracing configured
+without the OpenTelemetry SDK installed), 75 when stuck sync handlers forced a restart.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import uvloop
 
-from lf_runtime import secrets_files
+from lf_runtime import secrets_files, tracing
 from lf_runtime.capture import CallOutput
 from lf_runtime.handlers import HandlerImportError, HandlerNotFoundError, load_handler
 from lf_runtime.logs import Log
@@ -45,6 +45,9 @@ def run(env: Mapping[str, str]) -> int:
         Log().error("bad_settings", error=str(exc))
         return EX_CONFIG
     log = Log(function=settings.function, namespace=settings.namespace)
+    if tracing.ENABLED and (missing := tracing.missing_sdk()):
+        log.error("bad_settings", error=missing)
+        return EX_CONFIG
     log.event(
         "started",
         pid=os.getpid(),

@@ -10,9 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from lf_core.tracing import ENABLED, RUNTIME_SERVICE, extract, sampled_out, setup, shutdown, unsampled_context
+from lf_core.tracing import (
+    ENABLED,
+    RUNTIME_SERVICE,
+    extract,
+    missing_sdk,
+    sampled_out,
+    setup,
+    shutdown,
+    unsampled_context,
+)
 
-__all__ = ["ENABLED", "RUNTIME_SERVICE", "end", "fail", "refused", "setup", "shutdown", "start"]
+__all__ = ["ENABLED", "RUNTIME_SERVICE", "end", "fail", "missing_sdk", "refused", "setup", "shutdown", "start"]
 
 
 def start(tracer: Any, context: Any, envelope: Any, namespace: str, function: str, cold: bool, queued: bool) -> Any:
