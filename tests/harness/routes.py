@@ -1,6 +1,6 @@
-"""LF_ROUTES from the tests, written as the control plane writes it (`lf_core.contract.routes`, the bucket created
-with history 1 if it is not there yet): one writer, async over a nats-py connection, with sync wrappers that open
-a connection of their own for tests that are not coroutines."""
+"""LF_ROUTES from the tests, written as the control plane writes it (`lf_core.contract.routes`; the bucket opened,
+or created, by the ingestor's own `open_bucket`): one writer, async over a nats-py connection, with sync wrappers
+that open a connection of their own for tests that are not coroutines."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import nats
 from lf_core.contract.routes import FunctionRoute, encode_route, route_key
 from lf_core.contract.subjects import ROUTES_BUCKET, function_route_key
+from lf_dataplane.calls.routetable import open_bucket
 from nats.aio.client import Client
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
@@ -41,11 +42,8 @@ class Routes:
 
     @classmethod
     async def open(cls, nc: Client) -> Routes:
-        js = nc.jetstream()
-        try:
-            return cls(await js.key_value(ROUTES_BUCKET))
-        except BucketNotFoundError:
-            return cls(await js.create_key_value(bucket=ROUTES_BUCKET, history=1))
+        """The bucket, created as the ingestor creates it if it is not there yet."""
+        return cls(await open_bucket(nc.jetstream()))
 
     async def put(self, route: FunctionRoute) -> None:
         await self.kv.put(route_key(route), encode_route(route))

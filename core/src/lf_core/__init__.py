@@ -7,6 +7,6 @@ autoscaler) all need, and nothing that only one of them needs. It depends on lf-
 - `asynccalls`: the async-call streams and call record, the retry policy, dead letters.
 - `stores`: the Store / RateLimiter / Lease interfaces and their in-process implementations (Valkey's are in
   the lf-valkey distribution, which a function's replica never installs).
-- `ssrf`: resolving a callback URL to a public address. `tracing`: OpenTelemetry set-up and spans, imported
-  lazily (the `tracing` extra installs the SDK).
+- `ssrf`: resolving a callback URL to a public address. `tracing`: OpenTelemetry set-up, sampling and
+  trace-context helpers, imported lazily (the `tracing` extra installs the SDK).
 """

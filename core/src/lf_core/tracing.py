@@ -1,5 +1,5 @@
-"""OpenTelemetry tracing, off unless configured: the ingestor's SERVER span per function call, and the set-up the
-runtime shares (lf_runtime.tracing).
+"""OpenTelemetry tracing, off unless configured: the set-up, sampling and trace-context helpers the ingestor's spans
+(lf_dataplane.observability.callspans) and the runtime's (lf_runtime.tracing) share.
 
 Off, this module imports nothing of OpenTelemetry and the hot path tests one module-level boolean (`ENABLED`,
 read once from the environment at import). On (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`

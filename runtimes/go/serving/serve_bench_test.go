@@ -73,8 +73,8 @@ func cpuTime() time.Duration {
 
 // BenchmarkServeNATS is the serving path of a sync call end to end: a replica serving hello over a real
 // nats-server (sub-benchmarks: capture and metrics on or off) and a client in the same process with 16
-// requests outstanding, as runtimes/conformance/measure.py drives it. cpu-µs/call is the process's CPU time
-// (replica and client, not nats-server) per call:
+// requests outstanding, as `python -m bench runtimes` (bench/runtimes.py) drives it. cpu-µs/call is the
+// process's CPU time (replica and client, not nats-server) per call:
 // `go test -run - -bench ServeNATS -benchtime 20000x -count 5 ./serving`.
 func BenchmarkServeNATS(b *testing.B) {
 	for _, mode := range []struct {

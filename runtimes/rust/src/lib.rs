@@ -19,16 +19,12 @@ mod facts;
 
 pub use capture::Output;
 pub use handlers::Handler;
-pub use serving::{EXIT_FAILURE, EXIT_OK, EXIT_TEMPFAIL};
+pub use serving::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_TEMPFAIL};
 pub use types::{secret, BadRequest, Error, Request, Response, Result};
 
 use std::sync::Arc;
 
 use serde_json::json;
-
-/// Bad settings: the exit code the Python runtime's `__main__` gives them (docs/operations.md); the others are
-/// the replica's (`serving`).
-pub const EXIT_CONFIG: i32 = 2;
 
 /// Configure from the environment, serve `handler` until SIGTERM/SIGINT, drain and exit.
 pub fn main<M: 'static, H: Handler<M>>(handler: H) -> ! {

@@ -39,9 +39,11 @@ const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
 const DONE: u8 = 2;
 
-/// Exit codes, the same as the Python runtime's (docs/operations.md).
+/// Exit codes, the same as the Python runtime's (docs/operations.md): a clean stop, a failure, bad settings,
+/// stuck handlers forced a restart.
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_CONFIG: i32 = 2;
 pub const EXIT_TEMPFAIL: i32 = 75;
 
 const MARGIN_FRACTION: f64 = 0.05;

@@ -7,7 +7,6 @@ versions of those. The replica started from that venv serves a call over a real 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -15,8 +14,10 @@ from pathlib import Path
 
 import nats
 import pytest
-from lf_core.contract.subjects import invoke_subject
-from lf_native import decode_response, encode_request
+from runtime_harness import call
+
+from tests.harness.processes import clean_environ
+from tests.harness.runtime import RuntimeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +53,12 @@ def test_the_runtime_installs_only_what_it_declares(runtime_venv: Path) -> None:
     assert names == DECLARED, f"undeclared: {sorted(names - DECLARED)}, missing: {sorted(DECLARED - names)}"
 
 
+def replica_env(function: str, folder: Path, **env: str) -> dict[str, str]:
+    """A clean environment, without the test venv's Python variables either (the replica has its own venv)."""
+    environment = clean_environ(LF_FUNCTION=function, LF_FUNCTION_DIR=str(folder), **env)
+    return {k: v for k, v in environment.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+
+
 async def test_a_replica_from_the_clean_venv_serves_a_call(runtime_venv: Path, nats_url: str, tmp_path: Path) -> None:
     function = f"clean-{uuid.uuid4().hex[:8]}"
     (tmp_path / "handler.py").write_text(
@@ -59,46 +66,29 @@ async def test_a_replica_from_the_clean_venv_serves_a_call(runtime_venv: Path, n
         "    leaked = [m for m in ('lf_dataplane', 'granian', 'redis', 'prometheus_client') if m in sys.modules]\n"
         "    return {'echo': req.text, 'leaked': leaked}\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LF_", "PYTHON", "VIRTUAL_ENV"))}
-    env.update(LF_NATS_URL=nats_url, LF_FUNCTION=function, LF_FUNCTION_DIR=str(tmp_path), LF_METRICS_PORT="0")
-    process = subprocess.Popen(
-        [str(runtime_venv), "-m", "lf_runtime"], env=env, cwd=tmp_path,
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    env = replica_env(function, tmp_path, LF_NATS_URL=nats_url)
+    replica = RuntimeProcess.start(env, (str(runtime_venv), "-m", "lf_runtime"), cwd=tmp_path)
     try:
-        assert process.stderr is not None
-        for line in process.stderr:  # JSON log lines; "ready" once subscribed (it exits on failure: EOF ends this)
-            if '"event": "ready"' in line or '"event":"ready"' in line:
-                break
-        else:
-            pytest.fail(f"the replica exited ({process.wait(10)}) before it was ready")
         client = await nats.connect(nats_url)
         try:
-            envelope = encode_request("call-1", "POST", "/", "", [], b"hi", 5000, [], "", "")
-            reply = await client.request(invoke_subject("default", function), envelope, timeout=10)
+            response = await call(client, function, "/", body=b"hi", budget_ms=5000)
         finally:
             await client.close()
-        response = decode_response(reply.data)
         assert response.status == 200, response
         assert json.loads(response.body) == {"echo": "hi", "leaked": []}
     finally:
-        process.terminate()
-        process.wait(15)
-        if process.stderr is not None:
-            process.stderr.close()
+        replica.stop()
 
 
 def test_tracing_configured_without_its_extra_is_refused_by_name(runtime_venv: Path, tmp_path: Path) -> None:
     """The clean venv has no OpenTelemetry: asked to trace, the replica exits 2 (configuration) naming the extra,
     instead of failing on an ImportError later."""
     (tmp_path / "handler.py").write_text("def handle(req):\n    return 'hi'\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LF_", "PYTHON", "VIRTUAL_ENV", "OTEL_"))}
-    env.update(
-        LF_NATS_URL="nats://127.0.0.1:9", LF_FUNCTION="traced", LF_FUNCTION_DIR=str(tmp_path),
-        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
-    )  # fmt: skip
-    done = subprocess.run(
-        [str(runtime_venv), "-m", "lf_runtime"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    env = replica_env(
+        "traced", tmp_path, LF_NATS_URL="nats://127.0.0.1:9", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9"
     )
-    assert done.returncode == 2, done.stderr
-    assert "bad_settings" in done.stderr and "lf-runtime[tracing]" in done.stderr, done.stderr
+    replica = RuntimeProcess.start(env, (str(runtime_venv), "-m", "lf_runtime"), cwd=tmp_path, ready_timeout=None)
+    assert replica.exit_code(60) == 2, replica.logs()
+    replica.close()
+    refusal = replica.named("bad_settings")
+    assert refusal and "lf-runtime[tracing]" in refusal[0]["error"], replica.logs()

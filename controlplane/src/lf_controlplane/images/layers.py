@@ -22,10 +22,11 @@ import io
 import os
 import stat
 import tarfile
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO
 
 MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 _CHUNK = 1 << 20
@@ -143,10 +144,11 @@ def write_layer(entries: Iterable[Entry], blob_dir: Path, *, mtime: int | None =
     if mtime is None:
         mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
     blob_dir.mkdir(parents=True, exist_ok=True)
-    partial = blob_dir / f".layer-{os.getpid()}-{id(entries)}.partial"
     raw = _Hashing()
+    out = tempfile.NamedTemporaryFile(dir=blob_dir, prefix=".layer-", suffix=".partial", delete=False)
+    partial = Path(out.name)
     try:
-        with partial.open("wb") as out:
+        with out:
             compressed = _Hashing(out)
             with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=_GZIP_LEVEL) as gz:
                 tee = _Tee(gz, raw)
@@ -162,7 +164,7 @@ def write_layer(entries: Iterable[Entry], blob_dir: Path, *, mtime: int | None =
 
 
 def members(blob: Path) -> Iterator[tarfile.TarInfo]:
-    """The tar members of a gzip layer blob, in order (for tests and `lf` inspection)."""
+    """The tar members of a gzip layer blob, in order."""
     with tarfile.open(blob, mode="r:gz") as tar:
         yield from tar
 
@@ -193,7 +195,7 @@ def _add(tar: tarfile.TarFile, entry: Entry, mtime: int) -> None:
 class _Hashing(io.RawIOBase):
     """A write-only stream that hashes and counts what passes through to `out` (or nowhere)."""
 
-    def __init__(self, out: BinaryIO | None = None) -> None:
+    def __init__(self, out: IO[bytes] | None = None) -> None:
         self.out = out
         self.sha = hashlib.sha256()
         self.size = 0
@@ -212,7 +214,7 @@ class _Hashing(io.RawIOBase):
 class _Tee(io.RawIOBase):
     """What tarfile writes goes to gzip and, uncompressed, to a hash (the layer's diff_id)."""
 
-    def __init__(self, first: BinaryIO | gzip.GzipFile, second: _Hashing) -> None:
+    def __init__(self, first: IO[bytes] | gzip.GzipFile, second: _Hashing) -> None:
         self.first, self.second = first, second
 
     def writable(self) -> bool:

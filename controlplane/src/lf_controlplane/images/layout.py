@@ -1,10 +1,12 @@
 """OCI image layouts on disk (the image-spec's `oci-layout`, `index.json`, `blobs/sha256/…`): reading a base image
 from one, and writing an image — config, manifest, index entry — into one, reproducibly.
 
-A layout is what skopeo copies to a registry (`skopeo copy oci:DIR:REF docker://HOST/REPO:TAG`) and what umoci
-unpacks; `lf deploy` and the builder write one per image. JSON is written with sorted keys and no spaces, and every
-timestamp of the config is fixed (`created`: the epoch, or SOURCE_DATE_EPOCH), so an image's digest depends on its
-contents alone.
+A layout is what skopeo copies to a registry (`skopeo copy oci:DIR:REF docker://HOST/REPO:TAG`) and what
+umoci unpacks (tests/integration/images/ checks both). Nothing in the platform builds images with it yet:
+`lf deploy`, `make images` and the pipeline's builder are issue 13's remaining work.
+
+JSON is written with sorted keys and no spaces, and every timestamp of the config is fixed (`created`: the
+epoch, or SOURCE_DATE_EPOCH), so an image's digest depends on its contents alone.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The operator's settings, from the environment (all optional; see docs/operations.md "Operator settings")."""
+"""The operator's settings, from the environment (all optional; see docs/operations.md, "Operator (`lf operator`)")."""
 
 from __future__ import annotations
 

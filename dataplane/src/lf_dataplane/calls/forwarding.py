@@ -12,10 +12,11 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from lf_core.bus.errors import BusTimeout
+from lf_core.bus.jetstream import Headers
 from lf_core.contract.protocol import ErrorKind
 from lf_native import EnvelopeError, ResponseEnvelope, decode_response
 
@@ -50,9 +51,7 @@ class Bus(Protocol):
         """
         ...
 
-    async def request_headers(
-        self, subject: str, payload: bytes, headers: Sequence[tuple[str, str]], timeout: float
-    ) -> bytes:
+    async def request_headers(self, subject: str, payload: bytes, headers: Headers, timeout: float) -> bytes:
         """The same with NATS headers: the JetStream API calls of the async endpoints (`lf_core.bus.jetstream`)."""
         ...
 

@@ -40,6 +40,7 @@ from lf_dataplane.calls.replies import Header, Reply
 from lf_dataplane.calls.routetable import Defaults, FunctionTarget, Routes, watch_routes
 from lf_dataplane.http import mapping as hm
 from lf_dataplane.http.asyncapi import AsyncCalls
+from lf_dataplane.http.bodies import read_body
 from lf_dataplane.observability import callspans
 from lf_dataplane.observability.functionlogs import ensure_logs_stream
 from lf_dataplane.observability.metrics import WorkerStats, render
@@ -282,7 +283,7 @@ class Ingestor:
         if method in _SAFE_METHODS:
             key = policy.key(method, call.rest, scope.query_string, headers)
         else:  # opted in: the body is part of the key
-            body = await hm.read_body(scope, call.proto, headers, target.max_request_bytes)
+            body = await read_body(scope, call.proto, headers, target.max_request_bytes)
             key = policy.key(method, call.rest, scope.query_string, headers, body)
         if key is None:
             return await self._forward(call, body)
@@ -322,7 +323,7 @@ class Ingestor:
         target = call.target
         headers = scope.headers
         if body is None:
-            body = await hm.read_body(scope, call.proto, headers, target.max_request_bytes)
+            body = await read_body(scope, call.proto, headers, target.max_request_bytes)
         if _TRACING:  # the call's span's context (a child of the incoming one)
             traceparent, tracestate = callspans.outgoing(call.span, headers)
         else:  # passed on as it came

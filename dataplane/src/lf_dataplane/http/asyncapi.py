@@ -27,6 +27,7 @@ from lf_native import MethodNotAllowed, RouteNotFound, encode_request
 
 from lf_dataplane.calls.replies import Header, Reply
 from lf_dataplane.http import mapping as hm
+from lf_dataplane.http.bodies import read_body
 from lf_dataplane.observability import callspans
 
 ASYNC_PREFIX = "/async-function/"
@@ -145,9 +146,7 @@ class AsyncCalls:
             raise hm.HttpError(
                 400, "bad_idempotency_key", f"Idempotency-Key longer than {MAX_IDEMPOTENCY_KEY}", "ingestor"
             )
-        body = await hm.read_body(  # the same body rules as a sync call
-            scope, proto, headers, target.max_request_bytes
-        )
+        body = await read_body(scope, proto, headers, target.max_request_bytes)  # the same rules as a sync call
         ns, fn = target.namespace, target.name
         duplicate = False
         try:
@@ -236,7 +235,7 @@ class AsyncCalls:
             raise hm.HttpError(404, "unknown_call", "no such call", hm.LAYER_INGESTOR) from None
         try:
             if method in ("GET", "HEAD"):
-                return await self._status(call_id, head=method == "HEAD")
+                return await self._status(call_id)
             if method == "DELETE":
                 return await self._cancel(call_id)
         except (BusError, TimeoutError) as exc:
@@ -245,7 +244,7 @@ class AsyncCalls:
             raise unavailable(exc.description) from None
         raise hm.method_not_allowed(("GET", "HEAD", "DELETE"))
 
-    async def _status(self, call_id: str, *, head: bool = False) -> Answered:
+    async def _status(self, call_id: str) -> Answered:
         found = await jetstream.kv_get(self.request, js.RESULTS_BUCKET, call_id)
         if found is not None:
             view = js.record_view(js.decode_record(found[0]))

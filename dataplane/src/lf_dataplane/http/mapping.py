@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 from lf_core.contract.names import DEFAULT_NAMESPACE, InvalidName, check_name
@@ -296,20 +296,3 @@ def check_status(status: int) -> int:
     if not 200 <= status <= 599:
         raise bad_response(f"the runtime answered with HTTP status {status}")
     return status
-
-
-async def read_body(scope: Any, proto: Any, headers: Any, limit: int) -> bytes:
-    """The request body; over `limit` it is refused from Content-Length unread, or as soon as a stream passes it."""
-    declared = check_content_length(headers.get("content-length"), limit)
-    if declared is not None:
-        return await proto() if declared else b""
-    if "transfer-encoding" not in headers and scope.http_version != "2":
-        return b""  # HTTP/1.x without Content-Length or Transfer-Encoding has no body
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in proto:
-        size += len(chunk)
-        if size > limit:
-            raise body_too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -65,9 +65,9 @@ def render(replica: Any) -> tuple[bytes, str]:
     settings = r.settings
     base = f'function="{_escape(settings.function)}",namespace="{_escape(settings.namespace)}"'
     out: list[str] = []
-    _family(out, "litefunctions_runtime_calls", "counter", "Calls this replica answered, by outcome")
-    for name, n in zip(OUTCOMES, s.calls, strict=True):
-        out.append(f'litefunctions_runtime_calls_total{{{base},outcome="{name}"}} {n}')
+    calls = _family(out, "litefunctions_runtime_calls", "counter", "Calls this replica answered, by outcome")
+    for outcome, n in zip(OUTCOMES, s.calls, strict=True):
+        out.append(f'{calls}{{{base},outcome="{outcome}"}} {n}')
     name = "litefunctions_runtime_handler_duration_seconds"
     _family(
         out, name, "histogram",
@@ -110,18 +110,18 @@ def render(replica: Any) -> tuple[bytes, str]:
     return "\n".join(out).encode(), CONTENT_TYPE
 
 
-def _family(out: list[str], name: str, kind: str, help_text: str) -> None:
-    """A family's HELP and TYPE lines; a counter's name carries `_total` there too (the 0.0.4 text format, as
-    prometheus-client and promtool read it)."""
+def _family(out: list[str], name: str, kind: str, help_text: str) -> str:
+    """Write a family's HELP and TYPE lines; return the name its samples carry. A counter's is `name_total`, in
+    HELP and TYPE too (the 0.0.4 text format, as prometheus-client and promtool read it)."""
     escaped = help_text.replace("\\", "\\\\").replace("\n", "\\n")
     named = f"{name}_total" if kind == "counter" else name
     out.append(f"# HELP {named} {escaped}")
     out.append(f"# TYPE {named} {kind}")
+    return named
 
 
 def _one(out: list[str], name: str, kind: str, help_text: str, labels: str, value: int) -> None:
-    _family(out, name, kind, help_text)
-    out.append(f"{name}{'_total' if kind == 'counter' else ''}{{{labels}}} {value}")
+    out.append(f"{_family(out, name, kind, help_text)}{{{labels}}} {value}")
 
 
 def _escape(value: str) -> str:
