@@ -226,6 +226,16 @@ class Layout:
                 return manifest
         raise LayoutError(f"{self.root}: no image tagged {ref!r}")
 
+    def tag(self, ref: str, manifest: Descriptor) -> Descriptor:
+        """Tag a manifest (or index) whose blob is here already `ref`, replacing an older entry of that tag, and
+        return the index entry (used by lf_controlplane.images.registry.pull)."""
+        if not self.blob_path(manifest.digest).exists():
+            raise LayoutError(f"{self.root}: manifest {manifest.digest} is not in the layout")
+        tagged = Descriptor(manifest.media_type, manifest.digest, manifest.size, {REF_ANNOTATION: ref})
+        others = [m for m in self.manifests() if m.annotations.get(REF_ANNOTATION) != ref]
+        self._write_index(sorted([*others, tagged], key=lambda m: m.annotations.get(REF_ANNOTATION, "")))
+        return tagged
+
     def image(self, ref: str) -> Image:
         manifest = self.find(ref)
         if manifest.media_type != MANIFEST:
@@ -279,8 +289,4 @@ class Layout:
             ],
             **({"annotations": dict(annotations)} if annotations else {}),
         }
-        body = self.put_bytes(MANIFEST, _json(manifest_json))
-        tagged = Descriptor(MANIFEST, body.digest, body.size, {REF_ANNOTATION: ref})
-        others = [m for m in self.manifests() if m.annotations.get(REF_ANNOTATION) != ref]
-        self._write_index(sorted([*others, tagged], key=lambda m: m.annotations.get(REF_ANNOTATION, "")))
-        return tagged
+        return self.tag(ref, self.put_bytes(MANIFEST, _json(manifest_json)))
