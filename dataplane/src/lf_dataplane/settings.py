@@ -38,6 +38,7 @@ the manifest syntax ("500ms", "10s", "2m") or a plain number of seconds; sizes t
 | LF_METRICS_FLUSH | 1s | how often a worker writes its snapshot (how late a scrape may see other workers') |
 | LF_LOGS_MAX_BYTES | 64Mi | size bound of the LF_LOGS stream (function stdout/stderr), created by the ingestor |
 | LF_LOGS_MAX_AGE | 24h | age bound of the LF_LOGS stream |
+| LF_STREAM_REPLICAS | 1 | replicas (1-5) of the streams and buckets the ingestor creates; 3 on a 3-node cluster |
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from lf_core.asynccalls.streams import MAX_STREAM_REPLICAS
 from lf_core.contract.specs import ManifestError, parse_duration, parse_quantity
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -89,6 +91,7 @@ class Settings:
     metrics_flush_s: float = 1.0
     logs_max_bytes: int = 64 * 1024 * 1024
     logs_max_age_s: float = 24 * 3600.0
+    stream_replicas: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -131,6 +134,7 @@ class Settings:
             metrics_flush_s=_duration(env, "LF_METRICS_FLUSH", d.metrics_flush_s),
             logs_max_bytes=_size(env, "LF_LOGS_MAX_BYTES", d.logs_max_bytes),
             logs_max_age_s=_duration(env, "LF_LOGS_MAX_AGE", d.logs_max_age_s),
+            stream_replicas=_integer(env, "LF_STREAM_REPLICAS", d.stream_replicas, low=1, high=MAX_STREAM_REPLICAS),
         )
 
     @property

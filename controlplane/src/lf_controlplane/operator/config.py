@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from lf_core.asynccalls.streams import stream_replicas
+
 # The Python runtime image that runs inline code (deploy/images/python.Dockerfile built without a FUNCTION);
 # Go and Rust functions always name their own image. Not published yet: set LF_RUNTIME_IMAGE_PYTHON.
 DEFAULT_IMAGES = {"python": "ghcr.io/litefunctions/runtime-python:0.1.0"}
@@ -76,6 +78,8 @@ class OperatorConfig:
     """LF_OPERATOR_METRICS_PORT: the operator's own `/metrics` (0: off)."""
     metrics_host: str = "0.0.0.0"  # scraped from other pods
     """LF_OPERATOR_METRICS_HOST."""
+    stream_replicas: int = 1
+    """LF_STREAM_REPLICAS: replicas of LF_ROUTES when the operator is the first to create it."""
 
     @property
     def pod_nats_url(self) -> str:
@@ -99,4 +103,5 @@ class OperatorConfig:
             ),
             metrics_port=_port(env, "LF_OPERATOR_METRICS_PORT", 0),
             metrics_host=env.get("LF_OPERATOR_METRICS_HOST", cls.metrics_host) or cls.metrics_host,
+            stream_replicas=stream_replicas(env),
         )

@@ -37,7 +37,7 @@ class Context:
         """The NATS connection, made on first use so the operator starts (and reports) without NATS."""
         if self.routes is None:
             try:
-                self.routes = await RouteStore.connect(self.config.nats_url)
+                self.routes = await RouteStore.connect(self.config.nats_url, replicas=self.config.stream_replicas)
             except Exception as exc:
                 raise kopf.TemporaryError(f"NATS at {self.config.nats_url} unreachable: {exc}", delay=RETRY_S) from exc
         return self.routes

@@ -15,6 +15,7 @@ from lf_core.contract.routes import (
 )
 from lf_core.contract.subjects import ROUTES_BUCKET, function_route_key, trigger_route_key
 from nats.aio.client import Client as NatsClient
+from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
@@ -25,7 +26,8 @@ class RouteStore:
         self.kv = kv
 
     @classmethod
-    async def connect(cls, servers: str) -> RouteStore:
+    async def connect(cls, servers: str, *, replicas: int = 1) -> RouteStore:
+        """Connect and open LF_ROUTES, creating it with `replicas` (LF_STREAM_REPLICAS) when no ingestor has yet."""
         nc = NatsClient()
         await nc.connect(
             servers=servers.split(","),
@@ -39,7 +41,7 @@ class RouteStore:
         try:
             kv = await js.key_value(ROUTES_BUCKET)
         except BucketNotFoundError:
-            kv = await js.create_key_value(bucket=ROUTES_BUCKET, history=1)
+            kv = await js.create_key_value(KeyValueConfig(bucket=ROUTES_BUCKET, history=1, replicas=replicas))
         return cls(nc, kv)
 
     async def close(self) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -214,6 +215,23 @@ def consumer_config(namespace: str, function: str, *, ack_wait_s: float, max_ack
         "max_waiting": 512,
         "replay_policy": "instant",
     }
+
+
+STREAM_REPLICAS_SETTING = "LF_STREAM_REPLICAS"
+MAX_STREAM_REPLICAS = 5
+"""JetStream's limit: a stream has 1 to 5 replicas (3 on a 3-node cluster: any one server may be lost)."""
+
+
+def stream_replicas(env: Mapping[str, str]) -> int:
+    """LF_STREAM_REPLICAS of `env`: how many servers keep each stream and bucket this process creates (default 1,
+    a single nats-server; the Helm chart's 3-node JetStream cluster sets 3). ValueError naming it when it is not
+    an integer from 1 to 5. Only creation uses it: an existing stream keeps its replicas."""
+    raw = env.get(STREAM_REPLICAS_SETTING, "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_STREAM_REPLICAS:
+        raise ValueError(f"{STREAM_REPLICAS_SETTING}={raw!r} is not a replica count (an integer from 1 to 5)")
+    return int(raw)
 
 
 # -- the API calls ------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from lf_core.contract.routes import ASYNC_RUNTIMES, FunctionRoute, HttpTriggerRo
 from lf_core.contract.specs import RateRule
 from lf_core.contract.subjects import ROUTES_BUCKET, function_route_key, invoke_subject, trigger_route_key
 from lf_native import RoutingTable
+from nats.js.api import KeyValueConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
@@ -238,15 +239,17 @@ class Routes:
         log.debug("route table swapped", extra={"fields": {"functions": len(table)}})
 
 
-async def open_bucket(js: JetStreamContext) -> KeyValue:
-    """The LF_ROUTES bucket, created if missing (history 1: only the current entry matters)."""
+async def open_bucket(js: JetStreamContext, *, replicas: int = 1) -> KeyValue:
+    """The LF_ROUTES bucket, created with `replicas` if missing (history 1: only the current entry matters)."""
     try:
         return await js.key_value(ROUTES_BUCKET)
     except BucketNotFoundError:
-        return await js.create_key_value(bucket=ROUTES_BUCKET, history=1)
+        return await js.create_key_value(KeyValueConfig(bucket=ROUTES_BUCKET, history=1, replicas=replicas))
 
 
-async def watch_routes(js: JetStreamContext, routes: Routes, *, restart_after_s: float = 1.0) -> None:
+async def watch_routes(
+    js: JetStreamContext, routes: Routes, *, restart_after_s: float = 1.0, replicas: int = 1
+) -> None:
     """Keep `routes` in step with LF_ROUTES forever; cancel the task to stop.
 
     Each (re)start reads the bucket's whole current content into a fresh map and swaps it in at once, so
@@ -254,7 +257,7 @@ async def watch_routes(js: JetStreamContext, routes: Routes, *, restart_after_s:
     """
     while True:
         try:
-            await _watch_once(js, routes)
+            await _watch_once(js, routes, replicas)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the broker went away, the consumer was lost...: start over
@@ -262,8 +265,8 @@ async def watch_routes(js: JetStreamContext, routes: Routes, *, restart_after_s:
         await asyncio.sleep(restart_after_s)
 
 
-async def _watch_once(js: JetStreamContext, routes: Routes) -> None:
-    kv = await open_bucket(js)
+async def _watch_once(js: JetStreamContext, routes: Routes, replicas: int = 1) -> None:
+    kv = await open_bucket(js, replicas=replicas)
     watcher = await kv.watchall()
     try:
         initial: dict[str, Entry] = {}

@@ -137,6 +137,7 @@ class Ingestor:
             bus.request_headers,
             publish_timeout_s=settings.async_publish_timeout_s,
             allow_private_callbacks=settings.callback_allow_private,
+            stream_replicas=settings.stream_replicas,
         )
 
     # -- lifecycle (granian calls these in each worker) -----------------------------------------------------------
@@ -427,10 +428,12 @@ def create_app() -> Ingestor:
         ensuring = asyncio.ensure_future(_ensure_async_streams(app.asyncs))
         await _connect_watcher(watcher_nc, settings.nats_servers)
         try:  # where runtimes publish what functions print (lf logs); a failure here must not stop serving
-            await ensure_logs_stream(watcher_nc.jetstream(), settings.logs_max_bytes, settings.logs_max_age_s)
+            await ensure_logs_stream(
+                watcher_nc.jetstream(), settings.logs_max_bytes, settings.logs_max_age_s, settings.stream_replicas
+            )
         except Exception as exc:
             log.warning("cannot create LF_LOGS", extra={"fields": {"error": repr(exc)}})
-        watcher = asyncio.ensure_future(watch_routes(watcher_nc.jetstream(), routes))
+        watcher = asyncio.ensure_future(watch_routes(watcher_nc.jetstream(), routes, replicas=settings.stream_replicas))
         try:
             await routes.wait_loaded()
             log.info("ready", extra={"fields": {"pid": os.getpid()}})

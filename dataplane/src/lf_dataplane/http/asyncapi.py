@@ -74,8 +74,10 @@ class AsyncCalls:
         publish_timeout_s: float = 5.0,
         allow_private_callbacks: bool = False,
         resolve: Any = system_resolver,
+        stream_replicas: int = 1,
     ) -> None:
         self.request = request
+        self.stream_replicas = stream_replicas
         self.publish_timeout_s = publish_timeout_s
         self.allow_private_callbacks = allow_private_callbacks
         self.resolve = resolve
@@ -85,7 +87,7 @@ class AsyncCalls:
 
     async def ensure(self) -> None:
         """Create the streams and buckets unless they exist (at start-up, and again after a refusal)."""
-        await js.ensure_all(self.request)
+        await js.ensure_all(self.request, replicas=self.stream_replicas)
         self._ensured = True
 
     async def handle(self, scope: Any, proto: Any, path: str, call_id: str, table: Any) -> Answered:

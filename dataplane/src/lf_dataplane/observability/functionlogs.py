@@ -23,7 +23,7 @@ def logs_subject(namespace: str, function: str) -> str:
     return f"lf.logs.{namespace}.{function}"
 
 
-def stream_config(max_bytes: int, max_age_s: float) -> StreamConfig:
+def stream_config(max_bytes: int, max_age_s: float, replicas: int = 1) -> StreamConfig:
     return StreamConfig(
         name=LOGS_STREAM,
         subjects=[LOGS_SUBJECTS],
@@ -33,12 +33,13 @@ def stream_config(max_bytes: int, max_age_s: float) -> StreamConfig:
         max_bytes=max_bytes,
         max_age=max_age_s,
         max_msg_size=MAX_MESSAGE_BYTES,
+        num_replicas=replicas,
     )
 
 
-async def ensure_logs_stream(js: JetStreamContext, max_bytes: int, max_age_s: float) -> None:
-    """Create LF_LOGS, or bring an existing one's limits to these."""
-    config = stream_config(max_bytes, max_age_s)
+async def ensure_logs_stream(js: JetStreamContext, max_bytes: int, max_age_s: float, replicas: int = 1) -> None:
+    """Create LF_LOGS (with `replicas`), or bring an existing one's limits to these."""
+    config = stream_config(max_bytes, max_age_s, replicas)
     try:
         await js.add_stream(config)
     except Exception as exc:  # exists with other limits: update it

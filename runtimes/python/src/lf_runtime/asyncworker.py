@@ -97,7 +97,11 @@ class AsyncWorker:
         await self.conn.connect()
         while True:
             try:
-                await js.ensure_all(self.request, result_ttl_s=max(self.policy.result_ttl_s, js.DEFAULT_RESULT_TTL_S))
+                await js.ensure_all(
+                    self.request,
+                    result_ttl_s=max(self.policy.result_ttl_s, js.DEFAULT_RESULT_TTL_S),
+                    replicas=self.settings.stream_replicas,
+                )
                 config = js.consumer_config(
                     self.ns, self.fn, ack_wait_s=self.ack_wait_s, max_ack_pending=self.settings.async_max_inflight
                 )

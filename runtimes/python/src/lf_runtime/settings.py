@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from lf_core.asynccalls.streams import MAX_STREAM_REPLICAS
 from lf_core.contract.names import DEFAULT_NAMESPACE, InvalidName, check_name
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -67,6 +68,8 @@ class Settings:
     metrics_port: int = 0
     """LF_METRICS_PORT: serve `GET /metrics` on this port (0: no listener)."""
     metrics_host: str = "127.0.0.1"
+    stream_replicas: int = 1
+    """LF_STREAM_REPLICAS: replicas of the async streams and buckets when this replica is the first to create them."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -110,6 +113,7 @@ class Settings:
             callback_allow_private=get.text("LF_CALLBACK_ALLOW_PRIVATE", "false").lower() == "true",
             metrics_port=get.integer("LF_METRICS_PORT", 0, low=0, high=65535),
             metrics_host=get.text("LF_METRICS_HOST", "127.0.0.1"),
+            stream_replicas=get.integer("LF_STREAM_REPLICAS", 1, low=1, high=MAX_STREAM_REPLICAS),
         )
 
     @property
