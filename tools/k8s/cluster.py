@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 REPO = Path(__file__).resolve().parents[2]
-CRDS = REPO / "deploy" / "crds"
+CRDS = REPO / "deploy" / "helm" / "litefunctions" / "crds"
 
 
 class ClusterError(RuntimeError):

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from lf_controlplane.operator import crds
 
-CRDS = Path(__file__).resolve().parents[3] / "deploy" / "crds"
+CRDS = Path(__file__).resolve().parents[3] / crds.CHART_CRDS
 
 
 def test_checked_in_crds_match_the_models() -> None:

@@ -1,6 +1,6 @@
 """The CustomResourceDefinitions, generated from the msgspec models that define `function.yaml`.
 
-    python -m lf_controlplane.operator.crds [--check] [DIR]   # writes DIR (default deploy/crds)
+    python -m lf_controlplane.operator.crds [--check] [DIR]   # writes DIR (default: the chart's crds/)
 
 msgspec's JSON Schema is turned into a structural OpenAPI v3 schema: `$ref`s inlined, `X | None` becomes X (the
 apiserver drops nulls of non-nullable fields), `str | int` and durations become `x-kubernetes-int-or-string` with
@@ -297,10 +297,14 @@ def rendered() -> dict[str, str]:
     return files
 
 
+CHART_CRDS = Path("deploy/helm/litefunctions/crds")
+"""The one copy of the CRDs: the Helm chart's crds/ (helm installs them before the chart's templates)."""
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     args = [a for a in argv if a != "--check"]
-    folder = Path(args[0]) if args else Path("deploy/crds")
+    folder = Path(args[0]) if args else CHART_CRDS
     stale = []
     for name, text in rendered().items():
         path = folder / name
