@@ -377,3 +377,17 @@ def test_an_unreachable_registry_is_a_registry_error(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="connection refused") as error:
         pull("127.0.0.1:1/a:1", Layout.create(tmp_path / "o"), "x", transport=httpx.MockTransport(refuse))
     assert error.value.status == 0
+
+
+def test_a_bare_error_object_is_read_too(tmp_path: Path) -> None:
+    """Zot's 401 body is one {"code", "message"} object rather than the spec's {"errors": [...]}."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        return httpx.Response(403, json={"code": "DENIED", "message": "not for you"})
+
+    with pytest.raises(RegistryError) as error:
+        pull("127.0.0.1:5000/a:1", Layout.create(tmp_path / "o"), "x", transport=httpx.MockTransport(handler))
+    assert (error.value.status, error.value.code) == (403, "DENIED")
+    assert "not for you" in str(error.value)

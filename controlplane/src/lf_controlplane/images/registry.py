@@ -245,7 +245,8 @@ def _error_from(response: httpx.Response, what: str) -> RegistryError:
     code, message = "", ""
     try:
         body = json.loads(response.read())
-        first = (body.get("errors") or [{}])[0]
+        # the spec's {"errors": [{"code", "message", "detail"}]}; Zot's 401 sends one bare {"code", "message"}
+        first = (body.get("errors") or [{}])[0] if "errors" in body else body
         code, message = str(first.get("code", "")), str(first.get("message", ""))
     except (ValueError, AttributeError, IndexError, TypeError, httpx.HTTPError):
         pass

@@ -1,0 +1,3 @@
+from tools.registry.cli import main
+
+raise SystemExit(main())
