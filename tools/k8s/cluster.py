@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import os
 import shutil
 import signal
@@ -28,6 +29,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 REPO = Path(__file__).resolve().parents[2]
+KUBERNETES_NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
 CRDS = REPO / "deploy" / "helm" / "litefunctions" / "crds"
 
 
@@ -74,8 +81,16 @@ class Authority:
             .sign(self.key, hashes.SHA256())
         )
 
-    def issue(self, common_name: str, *, groups: tuple[str, ...] = (), server: bool = False) -> tuple[bytes, bytes]:
-        """(certificate PEM, key PEM) for a client (CN = user, O = groups) or the loopback server."""
+    def issue(
+        self,
+        common_name: str,
+        *,
+        groups: tuple[str, ...] = (),
+        server: bool = False,
+        ips: tuple[str, ...] = ("127.0.0.1",),
+        names: tuple[str, ...] = ("localhost",),
+    ) -> tuple[bytes, bytes]:
+        """(certificate PEM, key PEM) for a client (CN = user, O = groups) or a server (SANs `ips` and `names`)."""
         key = ec.generate_private_key(ec.SECP256R1())
         attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
         attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
@@ -91,12 +106,10 @@ class Authority:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         )
         if server:
-            import ipaddress
-
+            sans: list[x509.GeneralName] = [x509.DNSName(name) for name in names]
+            sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in dict.fromkeys(ips)]
             builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
+                x509.SubjectAlternativeName(sans),
                 critical=False,
             ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         else:
@@ -133,12 +146,23 @@ current-context: lf-test
 
 @dataclass
 class Cluster:
-    """etcd + kube-apiserver from `bin_dir`, state and logs under `work_dir` (put it on tmpfs if you can)."""
+    """etcd + kube-apiserver from `bin_dir`, state and logs under `work_dir` (put it on tmpfs if you can).
+
+    By default the apiserver serves on loopback for the operator's tests (no Service endpoints, no ServiceAccount
+    admission). tools/k8s/node.py sets `address` to an address pods can reach, turns `service_accounts` on and adds
+    its flags with `apiserver_args`."""
 
     bin_dir: Path
     work_dir: Path
     ready_timeout: float = 90.0
     authority: Authority = field(default_factory=Authority)
+    address: str = "127.0.0.1"
+    """Where the apiserver listens and what it advertises (the `kubernetes` Service's endpoint)."""
+    service_cidr: str = "10.0.0.0/24"
+    service_accounts: bool = False
+    """The ServiceAccount admission plugin (pods get tokens); needs a controller-manager to sign them."""
+    authorization_mode: str = "RBAC"
+    apiserver_args: tuple[str, ...] = ()
     url: str = ""
     kubeconfig: Path = field(init=False)
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -186,18 +210,26 @@ class Cluster:
             ],
         )
         ca = self._write("ca.crt", _pem_cert(self.authority.cert))
-        serving_cert, serving_key = self.authority.issue("kube-apiserver", server=True)
+        service_ip = str(ipaddress.ip_network(self.service_cidr)[1])
+        serving_cert, serving_key = self.authority.issue(
+            "kube-apiserver",
+            server=True,
+            ips=("127.0.0.1", self.address, service_ip),
+            names=("localhost", *KUBERNETES_NAMES),
+        )
+        self._write("ca.key", _pem_key(self.authority.key))
         admin_cert, admin_key = self.authority.issue("lf-admin", groups=("system:masters",))
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         sa_path = self._write("sa.key", _pem_key(sa_key))
-        self.url = f"https://127.0.0.1:{api_port}"
+        self.url = f"https://{self.address}:{api_port}"
+        loopback = ipaddress.ip_address(self.address).is_loopback
         self._spawn(
             "kube-apiserver",
             [
                 str(self.bin_dir / "kube-apiserver"),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={api_port}",
                 f"--cert-dir={self.work_dir / 'pki'}",
                 f"--tls-cert-file={self._write('apiserver.crt', serving_cert)}",
@@ -206,14 +238,16 @@ class Cluster:
                 "--service-account-issuer=https://kubernetes.default.svc",
                 f"--service-account-key-file={sa_path}",
                 f"--service-account-signing-key-file={sa_path}",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--endpoint-reconciler-type=none",  # loopback cannot be the kubernetes Service's endpoint
-                "--authorization-mode=RBAC",
-                "--disable-admission-plugins=ServiceAccount",
+                f"--service-cluster-ip-range={self.service_cidr}",
+                # loopback cannot be the kubernetes Service's endpoint
+                *(["--endpoint-reconciler-type=none"] if loopback else []),
+                *([] if self.service_accounts else ["--disable-admission-plugins=ServiceAccount"]),
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
                 "--v=1",
+                f"--authorization-mode={self.authorization_mode}",
+                *self.apiserver_args,
             ],
         )
         self.kubeconfig.write_text(kubeconfig_text(self.url, _pem_cert(self.authority.cert), admin_cert, admin_key))
