@@ -5,9 +5,12 @@
         zot.credentials    # (user, password)
         zot.auth_file      # a docker-style config.json with them (skopeo --authfile, $REGISTRY_AUTH_FILE)
 
-`start` returns once GET /v2/ answers 401 without credentials and 200 with them; `stop` ends the process it started
-(by PID: SIGTERM, then SIGKILL after a grace period). The bcrypt htpasswd file is written by `htpasswd -iBc`
-(Debian's apache2-utils), the password fed on stdin so it never appears in a process list.
+With `tokens=TokenServer(...)` (tools/registry/tokens.py, started first) Zot uses the token flow instead: bearer auth
+whose realm is that server, which takes the same user and password.
+
+`start` returns once GET /v2/ answers 401 without credentials and 200 with them (or with a token); `stop` ends
+the process it started (by PID: SIGTERM, then SIGKILL after a grace period). The bcrypt htpasswd file is written by
+`htpasswd -iBc` (Debian's apache2-utils), the password fed on stdin so it never appears in a process list.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+
+from tools.registry.tokens import TokenServer
 
 READY_TIMEOUT = 30.0
 STOP_GRACE = 10.0
@@ -61,8 +66,17 @@ def write_auth_file(path: Path, address: str, user: str, password: str) -> None:
 class Zot:
     """One zot-minimal process serving from `folder` (storage/, config.json, htpasswd, auth.json, zot.log)."""
 
-    def __init__(self, binary: Path, folder: Path, *, user: str = "lf", password: str | None = None) -> None:
+    def __init__(
+        self,
+        binary: Path,
+        folder: Path,
+        *,
+        user: str = "lf",
+        password: str | None = None,
+        tokens: TokenServer | None = None,
+    ) -> None:
         self.binary = binary
+        self.tokens = tokens
         self.folder = folder
         self.user = user
         self.password = password if password is not None else secrets.token_urlsafe(18)
@@ -95,6 +109,12 @@ class Zot:
     def log(self) -> Path:
         return self.folder / "zot.log"
 
+    def _auth(self) -> dict[str, object]:
+        if self.tokens is None:
+            return {"htpasswd": {"path": str(self.folder / "htpasswd")}}
+        bearer = {"realm": self.tokens.realm, "service": self.tokens.service, "cert": str(self.tokens.public_key)}
+        return {"bearer": bearer}
+
     def config(self) -> dict[str, object]:
         return {
             "distSpecVersion": "1.1.1",
@@ -102,7 +122,7 @@ class Zot:
             "http": {
                 "address": "127.0.0.1",
                 "port": str(self.port),
-                "auth": {"htpasswd": {"path": str(self.folder / "htpasswd")}},
+                "auth": self._auth(),
             },
             "log": {"level": "info"},
         }
@@ -114,7 +134,10 @@ class Zot:
             raise ZotError(f"no zot binary at {self.binary} (python -m tools.registry build)")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.storage.mkdir(exist_ok=True)
-        write_htpasswd(self.folder / "htpasswd", self.user, self.password)
+        if self.tokens is None:
+            write_htpasswd(self.folder / "htpasswd", self.user, self.password)
+        else:
+            self.tokens.users[self.user] = self.password
         self.port = free_port()
         config = self.folder / "config.json"
         config.write_text(json.dumps(self.config(), indent=2) + "\n")
@@ -161,9 +184,15 @@ class Zot:
                 if time.monotonic() > deadline:
                     raise ZotError(f"zot not ready within {timeout}s ({last}); log:\n{self._log_tail()}")
                 time.sleep(0.1)
-            authed = client.get(f"{self.url}/v2/", auth=(self.user, self.password))
+            if self.tokens is None:
+                authed = client.get(f"{self.url}/v2/", auth=(self.user, self.password))
+            else:
+                token = self.tokens.token(self.user, [])
+                authed = client.get(f"{self.url}/v2/", headers={"Authorization": f"Bearer {token}"})
             if authed.status_code != 200:
-                raise ZotError(f"GET /v2/ with the htpasswd credentials answered {authed.status_code}, expected 200")
+                raise ZotError(
+                    f"GET /v2/ with credentials answered {authed.status_code}, expected 200; log:\n{self._log_tail()}"
+                )
 
     def stop(self) -> None:
         process, self.process = self.process, None

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tools.registry import build
+from tools.registry.tokens import TokenServer
 from tools.registry.zot import Zot
 
 
@@ -17,3 +18,12 @@ def zot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zot]:
     binary = build.ensure()
     with Zot(binary, tmp_path_factory.mktemp("zot")).start() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def token_zot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Zot, TokenServer]]:
+    """A second Zot using the token flow: bearer auth, its realm a TokenServer (tools/registry/tokens.py)."""
+    binary = build.ensure()
+    folder = tmp_path_factory.mktemp("zot-bearer")
+    with TokenServer(folder / "tokens", {}).start() as tokens, Zot(binary, folder, tokens=tokens).start() as server:
+        yield server, tokens

@@ -15,6 +15,7 @@ from lf_controlplane.images.layers import Entry, write_layer
 from lf_controlplane.images.layout import Layout, Runtime
 from lf_controlplane.images.registry import Credentials, DigestError, RegistryError, Transfer, pull, push
 
+from tools.registry.tokens import TokenServer
 from tools.registry.zot import Zot
 
 pytestmark = pytest.mark.integration
@@ -178,3 +179,31 @@ def test_a_missing_image_names_the_registry_code(zot: Zot, tmp_path: Path) -> No
     with pytest.raises(RegistryError) as error:
         pull(f"{zot.address}/lf/missing:v2", Layout.create(tmp_path / "out"), "x", creds(zot))
     assert (error.value.status, error.value.code) == (404, "MANIFEST_UNKNOWN")
+
+
+def test_the_token_flow(token_zot: tuple[Zot, TokenServer], tmp_path: Path) -> None:
+    zot, tokens = token_zot
+    layout = image_layout(tmp_path / "src", b"bearer")
+    anonymous = httpx.get(f"{zot.url}/v2/")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith(f'Bearer realm="{tokens.realm}"')
+    digest = push(layout, "app", f"{zot.address}/lf/bearer:v1", creds(zot))
+    assert tokens.issued[-1] == (zot.user, ["repository:lf/bearer:pull,push"])
+    out = Layout.create(tmp_path / "out")
+    assert pull(f"{zot.address}/lf/bearer:v1", out, "app", creds(zot)) == digest
+    assert tokens.issued[-1] == (zot.user, ["repository:lf/bearer:pull"])
+    for blob in all_blobs(layout, "app"):
+        assert out.blob_path(blob).read_bytes() == layout.blob_path(blob).read_bytes()
+    with pytest.raises(RegistryError) as error:
+        pull(f"{zot.address}/lf/bearer:v1", Layout.create(tmp_path / "o2"), "x", Credentials(zot.user, "wrong"))
+    assert (error.value.status, error.value.code) == (401, "UNAUTHORIZED")
+    assert error.value.url.startswith(tokens.realm)
+
+
+def test_a_token_for_pulling_cannot_push(token_zot: tuple[Zot, TokenServer], tmp_path: Path) -> None:
+    """Zot enforces the token's scope: the client's pull-only client is refused a push (403 or 401, DENIED or
+    UNAUTHORIZED), which is what makes the scope the client asks for matter."""
+    zot, tokens = token_zot
+    token = tokens.token(zot.user, ["repository:lf/scoped:pull"])
+    started = httpx.post(f"{zot.url}/v2/lf/scoped/blobs/uploads/", headers={"Authorization": f"Bearer {token}"})
+    assert started.status_code in (401, 403), started.text
