@@ -15,6 +15,7 @@ import pytest
 from lf_controlplane.images.layers import Entry, write_layer
 from lf_controlplane.images.layout import Layout, Runtime
 from lf_controlplane.images.registry import (
+    OCI_INDEX,
     Credentials,
     DigestError,
     Reference,
@@ -149,6 +150,7 @@ class FakeRegistry:
         self.requests: list[tuple[str, str]] = []
         self.token_scopes: list[str] = []
         self.tamper: set[str] = set()
+        self.schemes: set[str] = set()
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -174,6 +176,7 @@ class FakeRegistry:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append((request.method, request.url.path))
+        self.schemes.add(f"{request.url.scheme}://{request.url.host}")
         if request.url.host == "auth.example.com":
             if not self._user_ok(request.headers.get("Authorization", "")):
                 return self._error(401, "UNAUTHORIZED", "bad credentials")
@@ -304,6 +307,7 @@ def test_bearer_token_flow(tmp_path: Path) -> None:
     creds = Credentials("alice", "pw")
     digest = push(layout, "hello:1", "reg.example.com/team/app:1", creds, transport=registry.transport())
     assert registry.token_scopes[0] == "fake repository:team/app:pull,push"
+    assert registry.schemes == {"https://reg.example.com", "https://auth.example.com"}
     out = Layout.create(tmp_path / "out")
     assert pull("reg.example.com/team/app:1", out, "x", creds, transport=registry.transport()) == digest
     assert registry.token_scopes[-1] == "fake repository:team/app:pull"
@@ -391,3 +395,22 @@ def test_a_bare_error_object_is_read_too(tmp_path: Path) -> None:
         pull("127.0.0.1:5000/a:1", Layout.create(tmp_path / "o"), "x", transport=httpx.MockTransport(handler))
     assert (error.value.status, error.value.code) == (403, "DENIED")
     assert "not for you" in str(error.value)
+
+
+def test_an_index_goes_up_and_comes_back_with_its_manifests(tmp_path: Path) -> None:
+    registry = FakeRegistry()
+    layout = image_layout(tmp_path / "src")
+    image = layout.find("hello:1")
+    child = {**image.to_json(), "platform": {"architecture": "amd64", "os": "linux"}}
+    del child["annotations"]
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [child]}).encode()
+    layout.tag("multi", layout.put_bytes(OCI_INDEX, body))
+    digest = push(layout, "multi", "127.0.0.1:5000/m:1", transport=registry.transport())
+    assert ("PUT", f"/v2/m/manifests/{image.digest}") in registry.requests
+    assert ("PUT", "/v2/m/manifests/1") in registry.requests
+    out = Layout.create(tmp_path / "out")
+    assert pull("127.0.0.1:5000/m:1", out, "multi", transport=registry.transport()) == digest
+    assert out.find("multi").media_type == OCI_INDEX
+    assert out.read_blob(image) == layout.read_blob(image)
+    for descriptor in layout.image("hello:1").layers:
+        assert out.read_blob(descriptor) == layout.read_blob(descriptor)
