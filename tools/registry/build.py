@@ -1,4 +1,4 @@
-"""Build Zot's minimal binary (`zot-minimal`) from the source snapshot in /work/shared/vendor/zot into a cache.
+"""Build Zot's minimal binary (`zot-minimal`) from the source snapshot in ../shared/vendor/zot into a cache.
 
 Zot's module (zotregistry.dev/zot/v2) is not served by the Go module proxy, so it is built as the main module from a
 writable copy of the snapshot (its dependencies do come from the proxy). The recipe is the snapshot's README's:
@@ -26,7 +26,18 @@ from pathlib import Path
 ZOT_COMMIT = "6d19b445fed1c86c23fb7b351fac07cfd4717402"
 """The upstream commit of the snapshot (see /work/shared/vendor/README.md)."""
 ZOT_RELEASE = "v2.1.20-25"
-SOURCE = Path(os.environ.get("LF_ZOT_SOURCE", "/work/shared/vendor/zot"))
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _default_source() -> Path:
+    """$LF_ZOT_SOURCE, else the snapshot beside the checkout (../shared/vendor/zot), else /work/shared/vendor/zot."""
+    if os.environ.get("LF_ZOT_SOURCE"):
+        return Path(os.environ["LF_ZOT_SOURCE"])
+    beside = REPO.parent / "shared" / "vendor" / "zot"
+    return beside if beside.is_dir() else Path("/work/shared/vendor/zot")
+
+
+SOURCE = _default_source()
 CACHE = Path(os.environ.get("LF_ZOT_CACHE", Path.home() / ".cache" / "lf" / "zot"))
 COLD_BUILD_LOCK = Path("/tmp/lf-cold-build.lock")
 BINARY = "zot-minimal"
