@@ -46,8 +46,13 @@ test-unit: install ## Python unit tests (no sockets)
 	$(UV_RUN) pytest tests/unit
 
 .PHONY: test-integration
-test-integration: install ## Against a real nats-server and real processes
+test-integration: install ## Against a real nats-server, Zot and real processes
+	$(UV_RUN) python -m tools.registry build  # zot-minimal from ../shared/vendor/zot (cold ~5 min, cached in ~/.cache/lf/zot)
 	$(UV_RUN) pytest tests/integration -m integration
+
+.PHONY: registry
+registry: install ## Zot on loopback with htpasswd auth, in the foreground (prints its address and REGISTRY_AUTH_FILE)
+	$(UV_RUN) python -m tools.registry start
 
 .PHONY: test-e2e
 test-e2e: install ## `lf dev examples/` as a user runs it, called with httpx and curl
