@@ -263,22 +263,68 @@ def _list_cluster(output: Output, namespace: str | None, all_namespaces: bool, c
         console.print(table)
 
 
+def _registry_target(
+    registry: str | None, creds: Path | None, base: str | None, insecure: bool
+) -> deploying.RegistryTarget | None:
+    if not registry:
+        if creds or base:
+            raise _fail("--registry-creds and --base-image are for --registry (or LF_REGISTRY)")
+        return None
+    try:
+        credentials = deploying.read_credentials(creds, registry) if creds else None
+    except deploying.DeployError as exc:
+        raise _fail(str(exc)) from None
+    return deploying.RegistryTarget(registry, credentials, base, insecure)
+
+
 @app.command()
 def deploy(
     folder: Annotated[Path, typer.Argument(help="Function folder (with function.yaml).")] = Path(),
     namespace: Annotated[
         str | None, typer.Option("--namespace", "-n", help="Default: the manifest's, then the context's.")
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the complete manifest, apply nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the complete manifest, apply nothing (an image is still pushed).")
+    ] = False,
     output: Annotated[Output | None, typer.Option("--output", "-o", help="yaml or json (with --dry-run).")] = None,
     wait: Annotated[bool, typer.Option(help="Wait until the Function is Ready.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for Ready.")] = 180.0,
     context: Annotated[str | None, typer.Option(help="Kube context (default: the current one).")] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(envvar="LF_REGISTRY", help="HOST:PORT: build the function's image, push it there, deploy it."),
+    ] = None,
+    registry_creds: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="LF_REGISTRY_CREDS",
+            help="File with user:password (or a docker config.json); default: ~/.docker/config.json's entry.",
+        ),
+    ] = None,
+    base_image: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LF_BASE_IMAGE",
+            help="Runtime base (REGISTRY/REPO[:TAG|@DIGEST] or oci:DIR:REF); "
+            "default: REGISTRY/litefunctions/runtime-<runtime>:" + deploying.function_images.BASE_TAG,
+        ),
+    ] = None,
+    insecure_registry: Annotated[bool, typer.Option(help="Plain http to a registry that is not on loopback.")] = False,
 ) -> None:
-    """Deploy a function folder to the cluster of the kube context (its code goes inline into the manifest)."""
+    """Deploy a function folder to the cluster of the kube context: with --registry, as an image built here and
+    pushed (dependencies included); without, its code inline in the manifest (Python without dependencies)."""
+    target = _registry_target(registry, registry_creds, base_image, insecure_registry)
+
+    async def complete(manifest: dict[str, Any]) -> dict[str, Any]:
+        if target is None:
+            return manifest
+        with errors.status("building the image") as progress:
+            return await deploying.with_image(manifest, folder, target, lambda line: progress.update(line[-120:]))
+
     if dry_run:
         try:
-            manifest = deploying.manifest_of(folder, namespace, DEFAULT_NAMESPACE)
+            manifest = deploying.manifest_of(folder, namespace, DEFAULT_NAMESPACE, inline=target is None)
+            manifest = asyncio.run(complete(manifest))
         except deploying.DeployError as exc:
             raise _fail(str(exc)) from None
         if output is Output.json:
@@ -288,7 +334,7 @@ def deploy(
         return
 
     async def work(kube: Kube) -> dict[str, Any]:
-        manifest = deploying.manifest_of(folder, namespace, kube.namespace)
+        manifest = await complete(deploying.manifest_of(folder, namespace, kube.namespace, inline=target is None))
         name, ns = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
         stored = await kube.apply(manifest)
         errors.print(f"function {name} applied in {ns} (generation {stored['metadata'].get('generation')})")

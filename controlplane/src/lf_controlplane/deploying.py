@@ -1,22 +1,33 @@
 """`lf deploy`, `lf list`, `lf describe`, `lf delete` against a cluster (docs/architecture.md, "Function folders").
 
-A folder's `function.yaml` becomes the complete Function manifest: a spec without `source` and `image` gets the
-folder's files inline (`source.files`), the namespace is `-n`, else the manifest's, else the kube context's.
+A folder's `function.yaml` becomes the complete Function manifest, the namespace `-n`, else the manifest's, else
+the kube context's. A spec without `source` and `image` gets its code one of two ways:
+
+- with a registry (`lf deploy --registry HOST:PORT`, or LF_REGISTRY): the function's image is built here
+  (lf_controlplane.images.functions: its runtime's base + dependencies + code), pushed, and named by digest in
+  `spec.image` (`HOST:PORT/functions/NAMESPACE/NAME@sha256:…`);
+- without one: the folder's files inline (`source.files`), for small Python functions without dependencies only
+  (a folder with a requirements.txt, or a Go or Rust function, is refused with a message naming --registry).
+
 Applied with a server-side apply (field manager `lf-cli`); the operator does the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from lf_core.contract.specs import ManifestError, load_manifest
 
-from lf_controlplane.dev.folders import MANIFEST, is_ignored
+from lf_controlplane.dev.folders import MANIFEST, REQUIREMENTS, is_ignored
+from lf_controlplane.images import functions as function_images
+from lf_controlplane.images.layout import LayoutError
 from lf_controlplane.operator.kube import Kube
 from lf_controlplane.operator.specs import API_VERSION
 from lf_controlplane.operator.status import condition_status
@@ -52,8 +63,46 @@ def folder_files(folder: Path) -> dict[str, str]:
     return files
 
 
-def manifest_of(folder: Path, namespace: str | None, default_namespace: str) -> dict[str, Any]:
-    """The complete Function manifest for `folder`. Raises DeployError (bad manifest, unreadable files)."""
+@dataclass(frozen=True)
+class RegistryTarget:
+    """Where `lf deploy` pushes a function's image, and the base images it builds on."""
+
+    registry: str
+    """`HOST[:PORT]`"""
+    credentials: tuple[str, str] | None = None
+    """(user, password); None: the docker-style config.json's, as registry.push reads it."""
+    base: str | None = None
+    """The runtime base (a registry reference or `oci:DIR:REF`); default: the registry's
+    `litefunctions/runtime-<runtime>:<BASE_TAG>` (what `make images --push` put there)."""
+    insecure: bool = False
+
+    def base_for(self, runtime: str) -> str:
+        return self.base or function_images.default_base(self.registry, runtime)
+
+
+def read_credentials(path: Path, registry: str) -> tuple[str, str]:
+    """`user:password` on the first line of `path`, or a docker-style config.json's entry for `registry`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DeployError(f"{path}: {exc.strerror}") from None
+    if text.lstrip().startswith("{"):
+        from lf_controlplane.images.registry import credentials_from_config
+
+        found = credentials_from_config(registry, path)
+        if found is None:
+            raise DeployError(f"{path}: no credentials for {registry}")
+        return found.username, found.password
+    user, sep, password = (text.splitlines() or [""])[0].partition(":")
+    if not sep or not user:
+        raise DeployError(f"{path}: expected `user:password` on its first line, or a docker config.json")
+    return user, password
+
+
+def manifest_of(folder: Path, namespace: str | None, default_namespace: str, *, inline: bool = True) -> dict[str, Any]:
+    """The complete Function manifest for `folder`. Without `inline`, a spec naming no source nor image is left
+    so (`with_image` fills spec.image). Raises DeployError (bad manifest, unreadable files, code that cannot go
+    inline)."""
     manifest_path = folder / MANIFEST
     try:
         raw = yaml.safe_load(manifest_path.read_text(encoding="utf-8"))
@@ -66,7 +115,18 @@ def manifest_of(folder: Path, namespace: str | None, default_namespace: str) -> 
     metadata = dict(raw.get("metadata") or {})
     metadata["namespace"] = namespace or metadata.get("namespace") or default_namespace
     spec = dict(raw.get("spec") or {})
-    if "source" not in spec and "image" not in spec:
+    if "source" not in spec and "image" not in spec and inline:
+        runtime = spec.get("runtime", "python")
+        if runtime != "python":
+            raise DeployError(
+                f"{folder}: a {runtime} function runs from an image built with its runtime: pass --registry "
+                "HOST:PORT (or set LF_REGISTRY) to build and push it"
+            )
+        if (folder / REQUIREMENTS).is_file():
+            raise DeployError(
+                f"{folder}: has a {REQUIREMENTS}, and inline code carries no dependencies: pass --registry "
+                "HOST:PORT (or set LF_REGISTRY) to build an image with them and push it"
+            )
         spec["source"] = {"files": folder_files(folder)}
     manifest = {"apiVersion": raw.get("apiVersion", API_VERSION), "kind": "Function", "metadata": metadata}
     manifest["spec"] = spec
@@ -80,6 +140,50 @@ def manifest_of(folder: Path, namespace: str | None, default_namespace: str) -> 
         "metadata": {k: v for k, v in metadata.items() if k in ("name", "namespace", "labels", "annotations")},
         "spec": spec,
     }
+
+
+def needs_image(manifest: Mapping[str, Any]) -> bool:
+    spec = manifest.get("spec") or {}
+    return "source" not in spec and "image" not in spec
+
+
+async def with_image(
+    manifest: dict[str, Any], folder: Path, target: RegistryTarget, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """`manifest` with spec.image: the function's image built from `folder`, pushed to `target`, by digest.
+    A manifest that names a source or an image already is returned as it is."""
+    if not needs_image(manifest):
+        return manifest
+    from lf_controlplane.images.registry import Credentials, RegistryError, push
+
+    try:
+        function = load_manifest(manifest, source=str(folder / MANIFEST))
+    except ManifestError as exc:
+        raise DeployError(str(exc)) from None
+    out = function_images.cache_dir() / "functions" / f"{function.namespace}.{function.name}"
+    shutil.rmtree(out, ignore_errors=True)  # a fresh layout: the image is exactly base + this folder
+    base = target.base_for(function.runtime)
+    progress(f"building {function.name} ({function.runtime}) on {base}")
+    try:
+        image = await function_images.build_function_image(
+            function, folder, base, out, printer=lambda _label, line: progress(line), insecure=target.insecure
+        )
+    except function_images.ImageBuildError as exc:
+        raise DeployError(str(exc)) from None
+    except (RegistryError, LayoutError) as exc:
+        raise DeployError(f"base image {base}: {exc}") from None
+    repository = f"functions/{function.namespace}/{function.name}"
+    credentials = Credentials(*target.credentials) if target.credentials else None
+    reference = f"{target.registry}/{repository}:g{image.digest.removeprefix('sha256:')[:12]}"
+    progress(f"pushing {reference}")
+    try:
+        digest = await asyncio.to_thread(
+            push, image.layout, image.ref, reference, credentials, insecure=target.insecure
+        )
+    except RegistryError as exc:
+        raise DeployError(f"push to {target.registry}: {exc}") from None
+    spec = {**manifest["spec"], "image": f"{target.registry}/{repository}@{digest}"}
+    return {**manifest, "spec": spec}
 
 
 def ready_state(obj: Mapping[str, Any]) -> tuple[bool, str | None, str]:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 from lf_core.asynccalls.streams import stream_replicas
 
-# The Python runtime image that runs inline code (deploy/images/python.Dockerfile built without a FUNCTION);
-# Go and Rust functions always name their own image. Not published yet: set LF_RUNTIME_IMAGE_PYTHON.
+# The Python runtime image that runs inline code (runtime-python of `make images`, tools/images: `python -m
+# lf_runtime`, code from the ConfigMap); Go and Rust functions always name their own image (lf deploy --registry).
+# Not published: set LF_RUNTIME_IMAGE_PYTHON to the pushed one (REGISTRY/litefunctions/runtime-python@sha256:…).
 DEFAULT_IMAGES = {"python": "ghcr.io/litefunctions/runtime-python:0.1.0"}
 
 RUNTIME_METRICS_PORT = 9091

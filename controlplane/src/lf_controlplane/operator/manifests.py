@@ -125,7 +125,7 @@ def runtime_env(fn: FunctionObject, config: OperatorConfig) -> list[dict[str, st
     if config.runtime_metrics_port:  # on the pod's address, for Prometheus (the runtime's default is loopback)
         contract["LF_METRICS_PORT"] = str(config.runtime_metrics_port)
         contract["LF_METRICS_HOST"] = "0.0.0.0"
-    if inline(fn):  # an image carries its code where its own LF_FUNCTION_DIR says (deploy/images: /function)
+    if inline(fn):  # an image carries its code where its own LF_FUNCTION_DIR says (lf deploy: /function)
         contract["LF_FUNCTION_DIR"] = CODE_DIR
     own = [{"name": k, "value": v} for k, v in sorted(function.env.items()) if k not in contract]
     return own + [{"name": k, "value": v} for k, v in contract.items()]
