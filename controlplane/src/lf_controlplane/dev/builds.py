@@ -5,7 +5,8 @@ A Go function folder is a Go module (`go.mod`) whose root package exports
 `pub fn handle(req: Request) -> Result<Response>` (or `async fn`). Neither has a `main`: this module writes a tiny
 wrapper (a main module or binary crate) in `<state>/builds/<namespace>.<name>/wrapper/` that depends on the
 runtime (`runtimes/go`, `runtimes/rust` of this checkout) and on the function's folder by path, and calls the
-runtime's entry point with the user's handler. A function's image (lf_controlplane.images.functions) builds the same wrapper.
+runtime's entry point with the user's handler. A function's image (lf_controlplane.images.functions) builds
+the same wrapper.
 
 Builds are cached by content hash (the function's files and the runtime's sources): an unchanged function is not
 rebuilt, and a hot reload only rebuilds what changed. The binaries (`~/.cache/lf/builds/`) and the compiler
