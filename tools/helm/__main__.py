@@ -1,0 +1,3 @@
+from tools.helm.cli import main
+
+raise SystemExit(main())
