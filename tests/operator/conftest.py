@@ -1,5 +1,5 @@
 """A real control plane for the operator's tests: etcd + kube-apiserver from tools/k8s (built once, cached), the
-CRDs installed, the operator running as its ServiceAccount under deploy/'s RBAC, a real nats-server (the session
+CRDs installed, the operator running as its ServiceAccount under the Helm chart's RBAC, a real nats-server (the session
 fixture of tests/conftest.py) and a real ingestor (tests/harness). There is no kubelet or controller-manager: tests
 start a function's runtime themselves from its Deployment, and patch Deployment status to stand in for the
 controller."""
@@ -22,11 +22,13 @@ from lf_controlplane.natsserver import NatsServer, free_port
 from tests.harness.ingestor import Ingestor, start_ingestor
 from tests.harness.processes import stop_process
 from tests.harness.runtime import RuntimeProcess
+from tools.helm import chart
 from tools.k8s import build
 from tools.k8s.cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLIC_URL = "http://lf-ingestor.test"
+OPERATOR_NAMESPACE = "lf-system"
 
 
 @dataclass
@@ -83,9 +85,12 @@ def kubectl(cluster: Cluster) -> Kubectl:
 
 @pytest.fixture(scope="session")
 def operator_kubeconfig(cluster: Cluster, kubectl: Kubectl) -> Path:
-    """A kubeconfig of the operator's ServiceAccount, bound by deploy/operator/rbac.yaml (least privilege)."""
-    kubectl("apply", "--server-side", "-f", str(REPO / "deploy" / "namespace.yaml"))
-    kubectl("apply", "--server-side", "-n", "lf-system", "-f", str(REPO / "deploy" / "operator" / "rbac.yaml"))
+    """A kubeconfig of the operator's ServiceAccount in lf-system, bound by the chart's RBAC (least privilege:
+    templates/operator/rbac.yaml, rendered by the cached helm), the leader-election Lease's Role included."""
+    kubectl("create", "namespace", OPERATOR_NAMESPACE)
+    kubectl("label", "namespace", OPERATOR_NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
+    rbac = chart.template(namespace=OPERATOR_NAMESPACE, show_only=["templates/operator/rbac.yaml"])
+    kubectl("apply", "--server-side", "-f", "-", input=rbac)
     return cluster.user_kubeconfig(
         "system:serviceaccount:lf-system:lf-operator", groups=("system:serviceaccounts", "system:authenticated")
     )
@@ -102,6 +107,8 @@ class OperatorProcess:
     runs: int = 0
     env: dict[str, str] = field(default_factory=dict)
     metrics_port: int = field(default_factory=lambda: free_port())
+    args: tuple[str, ...] = ()
+    """Arguments after `lf operator` (e.g. `-n NS`, `--liveness URL`)."""
 
     @property
     def metrics_url(self) -> str:
@@ -121,7 +128,10 @@ class OperatorProcess:
         }
         with (self.log_dir / f"operator-{self.runs}.log").open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "lf_controlplane", "operator"], env=env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "lf_controlplane", "operator", *self.args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         return self
 

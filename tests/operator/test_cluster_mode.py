@@ -1,5 +1,5 @@
 """HTTP Triggers served by the ingestor, an operator restart that reconciles without duplicates, `lf deploy`,
-`lf list`/`describe`/`delete` on the cluster, and the kustomize base validated by a server-side dry run."""
+`lf list`/`describe`/`delete` on the cluster. (The Helm chart's server-side dry run is tests/chart/.)"""
 
 from __future__ import annotations
 
@@ -181,23 +181,3 @@ def test_lf_deploy_fails_fast_on_an_invalid_spec(
     done = lf(cluster, "deploy", str(folder), "-n", namespace, "--timeout=60", check=False)
     assert done.returncode == 1
     assert "only inline files" in done.stderr
-
-
-def test_kustomize_base_passes_a_server_side_dry_run(kubectl: Kubectl, operator: OperatorProcess) -> None:
-    rendered = kubectl("kustomize", str(REPO / "deploy")).stdout
-    kinds = sorted(doc.split("kind: ", 1)[1].split("\n", 1)[0] for doc in rendered.split("\n---\n"))
-    assert kinds == sorted(
-        [
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "CustomResourceDefinition",
-            "CustomResourceDefinition",
-            "Deployment",
-            "Deployment",
-            "Namespace",
-            "Service",
-            "ServiceAccount",
-        ]
-    )
-    done = kubectl("apply", "--dry-run=server", "--server-side", "-f", "-", input=rendered)
-    assert "serverside-applied (server dry run)" in done.stdout

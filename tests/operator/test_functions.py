@@ -231,7 +231,7 @@ def test_invalid_function_past_the_schema_gets_a_condition_and_an_event(
 
 
 def test_the_operator_never_lacked_a_permission(operator: OperatorProcess) -> None:
-    """It ran as its ServiceAccount under deploy/operator/rbac.yaml: nothing it did was forbidden. (Last in the
-    session, so it covers every test before it.)"""
+    """It ran as its ServiceAccount under the chart's RBAC (templates/operator/rbac.yaml): nothing it did was
+    forbidden. (Last in the session, so it covers every test before it.)"""
     assert operator.alive
     assert "Forbidden" not in operator.logs()

@@ -400,18 +400,43 @@ def operator(
         str | None, typer.Option(envvar="LF_OPERATOR_LIVENESS", help="e.g. http://0.0.0.0:8080/healthz")
     ] = None,
 ) -> None:
-    """Run the Kubernetes operator (kopf, standalone): Functions and Triggers → Deployments and routes."""
+    """Run the Kubernetes operator (kopf, standalone): Functions and Triggers → Deployments and routes. With
+    LF_LEADER_ELECTION=true, replicas elect one leader on a Lease and only it reconciles (operator/leader.py)."""
     import kopf
 
     import lf_controlplane.operator.handlers  # noqa: F401 (registers the handlers)
+    from lf_controlplane.operator import leader
     from lf_controlplane.operator.config import OperatorConfig
 
     try:
         OperatorConfig.from_env()  # a malformed setting stops here, not in a retried startup handler
+        election = leader.ElectionConfig.from_env()
     except ValueError as exc:
         raise _fail(str(exc)) from None
     kopf.configure(verbose=os.environ.get("LF_LOG_LEVEL", "") == "debug")
-    kopf.run(standalone=True, clusterwide=not namespace, namespaces=namespace or (), liveness_endpoint=liveness)
+    if election is None:
+        kopf.run(standalone=True, clusterwide=not namespace, namespaces=namespace or (), liveness_endpoint=liveness)
+        return
+
+    async def lead(stop_flag: asyncio.Event) -> None:
+        await kopf.operator(
+            standalone=True,
+            clusterwide=not namespace,
+            namespaces=namespace or (),
+            liveness_endpoint=liveness,
+            stop_flag=stop_flag,
+        )
+
+    async def elected() -> int:
+        kube = Kube.connect()
+        try:
+            return await leader.run_elected(election, kube, lead, liveness=liveness)
+        finally:
+            await kube.close()
+
+    code = asyncio.run(elected())
+    if code:
+        raise _fail(f"lost the lease {election.namespace}/{election.lease_name}; exiting so a restart stands by", code)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import ConfigMap, Namespace
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
@@ -30,6 +31,7 @@ _KINDS: dict[str, Any] = {
     "NetworkPolicy": NetworkPolicy,
     "Function": FunctionResource,
     "Trigger": TriggerResource,
+    "Lease": Lease,
 }
 
 
@@ -100,6 +102,24 @@ class Kube:
         except ApiError as exc:
             if exc.status.code == 404:
                 return None
+            raise _error(exc) from exc
+
+    async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Create; Conflict when an object of that name exists already."""
+        try:
+            return _as_dict(await self.client.create(from_dict(dict(obj))))
+        except ApiError as exc:
+            if exc.status.code == 409:
+                raise Conflict(str(exc.status.message)) from exc
+            raise _error(exc) from exc
+
+    async def replace(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace (PUT) the object at the resourceVersion in its metadata; Conflict when it has moved on since."""
+        try:
+            return _as_dict(await self.client.replace(from_dict(dict(obj))))
+        except ApiError as exc:
+            if exc.status.code == 409:
+                raise Conflict(str(exc.status.message)) from exc
             raise _error(exc) from exc
 
     async def list(self, kind: str, namespace: str) -> list[dict[str, Any]]:
