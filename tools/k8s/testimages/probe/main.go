@@ -4,6 +4,8 @@
 //	                           "/burn?ms=N" spins a CPU for N milliseconds
 //	lf-probe resolve NAME      print NAME's addresses (the pod's resolver, /etc/resolv.conf)
 //	lf-probe get URL [SECONDS] print URL's body; exit 1 on an error or a non-200 answer
+//	lf-probe dial HOST:PORT    open a TCP connection (within 5 s) and close it; exit 1 when that fails
+//	lf-probe write FILE TEXT   write TEXT to FILE (a volume check)
 package main
 
 import (
@@ -22,7 +24,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: lf-probe serve [ADDR] | resolve NAME | get URL [SECONDS]")
+		fail("usage: lf-probe serve [ADDR] | resolve NAME | get URL [SECONDS] | dial HOST:PORT | write FILE TEXT")
 	}
 	switch os.Args[1] {
 	case "serve":
@@ -49,6 +51,25 @@ func main() {
 			seconds = parsed
 		}
 		get(os.Args[2], time.Duration(seconds*float64(time.Second)))
+	case "dial":
+		if len(os.Args) != 3 {
+			fail("usage: lf-probe dial HOST:PORT")
+		}
+		conn, err := net.DialTimeout("tcp", os.Args[2], 5*time.Second)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("connected to %s\n", conn.RemoteAddr())
+		_ = conn.Close()
+	case "write":
+		if len(os.Args) != 4 {
+			fail("usage: lf-probe write FILE TEXT")
+		}
+		if err := os.WriteFile(os.Args[2], []byte(os.Args[3]), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	default:
 		fail("lf-probe: unknown command " + os.Args[1])
 	}
