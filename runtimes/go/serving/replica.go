@@ -94,9 +94,10 @@ type Replica struct {
 	stopOnce sync.Once
 	stopped  chan int
 
-	metrics *Metrics // nil without LF_METRICS_PORT (metrics.go)
-	capture *capture // nil with LF_LOG_CAPTURE=0 (capture.go)
-	tracing *tracing // nil unless OTEL_* configure it (tracing.go)
+	metrics *Metrics  // nil without LF_METRICS_PORT (metrics.go)
+	ready   readiness // what /readyz says (health.go)
+	capture *capture  // nil with LF_LOG_CAPTURE=0 (capture.go)
+	tracing *tracing  // nil unless OTEL_* configure it (tracing.go)
 	// Events counts the async worker's events (asyncworker.Nop unless set before Run).
 	Events asyncworker.Events
 }
@@ -123,9 +124,20 @@ func (r *Replica) gauges() Gauges {
 	return Gauges{Inflight: r.running + r.queued, Stuck: r.stuck, ColdStarted: !r.cold}
 }
 
+// NotReady is why a call sent now would not be answered, "" when it would: what GET /readyz says (health.go).
+func (r *Replica) NotReady() string {
+	return r.ready.notReady(func() bool {
+		r.mu.Lock()
+		nc := r.nc
+		r.mu.Unlock()
+		return nc != nil && nc.IsConnected()
+	})
+}
+
 // Stop begins draining; the first reason wins. Safe from any goroutine.
 func (r *Replica) Stop(code int, reason string) {
 	r.stopOnce.Do(func() {
+		r.ready.draining.Store(true)
 		r.log.Info("stopping", "reason", reason, "exit_code", code)
 		r.stopped <- code
 	})
@@ -137,11 +149,22 @@ func (r *Replica) Run() (int, error) {
 	s := r.settings
 	subject := "lf.invoke." + s.Namespace + "." + s.Function
 	queue := s.Namespace + "." + s.Function
+	var healthSrv *healthServer
+	if s.HealthPort > 0 { // before connecting: a probe meanwhile is told "connecting to NATS"
+		var err error
+		if healthSrv, err = serveHealth(r.NotReady, s.HealthHost, s.HealthPort); err != nil {
+			return ExitFailure, fmt.Errorf("serving /readyz on %s:%d: %w", s.HealthHost, s.HealthPort, err)
+		}
+		defer healthSrv.close() // after the drain: until then it says "draining"
+		r.log.Info("health_listening", "url", healthSrv.URL)
+	}
 	nc, err := r.connect()
 	if err != nil {
 		return ExitFailure, err
 	}
+	r.mu.Lock()
 	r.nc = nc
+	r.mu.Unlock()
 	sub, err := nc.QueueSubscribe(subject, queue, r.onMsg)
 	if err != nil {
 		nc.Close()
@@ -156,6 +179,7 @@ func (r *Replica) Run() (int, error) {
 		nc.Close()
 		return ExitFailure, fmt.Errorf("subscribing to %s: %w", subject, err)
 	}
+	r.ready.subscribed.Store(true)
 	var metricsSrv *metricsServer
 	if r.metrics != nil {
 		collector := newCollector(r.metrics, s.Namespace, s.Function, r.gauges)
@@ -205,8 +229,18 @@ func (r *Replica) connect() (*nats.Conn, error) {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			r.log.Warning("nats_error", "error", err.Error())
 		}),
-		nats.DisconnectErrHandler(func(*nats.Conn, error) { r.log.Warning("nats_disconnected") }),
-		nats.ReconnectHandler(func(*nats.Conn) { r.log.Info("nats_reconnected") }),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) {
+			r.ready.lost()
+			r.log.Warning("nats_disconnected")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			r.log.Info("nats_reconnected")
+			go func() { // nats.go sent the SUB again before this; the PONG says the server has it
+				if err := r.ready.confirm(func() error { return nc.FlushTimeout(5 * time.Second) }); err != nil {
+					r.log.Warning("subscription_unconfirmed", "error", err.Error())
+				}
+			}()
+		}),
 		nats.ClosedHandler(func(*nats.Conn) { r.Stop(ExitFailure, "the NATS connection closed") }),
 	}
 	deadline := time.Now().Add(s.ConnectTimeout)

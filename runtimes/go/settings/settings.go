@@ -49,6 +49,10 @@ type Settings struct {
 	// at this port; 0 (the default) serves nothing and counts nothing.
 	MetricsPort int
 	MetricsHost string
+	// HealthPort (LF_HEALTH_PORT): serve GET /readyz on HealthHost (LF_HEALTH_HOST, default 127.0.0.1) at this
+	// port; 0 (the default) serves nothing. It must differ from MetricsPort.
+	HealthPort int
+	HealthHost string
 	// LogCapture (LF_LOG_CAPTURE, on unless "0"): the handler's stdout/stderr per call to LF_LOGS.
 	LogCapture bool
 
@@ -90,10 +94,18 @@ func New(environ []string) (*Settings, error) {
 		ConnectTimeout: r.seconds("LF_CONNECT_TIMEOUT", DefaultConnectTimeout),
 		MetricsPort:    r.integer("LF_METRICS_PORT", 0, 0, 65535),
 		MetricsHost:    env["LF_METRICS_HOST"],
+		HealthPort:     r.integer("LF_HEALTH_PORT", 0, 0, 65535),
+		HealthHost:     env["LF_HEALTH_HOST"],
 		LogCapture:     env["LF_LOG_CAPTURE"] != "0",
 	}
 	if s.MetricsHost == "" {
 		s.MetricsHost = "127.0.0.1"
+	}
+	if s.HealthHost == "" {
+		s.HealthHost = "127.0.0.1"
+	}
+	if s.HealthPort != 0 && s.HealthPort == s.MetricsPort {
+		r.fail("LF_HEALTH_PORT=%d is also LF_METRICS_PORT: the two listeners need their own ports", s.HealthPort)
 	}
 	s.QueueDepth = r.integer("LF_QUEUE_DEPTH", s.Concurrency, 0, 1_000_000)
 	s.MaxResponseBytes = r.integer("LF_MAX_RESPONSE_BYTES", DefaultMaxResponseBytes, 0, math.MaxInt32)

@@ -47,6 +47,7 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		"LF_MAX_RESPONSE_BYTES=-1": "LF_MAX_RESPONSE_BYTES",
 		"LF_CONNECT_TIMEOUT=soon":  "LF_CONNECT_TIMEOUT",
 		"LF_METRICS_PORT=70000":    "LF_METRICS_PORT",
+		"LF_HEALTH_PORT=70000":     "LF_HEALTH_PORT",
 		"LF_ASYNC_MAX_ATTEMPTS=0":  "LF_ASYNC_MAX_ATTEMPTS",
 		"LF_ASYNC_BACKOFF=x":       "LF_ASYNC_BACKOFF",
 		"LF_TIMEOUT=-2":            "LF_TIMEOUT",
@@ -55,6 +56,21 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		if _, err := New(environ); err == nil || !strings.Contains(err.Error(), variable) {
 			t.Errorf("%s: expected an error naming %s, got %v", env, variable, err)
 		}
+	}
+}
+
+func TestHealthListener(t *testing.T) {
+	s, err := New([]string{"LF_FUNCTION=hello"})
+	if err != nil || s.HealthPort != 0 || s.HealthHost != "127.0.0.1" {
+		t.Fatalf("defaults: %v %+v", err, s)
+	}
+	s, err = New([]string{"LF_FUNCTION=hello", "LF_HEALTH_PORT=8081", "LF_HEALTH_HOST=0.0.0.0", "LF_METRICS_PORT=9091"})
+	if err != nil || s.HealthPort != 8081 || s.HealthHost != "0.0.0.0" {
+		t.Fatalf("set: %v %+v", err, s)
+	}
+	_, err = New([]string{"LF_FUNCTION=hello", "LF_HEALTH_PORT=9091", "LF_METRICS_PORT=9091"})
+	if err == nil || !strings.Contains(err.Error(), "LF_HEALTH_PORT") || !strings.Contains(err.Error(), "own ports") {
+		t.Fatalf("the same port for both listeners: %v", err)
 	}
 }
 

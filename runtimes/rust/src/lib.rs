@@ -7,6 +7,7 @@
 pub mod asyncworker;
 pub mod capture;
 pub mod handlers;
+pub mod health;
 pub mod logs;
 pub mod metrics;
 pub mod serving;

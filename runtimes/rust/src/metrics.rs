@@ -322,20 +322,52 @@ fn gauge(
 
 /// Serve `GET /metrics` on `listener` until the task is aborted.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    serve_http(listener, move |path| {
+        if path == b"/metrics" {
+            (
+                "200 OK",
+                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                metrics.render(),
+            )
+        } else {
+            not_found()
+        }
+    })
+    .await;
+}
+
+/// An answer of the listener: status line (e.g. "200 OK"), content type, body.
+pub type Answer = (&'static str, &'static str, String);
+
+/// The answer to a path the listener does not serve.
+pub fn not_found() -> Answer {
+    ("404 Not Found", "text/plain", "not found\n".to_owned())
+}
+
+/// Serve `answer(path)` (the path without its query) to `GET` and `HEAD` on `listener` until the task is aborted:
+/// the one HTTP responder of the runtime, for `/metrics` and `/readyz` (`crate::health`).
+pub async fn serve_http<F>(listener: TcpListener, answer: F)
+where
+    F: Fn(&[u8]) -> Answer + Send + Sync + 'static,
+{
+    let answer = Arc::new(answer);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // e.g. EMFILE: don't spin
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let metrics = metrics.clone();
+        let answer = answer.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(READ_TIMEOUT, respond(stream, &metrics)).await;
+            let _ = tokio::time::timeout(READ_TIMEOUT, respond(stream, &*answer)).await;
         });
     }
 }
 
-async fn respond(mut stream: TcpStream, metrics: &Arc<Metrics>) -> std::io::Result<()> {
+async fn respond<F>(mut stream: TcpStream, answer: &F) -> std::io::Result<()>
+where
+    F: Fn(&[u8]) -> Answer,
+{
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -356,17 +388,11 @@ async fn respond(mut stream: TcpStream, metrics: &Arc<Metrics>) -> std::io::Resu
             "text/plain",
             "GET only\n".to_owned(),
         )
-    } else if path != b"/metrics" {
-        ("404 Not Found", "text/plain", "not found\n".to_owned())
     } else {
-        (
-            "200 OK",
-            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-            metrics.render(),
-        )
+        answer(path)
     };
     let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();

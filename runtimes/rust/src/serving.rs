@@ -29,6 +29,7 @@ use tokio::task::JoinError;
 use crate::asyncworker::{AsyncWorker, Runner};
 use crate::capture::Capture;
 use crate::handlers::{panic_message, Handler};
+use crate::health::{self, Readiness};
 use crate::logs::Log;
 use crate::metrics::{self, Metrics, Outcome};
 use crate::settings::{redacted_nats_url, Settings};
@@ -186,8 +187,17 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
     /// Connect, subscribe, log `ready`, serve until stopped, drain; return the exit code.
     pub async fn run(self) -> Result<i32, String> {
         let (stop_tx, mut stop_rx) = mpsc::unbounded_channel();
-        let client = connect(&self.settings, &self.log, stop_tx.clone()).await?;
         let s = &self.settings;
+        let readiness = Arc::new(Readiness::default());
+        // Before connecting: a probe meanwhile is told "connecting to NATS". Aborted when `run` returns.
+        let _health = start_health(s, &self.log, &readiness).await?;
+        let client = connect(
+            &self.settings,
+            &self.log,
+            stop_tx.clone(),
+            readiness.clone(),
+        )
+        .await?;
         let subject = format!("lf.invoke.{}.{}", s.namespace, s.function);
         let queue = format!("{}.{}", s.namespace, s.function);
         let mut sub = client
@@ -198,6 +208,11 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
             .flush()
             .await
             .map_err(|e| format!("subscribing to {subject}: {e}"))?;
+        readiness.subscribed(client.clone());
+        let log = self.log.clone();
+        let _confirming = AbortOnDrop(tokio::spawn(readiness.clone().confirm_reconnects(
+            move |error| log.warning("subscription_unconfirmed", &[("error", json!(error))]),
+        )));
         let shared = Arc::new(Shared {
             permits: Arc::new(Semaphore::new(s.concurrency)),
             settings: self.settings.clone(),
@@ -217,15 +232,7 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
             _marker: std::marker::PhantomData,
         });
         tokio::spawn(watch_signals(shared.stop.clone()));
-        let listener = if s.metrics_port > 0 {
-            let address = format!("{}:{}", s.metrics_host, s.metrics_port);
-            let listener = tokio::net::TcpListener::bind(&address)
-                .await
-                .map_err(|e| format!("metrics listener on {address}: {e}"))?;
-            Some(tokio::spawn(metrics::serve(listener, self.metrics.clone())))
-        } else {
-            None
-        };
+        let listener = start_metrics(s, &self.metrics).await?;
         self.log.info(
             "ready",
             &[
@@ -245,6 +252,7 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
                 biased;
                 Some((code, reason)) = stop_rx.recv() => {
                     if shared.stopping.set(()).is_ok() {
+                        readiness.draining();
                         self.log.info("stopping", &[("reason", json!(reason)), ("exit_code", json!(code))]);
                         break code;
                     }
@@ -297,10 +305,57 @@ fn start_async(
     })
 }
 
+/// The `/readyz` listener (`LF_HEALTH_PORT` > 0), until the returned guard is dropped.
+async fn start_health(
+    s: &Settings,
+    log: &Log,
+    readiness: &Arc<Readiness>,
+) -> Result<Option<AbortOnDrop<()>>, String> {
+    if s.health_port == 0 {
+        return Ok(None);
+    }
+    let address = format!("{}:{}", s.health_host, s.health_port);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| format!("health listener on {address}: {e}"))?;
+    let task = AbortOnDrop(tokio::spawn(health::serve(listener, readiness.clone())));
+    let url = format!("http://{address}/readyz");
+    log.info("health_listening", &[("url", json!(url))]);
+    Ok(Some(task))
+}
+
+/// The `/metrics` listener (`LF_METRICS_PORT` > 0).
+async fn start_metrics(
+    s: &Settings,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    if s.metrics_port == 0 {
+        return Ok(None);
+    }
+    let address = format!("{}:{}", s.metrics_host, s.metrics_port);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| format!("metrics listener on {address}: {e}"))?;
+    Ok(Some(tokio::spawn(metrics::serve(
+        listener,
+        metrics.clone(),
+    ))))
+}
+
+/// Aborts its task when dropped (the listeners and the confirming loop end with `run`).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn connect(
     settings: &Settings,
     log: &Log,
     stop: mpsc::UnboundedSender<(i32, String)>,
+    readiness: Arc<Readiness>,
 ) -> Result<Client, String> {
     let log = log.clone();
     let options = async_nats::ConnectOptions::new()
@@ -311,11 +366,17 @@ async fn connect(
         .max_reconnects(None)
         .retry_on_initial_connect()
         .event_callback(move |event| {
-            let (log, stop) = (log.clone(), stop.clone());
+            let (log, stop, readiness) = (log.clone(), stop.clone(), readiness.clone());
             async move {
                 match event {
-                    Event::Disconnected => log.warning("nats_disconnected", &[]),
-                    Event::Connected => log.info("nats_connected", &[]),
+                    Event::Disconnected => {
+                        readiness.lost();
+                        log.warning("nats_disconnected", &[]);
+                    }
+                    Event::Connected => {
+                        readiness.connected();
+                        log.info("nats_connected", &[]);
+                    }
                     Event::Closed => {
                         let _ = stop.send((EXIT_FAILURE, "the NATS connection closed".into()));
                     }

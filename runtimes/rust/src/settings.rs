@@ -29,6 +29,10 @@ pub struct Settings {
     pub metrics_port: u16,
     /// `LF_METRICS_HOST` (default 127.0.0.1).
     pub metrics_host: String,
+    /// `LF_HEALTH_PORT`: serve `GET /readyz` on this port (0: no listener; `crate::health`).
+    pub health_port: u16,
+    /// `LF_HEALTH_HOST` (default 127.0.0.1).
+    pub health_host: String,
     /// `LF_LOG_CAPTURE` (default on, `0` turns it off): the function's stdout/stderr per call, to `LF_LOGS`.
     pub log_capture: bool,
     /// `LF_WORKER_THREADS` (Rust only, default 1): threads running NATS I/O and async handlers. 1 is tokio's
@@ -55,6 +59,15 @@ impl Settings {
             1,
             MAX_CONCURRENCY,
         )?;
+        let metrics_port =
+            u16::try_from(integer(get, "LF_METRICS_PORT", 0, 0, 65_535)?).unwrap_or_default();
+        let health_port =
+            u16::try_from(integer(get, "LF_HEALTH_PORT", 0, 0, 65_535)?).unwrap_or_default();
+        if health_port != 0 && health_port == metrics_port {
+            return Err(format!(
+                "LF_HEALTH_PORT={health_port} is also LF_METRICS_PORT: the two listeners need their own ports"
+            ));
+        }
         Ok(Self {
             function: name(get("LF_FUNCTION"), "LF_FUNCTION", "function name")?,
             namespace: name(
@@ -76,9 +89,10 @@ impl Settings {
             drain_timeout: seconds(get, "LF_DRAIN_TIMEOUT", 30.0)?,
             secrets_dir: get("LF_SECRETS_DIR").map(str::to_owned),
             connect_timeout: seconds(get, "LF_CONNECT_TIMEOUT", 10.0)?,
-            metrics_port: u16::try_from(integer(get, "LF_METRICS_PORT", 0, 0, 65_535)?)
-                .unwrap_or_default(),
+            metrics_port,
             metrics_host: get("LF_METRICS_HOST").unwrap_or("127.0.0.1").to_owned(),
+            health_port,
+            health_host: get("LF_HEALTH_HOST").unwrap_or("127.0.0.1").to_owned(),
             log_capture: get("LF_LOG_CAPTURE") != Some("0"),
             worker_threads: integer(get, "LF_WORKER_THREADS", 1, 1, MAX_WORKER_THREADS)?,
             async_work: AsyncSettings::from_env(get, concurrency)?,
@@ -263,6 +277,7 @@ mod tests {
             ("LF_NATS_URL", "http://x"),
             ("LF_CONNECT_TIMEOUT", "soon"),
             ("LF_METRICS_PORT", "65536"),
+            ("LF_HEALTH_PORT", "65536"),
             ("LF_WORKER_THREADS", "0"),
         ] {
             let mut vars = env(&[("LF_FUNCTION", "ok")]);
@@ -273,6 +288,30 @@ mod tests {
         assert!(Settings::from_env(env(&[]))
             .unwrap_err()
             .contains("LF_FUNCTION"));
+    }
+
+    #[test]
+    fn health_listener() {
+        let s = Settings::from_env(env(&[("LF_FUNCTION", "hello")])).unwrap();
+        assert_eq!((s.health_port, s.health_host.as_str()), (0, "127.0.0.1"));
+        let s = Settings::from_env(env(&[
+            ("LF_FUNCTION", "hello"),
+            ("LF_HEALTH_PORT", "8081"),
+            ("LF_HEALTH_HOST", "0.0.0.0"),
+            ("LF_METRICS_PORT", "9091"),
+        ]))
+        .unwrap();
+        assert_eq!((s.health_port, s.health_host.as_str()), (8081, "0.0.0.0"));
+        let err = Settings::from_env(env(&[
+            ("LF_FUNCTION", "hello"),
+            ("LF_HEALTH_PORT", "9091"),
+            ("LF_METRICS_PORT", "9091"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.contains("LF_HEALTH_PORT") && err.contains("own ports"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -86,6 +86,8 @@ def test_empty_values_count_as_unset() -> None:
         ({**BASE, "LF_HANDLER": "my-mod.handle"}, "LF_HANDLER", "module.function"),
         ({**BASE, "LF_NATS_URL": "http://x:4222"}, "LF_NATS_URL", "nats://"),
         ({**BASE, "LF_NATS_URL": "nats://a:4222,"}, "LF_NATS_URL", "nats://"),
+        ({**BASE, "LF_HEALTH_PORT": "65536"}, "LF_HEALTH_PORT", "out of range"),
+        ({**BASE, "LF_HEALTH_PORT": "9100", "LF_METRICS_PORT": "9100"}, "LF_HEALTH_PORT", "own ports"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -122,3 +124,10 @@ def test_connect_timeout() -> None:
 
 def test_redacted_nats_url_drops_credentials() -> None:
     assert redacted_nats_url("nats://user:pw@a:4222, tls://tok@b") == "nats://a:4222,tls://b"
+
+
+def test_health_listener() -> None:
+    off = Settings.from_env(BASE)
+    assert (off.health_port, off.health_host) == (0, "127.0.0.1")
+    on = Settings.from_env({**BASE, "LF_HEALTH_PORT": "8081", "LF_HEALTH_HOST": "0.0.0.0", "LF_METRICS_PORT": "9091"})
+    assert (on.health_port, on.health_host, on.metrics_port) == (8081, "0.0.0.0", 9091)

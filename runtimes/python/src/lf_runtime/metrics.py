@@ -7,23 +7,24 @@ stuck handlers and the cold start are read from the replica's own state at scrap
 (`$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, or the v2 form with domain and account
 hash): the consumer's pending count as of that delivery, so nothing is asked of the server.
 
-The listener is a tiny asyncio HTTP/1.1 server (one request per connection, `GET /metrics` only) on
-LF_METRICS_HOST (127.0.0.1) : LF_METRICS_PORT; every label value is bounded (namespace, function, a fixed outcome).
+The listener is a tiny asyncio HTTP/1.1 server (lf_runtime.listener: one request per connection, `GET /metrics`
+only) on LF_METRICS_HOST (127.0.0.1) : LF_METRICS_PORT; every label value is bounded (namespace, function, a
+fixed outcome).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from lf_core.contract.histograms import DURATION_BUCKETS
+
+from lf_runtime.listener import NOT_FOUND, Answer, listen
 
 OUTCOMES = ("ok", "handler_error", "timeout", "busy", "bad_request", "too_large", "internal")
 OK, HANDLER_ERROR, TIMEOUT, BUSY, BAD_REQUEST, TOO_LARGE, INTERNAL = range(len(OUTCOMES))
 BUCKETS_NS: tuple[int, ...] = tuple(round(b * 1e9) for b in DURATION_BUCKETS)
 """DURATION_BUCKETS in nanoseconds, so a call's duration is bisected as an integer."""
-_READ_TIMEOUT_S = 5.0
 
 
 class RuntimeStats:
@@ -132,30 +133,10 @@ def _escape(value: str) -> str:
 async def serve(replica: Any, host: str, port: int) -> asyncio.Server:
     """Start the `/metrics` listener; the caller closes the returned server."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _READ_TIMEOUT_S)
-            method, _, rest = head.partition(b" ")
-            path = rest.partition(b" ")[0].partition(b"?")[0]
-            if method not in (b"GET", b"HEAD"):
-                status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
-            elif path != b"/metrics":
-                status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
-            else:
-                body, ctype = render(replica)
-                status = "200 OK"
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode()
-            )
-            if method != b"HEAD":
-                writer.write(body)
-            await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+    def answer(path: bytes) -> Answer:
+        if path != b"/metrics":
+            return NOT_FOUND
+        body, ctype = render(replica)
+        return "200 OK", ctype, body
 
-    return await asyncio.start_server(handle, host, port)
+    return await listen(host, port, answer)

@@ -35,6 +35,10 @@ class NatsPyConnection:
     def max_payload(self) -> int:
         return self._nc.max_payload if self._nc is not None else 0
 
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
     async def connect(self) -> None:
         self._nc = await nats.connect(
             servers=self._servers, name=self._name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,

@@ -42,7 +42,7 @@ from lf_core.contract.protocol import RUNTIME_MARGIN_FRACTION, RUNTIME_MARGIN_MA
 from lf_core.contract.subjects import invoke_subject, queue_group
 from lf_native import RequestEnvelope, decode_request, encode_response
 
-from lf_runtime import connecting, replies
+from lf_runtime import connecting, health, replies
 from lf_runtime import metrics as _metrics
 from lf_runtime import tracing as _tracing
 from lf_runtime.capture import CALL_ID, CallOutput
@@ -159,6 +159,14 @@ class Replica:
         """Plain counters for `/metrics` (lf_runtime.metrics), kept whether or not the listener runs."""
         self.async_worker: Any = None
         """The AsyncWorker once it started (its counts are exported)."""
+        # Readiness (`not_ready`, lf_runtime.health): the subscription is confirmed once `_sid` is set after the
+        # first round trip, and again after each reconnect when `_confirmed` catches up with `_links`.
+        self._sid: int | None = None
+        self._links = 0
+        """Connections lost so far."""
+        self._confirmed = 0
+        """The value of `_links` when the server last confirmed the subscription."""
+        self._confirming: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------------------------ metrics (read)
 
@@ -190,9 +198,20 @@ class Replica:
         subject = invoke_subject(settings.namespace, settings.function)
         group = queue_group(settings.namespace, settings.function)
         conn = self._conn
-        await connecting.connect(conn, settings)
-        sid = conn.subscribe(subject, self._on_msg, group)
-        await conn.flush(ROUND_TRIP_TIMEOUT_S)  # the server has the SUB: calls reach us from now on
+        health_server = None
+        if settings.health_port > 0:  # before connecting: a probe meanwhile is told "connecting to NATS"
+            health_server = await health.serve(self.not_ready, settings.health_host, settings.health_port)
+            url = f"http://{settings.health_host}:{settings.health_port}/readyz"
+            self._log.event("health_listening", url=url)
+        try:
+            await connecting.connect(conn, settings)
+            sid = conn.subscribe(subject, self._on_msg, group)
+            await conn.flush(ROUND_TRIP_TIMEOUT_S)  # the server has the SUB: calls reach us from now on
+        except BaseException:
+            if health_server is not None:
+                health_server.close()
+            raise
+        self._sid = sid
         metrics_server = None
         if settings.metrics_port > 0:
             metrics_server = await _metrics.serve(self, settings.metrics_host, settings.metrics_port)
@@ -214,8 +233,32 @@ class Replica:
         await conn.close()
         if metrics_server is not None:
             metrics_server.close()
+        if health_server is not None:
+            health_server.close()
         self._log.event("stopped", exit_code=code)
         return code
+
+    def not_ready(self) -> str | None:
+        """Why a call sent now would not be answered, or None when it would (what `/readyz` says)."""
+        if self._stopped is not None and self._stopped.done():
+            return "draining"
+        if self._sid is None:
+            return "connecting to NATS"
+        if not self._conn.connected:
+            return "disconnected from NATS, reconnecting"
+        if self._confirmed != self._links:
+            return "reconnected to NATS, subscription not confirmed yet"
+        return None
+
+    async def _confirm(self, links: int) -> None:
+        """After a reconnect: a round trip behind the SUB the client sent again, then the subscription counts."""
+        try:
+            await self._conn.flush(ROUND_TRIP_TIMEOUT_S)
+        except Exception as exc:  # lost again (the next reconnect confirms) or no PONG in time
+            self._log.warning("subscription_unconfirmed", error=repr(exc))
+            return
+        if self._links == links:  # not lost again meanwhile
+            self._confirmed = links
 
     def stop(self, code: int, reason: str) -> None:
         """Begin draining; the first reason wins. Safe to call from signal handlers and timers."""
@@ -570,3 +613,9 @@ class Replica:
         name = _LEVELS.get(level, "error")
         if name:
             self._log.event(event, name, **fields)
+        if event == "nats_disconnected":
+            self._links += 1
+        elif event == "nats_reconnected" and self._loop is not None:
+            task = self._loop.create_task(self._confirm(self._links))
+            self._confirming.add(task)
+            task.add_done_callback(self._confirming.discard)

@@ -68,6 +68,9 @@ class Settings:
     metrics_port: int = 0
     """LF_METRICS_PORT: serve `GET /metrics` on this port (0: no listener)."""
     metrics_host: str = "127.0.0.1"
+    health_port: int = 0
+    """LF_HEALTH_PORT: serve `GET /readyz` on this port (0: no listener; lf_runtime.health)."""
+    health_host: str = "127.0.0.1"
     stream_replicas: int = 1
     """LF_STREAM_REPLICAS: replicas of the async streams and buckets when this replica is the first to create them."""
 
@@ -113,8 +116,17 @@ class Settings:
             callback_allow_private=get.text("LF_CALLBACK_ALLOW_PRIVATE", "false").lower() == "true",
             metrics_port=get.integer("LF_METRICS_PORT", 0, low=0, high=65535),
             metrics_host=get.text("LF_METRICS_HOST", "127.0.0.1"),
+            health_port=get.integer("LF_HEALTH_PORT", 0, low=0, high=65535),
+            health_host=get.text("LF_HEALTH_HOST", "127.0.0.1"),
             stream_replicas=get.integer("LF_STREAM_REPLICAS", 1, low=1, high=MAX_STREAM_REPLICAS),
-        )
+        )._checked()
+
+    def _checked(self) -> Settings:
+        if self.health_port and self.health_port == self.metrics_port:
+            raise SettingsError(
+                f"LF_HEALTH_PORT={self.health_port} is also LF_METRICS_PORT: the two listeners need their own ports"
+            )
+        return self
 
     @property
     def handler(self) -> str:
