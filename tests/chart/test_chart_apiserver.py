@@ -4,6 +4,7 @@ admission plugin finds nothing in it that would violate `restricted` in a namesp
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from collections.abc import Iterator
@@ -80,3 +81,54 @@ def test_every_variant_of_the_values_passes_too(cluster: Cluster, helm_binary: P
         done = dry_run(cluster, chart.template(namespace=NAMESPACE, set_values=settings))
         assert done.returncode == 0, (settings, done.stderr)
         assert "PodSecurity" not in done.stderr, (settings, done.stderr)
+
+
+def helm_dry_run(cluster: Cluster, namespace: str, *settings: str) -> str:
+    args = ["install", "lf", str(chart.CHART), "--namespace", namespace, "--dry-run=server",
+            f"--kubeconfig={cluster.kubeconfig}", "--values", str(chart.SAMPLE_VALUES)]  # fmt: skip
+    for item in settings:
+        args += ["--set", item]
+    return chart.helm(*args)
+
+
+def test_helm_install_checks_the_namespaces_enforce_restricted(cluster: Cluster, helm_binary: Path) -> None:
+    """`helm install` (server dry run: the chart's lookups see the cluster) refuses a namespace that does not
+    enforce `restricted`, naming it and the fix, and goes through once it does."""
+    kubectl = str(build.kubectl_path())
+    cluster.kubectl("create", "namespace", "lax", kubectl=kubectl)
+    with pytest.raises(chart.HelmError, match=r"namespace lax is not labelled pod-security.kubernetes.io/enforce"):
+        helm_dry_run(cluster, "lax", "functions.namespaces={lax}")
+    with pytest.raises(chart.HelmError, match=r"namespace default is not labelled"):
+        helm_dry_run(cluster, NAMESPACE)  # functions.namespaces: [default], unlabelled here
+    assert "kind: StatefulSet" in helm_dry_run(cluster, NAMESPACE, "podSecurity.requireRestrictedNamespaces=false")
+    cluster.kubectl("label", "namespace", "lax", *RESTRICTED, kubectl=kubectl)
+    out = helm_dry_run(cluster, NAMESPACE, "functions.namespaces={lax}")
+    assert "STATUS: pending-install" in out or "kind: Deployment" in out, out[:2000]
+
+
+def test_install_then_upgrade_keeps_the_generated_postgres_password(cluster: Cluster, helm_binary: Path) -> None:
+    """A real `helm install` and `helm upgrade` against the API server (no kubelet here: no pods run): the objects
+    are created, and the generated password survives the upgrade (the chart looks its Secret up)."""
+    kubectl = str(build.kubectl_path())
+    cluster.kubectl("create", "namespace", "fns", kubectl=kubectl)
+    cluster.kubectl("label", "namespace", "fns", *RESTRICTED, kubectl=kubectl)
+    common = ["--namespace", NAMESPACE, f"--kubeconfig={cluster.kubeconfig}", "--values", str(chart.SAMPLE_VALUES),
+              "--set", "functions.namespaces={fns}"]  # fmt: skip
+    chart.helm("install", "lf", str(chart.CHART), *common)
+
+    def password() -> str:
+        out = cluster.kubectl("get", "secret", "lf-postgres", "-n", NAMESPACE, "-o", "json", kubectl=kubectl)
+        return base64.b64decode(json.loads(out)["data"]["password"]).decode()
+
+    first = password()
+    assert len(first) == 32
+    chart.helm("upgrade", "lf", str(chart.CHART), *common, "--set", "ingestor.autoscaling.maxReplicas=8")
+    assert password() == first
+    hpa = json.loads(cluster.kubectl("get", "hpa", "lf-ingestor", "-n", NAMESPACE, "-o", "json", kubectl=kubectl))
+    assert hpa["spec"]["maxReplicas"] == 8
+    policy = cluster.kubectl(
+        "get", "networkpolicy", "lf-function-egress-lf", "-n", "fns", "-o", "name", kubectl=kubectl
+    )
+    assert policy.strip() == "networkpolicy.networking.k8s.io/lf-function-egress-lf"
+    chart.helm("uninstall", "lf", "--namespace", NAMESPACE, f"--kubeconfig={cluster.kubeconfig}")
+    assert password() == first  # kept on uninstall (helm.sh/resource-policy: keep), as the volume's data is
