@@ -346,6 +346,21 @@ def test_network_policies_select_what_they_should(objects: list[dict[str, Any]])
     assert reachable == {"nats": {4222}, "redis": set(), "postgres": set(), "ingestor": set(), "dns": {53}}
 
 
+def test_dns_on_the_node_is_reached_by_ip_block(helm_binary: Path) -> None:
+    """A DNS server on the node's address (tools/k8s's node) is named by an ipBlock, and is then all the function
+    pods reach besides NATS."""
+    rendered = chart.helm(
+        "template", "lf", str(chart.CHART), "--namespace", NAMESPACE, "--values", str(chart.SAMPLE_VALUES),
+        "--set-json", 'functions.dns.peers=[{"ipBlock":{"cidr":"10.1.2.3/32"}}]',
+    )  # fmt: skip
+    egress = find(parse(rendered), "NetworkPolicy", "lf-function-egress-lf")["spec"]["egress"]
+    assert egress[1] == {
+        "to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    assert len(egress) == 2
+
+
 def test_function_namespaces_each_get_the_egress_policy(helm_binary: Path) -> None:
     objects = parse(chart.template(set_values=["functions.namespaces={default,team-a}"]))
     policies = [o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "lf-function-egress-lf"]

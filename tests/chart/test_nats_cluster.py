@@ -129,7 +129,8 @@ async def test_the_ingestor_creates_every_stream_with_the_charts_replicas(
 
         async def all_created() -> dict[str, dict[str, Any]]:
             found = {stream: await info(stream) for stream in STREAMS}
-            return {} if any("error" in answer for answer in found.values()) else found
+            settled = all("error" not in a and (a.get("cluster") or {}).get("leader") for a in found.values())
+            return found if settled else {}  # each exists and its raft group has elected a leader
 
         found: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + 30  # the ingestor creates them in the background once connected
