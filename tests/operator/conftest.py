@@ -180,8 +180,8 @@ def namespace(kubectl: Kubectl) -> str:
 
 def start_runtime(kubectl: Kubectl, name: str, namespace: str, workdir: Path) -> RuntimeProcess:
     """A function replica started the way a kubelet would: the Deployment's command and env, its ConfigMap's files
-    mounted (here: written) at LF_FUNCTION_DIR, the pod's metrics port moved to a free loopback port (its
-    `metrics_url`). Not waited for."""
+    mounted (here: written) at LF_FUNCTION_DIR, the pod's metrics and readiness ports moved to free loopback ports
+    (its `metrics_url`; LF_HEALTH_PORT in its `env`). Not waited for."""
     deployment = kubectl.get("deployment", name, namespace)
     assert deployment is not None
     pod = deployment["spec"]["template"]["spec"]
@@ -203,6 +203,8 @@ def start_runtime(kubectl: Kubectl, name: str, namespace: str, workdir: Path) ->
     env.update({"LF_FUNCTION_DIR": str(code_dir), "HOME": str(tmp), "TMPDIR": str(tmp), "LF_SECRETS_DIR": ""})
     if "LF_METRICS_PORT" in env:  # the pod's port 9091 on all addresses becomes a free loopback port
         env.update({"LF_METRICS_PORT": str(free_port()), "LF_METRICS_HOST": "127.0.0.1"})
+    if "LF_HEALTH_PORT" in env:  # so does the readiness port 8081 (LF_HEALTH_PORT, where the kubelet probes)
+        env.update({"LF_HEALTH_PORT": str(free_port()), "LF_HEALTH_HOST": "127.0.0.1"})
     command = list(container["command"])
     assert command[:3] == ["python", "-m", "lf_runtime"]
     return RuntimeProcess.start({"PATH": os.environ["PATH"], **env}, [sys.executable, *command[1:]], ready_timeout=None)

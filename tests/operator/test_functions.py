@@ -111,8 +111,16 @@ def test_kubectl_apply_of_lf_deploy_dry_run_yields_children_and_a_served_route(
     # the route, served by the ingestor once a replica (started as a kubelet would) subscribes
     entry = wait_for(lambda: route_entry(nats_server.url, f"fn.{namespace}.hello"), 10, "the route entry")
     assert entry["revision"] == status["revision"]
+    # the readiness probe: the kubelet asks the runtime's /readyz on the container port named "health"
+    probe = container["readinessProbe"]["httpGet"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (probe["path"], probe["port"]) == ("/readyz", "health")
+    assert (str(ports["health"]), env["LF_HEALTH_HOST"]) == (env["LF_HEALTH_PORT"], "0.0.0.0")
     runtime = start_runtime(kubectl, "hello", namespace, tmp_path)
     try:
+        ready = f"http://127.0.0.1:{runtime.env['LF_HEALTH_PORT']}{probe['path']}"
+        wait_for(lambda: httpx.get(ready, timeout=5).status_code == 200, 60, f"200 from {ready}")
         url = f"{ingestor.url}/function/hello.{namespace}"
         response = wait_for(lambda: (r := httpx.get(url, timeout=5)).status_code == 200 and r, 60, f"200 from {url}")
         assert response.text == "Hello, world!\n"

@@ -232,7 +232,10 @@ def test_runtime_pods_serve_metrics_for_prometheus() -> None:
     container = template["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert (env["LF_METRICS_PORT"], env["LF_METRICS_HOST"]) == ("9091", "0.0.0.0")  # not the runtime's loopback
-    assert container["ports"] == [{"name": "metrics", "containerPort": 9091, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "health", "containerPort": 8081, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9091, "protocol": "TCP"},
+    ]
     annotations = template["metadata"]["annotations"]
     assert {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")} == {
         "prometheus.io/scrape": "true",
@@ -249,7 +252,7 @@ def test_metrics_port_zero_leaves_pods_unscraped() -> None:
     deployment = manifests.make_deployment(parse_function(body()), config)
     template = deployment["spec"]["template"]
     container = template["spec"]["containers"][0]
-    assert "ports" not in container
+    assert [port["name"] for port in container["ports"]] == ["health"], "the readiness port stays"
     assert not {e["name"] for e in container["env"]} & {"LF_METRICS_PORT", "LF_METRICS_HOST"}
     assert set(template["metadata"]["annotations"]) == {manifests.REVISION_ANNOTATION}
     policy = manifests.make_network_policy(parse_function(body()), config)
@@ -297,6 +300,8 @@ def test_network_policy_admits_only_the_scrapers_to_the_metrics_port(
         ({"LF_METRICS_SCRAPER_PODS": "a=b=c"}, "LF_METRICS_SCRAPER_PODS: 'a=b=c' is not label=value"),
         ({"LF_RUNTIME_METRICS_PORT": "70000"}, "LF_RUNTIME_METRICS_PORT='70000' is not a port"),
         ({"LF_OPERATOR_METRICS_PORT": "x"}, "LF_OPERATOR_METRICS_PORT='x' is not a port"),
+        ({"LF_RUNTIME_HEALTH_PORT": "0"}, "LF_RUNTIME_HEALTH_PORT=0: function pods need a readiness port"),
+        ({"LF_RUNTIME_HEALTH_PORT": "9091"}, "LF_RUNTIME_HEALTH_PORT=9091 is also LF_RUNTIME_METRICS_PORT"),
     ],
 )
 def test_malformed_metrics_settings_are_refused(env: dict[str, str], message: str) -> None:
@@ -310,3 +315,38 @@ def test_metrics_settings_from_the_environment() -> None:
     )
     assert (config.runtime_metrics_port, config.metrics_port, config.metrics_host) == (9300, 8081, "127.0.0.1")
     assert OperatorConfig.from_env({}).metrics_port == 0  # off unless asked for
+
+
+@pytest.mark.parametrize("spec", [{"source": {"files": CODE}}, {"image": "me/fn:2"}], ids=["inline", "image"])
+def test_readiness_probe_asks_the_runtimes_readyz(spec: dict[str, Any]) -> None:
+    fn = parse_function({**body(), "spec": spec})
+    container = manifests.make_deployment(fn, CONFIG)["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (env["LF_HEALTH_PORT"], env["LF_HEALTH_HOST"]) == ("8081", "0.0.0.0")  # the kubelet comes from the node
+    assert {"name": "health", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    assert container["readinessProbe"] == {
+        "httpGet": {"path": "/readyz", "port": "health", "scheme": "HTTP"},
+        "periodSeconds": 2,
+        "timeoutSeconds": 1,
+        "successThreshold": 1,
+        "failureThreshold": 2,
+    }
+    assert "livenessProbe" not in container and "startupProbe" not in container
+
+
+def test_health_port_from_the_environment_and_not_overridable_by_the_function() -> None:
+    config = OperatorConfig.from_env({"LF_RUNTIME_HEALTH_PORT": "8500"})
+    assert config.runtime_health_port == 8500
+    fn = parse_function(body(env={"LF_HEALTH_PORT": "1", "LF_HEALTH_HOST": "127.0.0.1"}))
+    container = manifests.make_deployment(fn, config)["spec"]["template"]["spec"]["containers"][0]
+    health = [e for e in container["env"] if e["name"].startswith("LF_HEALTH")]
+    assert health == [{"name": "LF_HEALTH_PORT", "value": "8500"}, {"name": "LF_HEALTH_HOST", "value": "0.0.0.0"}]
+    assert container["ports"][0] == {"name": "health", "containerPort": 8500, "protocol": "TCP"}
+
+
+def test_network_policy_has_no_rule_for_the_probe_port() -> None:
+    """The kubelet's probes come from the pod's own node, which NetworkPolicy always admits (manifests docs)."""
+    for env in ({}, {"LF_METRICS_SCRAPERS": ""}):
+        spec = manifests.make_network_policy(parse_function(body()), OperatorConfig.from_env(env))["spec"]
+        ports = [port["port"] for rule in spec.get("ingress", []) for port in rule["ports"]]
+        assert 8081 not in ports and "health" not in ports

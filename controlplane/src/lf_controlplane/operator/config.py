@@ -16,6 +16,8 @@ DEFAULT_IMAGES = {"python": "ghcr.io/litefunctions/runtime-python:0.1.0"}
 
 RUNTIME_METRICS_PORT = 9091
 """The port of a function pod's `/metrics` (LF_METRICS_PORT of the runtime; containerPort `metrics`)."""
+RUNTIME_HEALTH_PORT = 8081
+"""The port of a function pod's `/readyz` (LF_HEALTH_PORT of the runtime; containerPort `health`, readinessProbe)."""
 METRICS_SCRAPERS = "kubernetes.io/metadata.name=monitoring"
 """Namespaces whose pods may scrape function pods: the conventional Prometheus namespace."""
 
@@ -75,6 +77,8 @@ class OperatorConfig:
     """LF_RUNTIME_METRICS_PORT: the function pods' `/metrics` port (0: no metrics port, annotations or rule)."""
     scrapers: Scrapers = field(default_factory=Scrapers)
     """LF_METRICS_SCRAPERS / LF_METRICS_SCRAPER_PODS: who the NetworkPolicy lets reach that port."""
+    runtime_health_port: int = RUNTIME_HEALTH_PORT
+    """LF_RUNTIME_HEALTH_PORT: the function pods' `/readyz` port, which their readinessProbe asks (never 0)."""
     metrics_port: int = 0
     """LF_OPERATOR_METRICS_PORT: the operator's own `/metrics` (0: off)."""
     metrics_host: str = "0.0.0.0"  # scraped from other pods
@@ -82,13 +86,25 @@ class OperatorConfig:
     stream_replicas: int = 1
     """LF_STREAM_REPLICAS: replicas of LF_ROUTES when the operator is the first to create it."""
 
+    def __post_init__(self) -> None:
+        if not 0 < self.runtime_health_port <= 65535:
+            raise ValueError(
+                f"LF_RUNTIME_HEALTH_PORT={self.runtime_health_port}: function pods need a readiness port (1-65535)"
+            )
+        if self.runtime_health_port == self.runtime_metrics_port:
+            raise ValueError(
+                f"LF_RUNTIME_HEALTH_PORT={self.runtime_health_port} is also LF_RUNTIME_METRICS_PORT: "
+                "the runtime's /readyz and /metrics listeners need their own ports"
+            )
+
     @property
     def pod_nats_url(self) -> str:
         return self.function_nats_url or self.nats_url
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
-        """The settings; ValueError on a malformed port or selector (the operator does not start)."""
+        """The settings; ValueError on a malformed port or selector, or the same port for the function pods'
+        `/readyz` and `/metrics` (the operator does not start)."""
         images = dict(DEFAULT_IMAGES)
         override = env.get("LF_RUNTIME_IMAGE_PYTHON")
         if override:
@@ -99,6 +115,7 @@ class OperatorConfig:
             public_url=env.get("LF_PUBLIC_URL", cls.public_url),
             images=images,
             runtime_metrics_port=_port(env, "LF_RUNTIME_METRICS_PORT", RUNTIME_METRICS_PORT),
+            runtime_health_port=_port(env, "LF_RUNTIME_HEALTH_PORT", RUNTIME_HEALTH_PORT),
             scrapers=Scrapers.parse(
                 env.get("LF_METRICS_SCRAPERS", METRICS_SCRAPERS), env.get("LF_METRICS_SCRAPER_PODS", "")
             ),

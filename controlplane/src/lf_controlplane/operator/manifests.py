@@ -24,6 +24,7 @@ MANAGED_BY = "lf-operator"
 FUNCTION_LABEL = "litefunctions.io/function"
 REVISION_ANNOTATION = "litefunctions.io/revision"
 METRICS_PATH = "/metrics"
+READY_PATH = "/readyz"
 
 CODE_DIR = "/var/lib/lf/function"
 SECRETS_DIR = "/var/run/lf/secrets"
@@ -122,6 +123,9 @@ def runtime_env(fn: FunctionObject, config: OperatorConfig) -> list[dict[str, st
         "HOME": "/tmp",  # noqa: S108 (the writable emptyDir)
         **async_env(function),  # LF_TIMEOUT (an async call's budget, the ack wait) and spec.async, as in lf dev
     }
+    # On the pod's address (the runtime's default is loopback): the kubelet's readinessProbe asks /readyz there.
+    contract["LF_HEALTH_PORT"] = str(config.runtime_health_port)
+    contract["LF_HEALTH_HOST"] = "0.0.0.0"
     if config.runtime_metrics_port:  # on the pod's address, for Prometheus (the runtime's default is loopback)
         contract["LF_METRICS_PORT"] = str(config.runtime_metrics_port)
         contract["LF_METRICS_HOST"] = "0.0.0.0"
@@ -196,8 +200,10 @@ def make_deployment(fn: FunctionObject, config: OperatorConfig) -> dict[str, Any
     if inline(fn):  # the runtime image's command, code from the ConfigMap; an image of a function runs as built
         container["command"] = ["python", "-m", "lf_runtime"]
     annotations = {REVISION_ANNOTATION: revision(fn)}
+    container["ports"] = [{"name": "health", "containerPort": config.runtime_health_port, "protocol": "TCP"}]
+    container["readinessProbe"] = readiness_probe()
     if config.runtime_metrics_port:
-        container["ports"] = [{"name": "metrics", "containerPort": config.runtime_metrics_port, "protocol": "TCP"}]
+        container["ports"].append({"name": "metrics", "containerPort": config.runtime_metrics_port, "protocol": "TCP"})
         annotations.update(scrape_annotations(config.runtime_metrics_port))
     pod_labels = labels(fn.name)
     spec: dict[str, Any] = {
@@ -228,6 +234,28 @@ def make_deployment(fn: FunctionObject, config: OperatorConfig) -> dict[str, Any
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(fn, fn.name), "spec": spec}
 
 
+def readiness_probe() -> dict[str, Any]:
+    """The function container's readinessProbe: the runtime's `/readyz` on the named port `health`, 200 only when
+    the replica is connected to NATS, its subscription confirmed by the server and not draining (docs/operations.md,
+    "Runtime settings"). A pod is Ready when a call sent to the function would be answered by it, which is what a
+    rolling update (maxUnavailable 0) waits for before it stops an old replica.
+
+    Every 2 s, 1 s to answer (the answer is read from memory, nothing is asked of NATS), unready after 2 misses so
+    one probe lost to a CPU-starved node does not flap the pod. No startupProbe: it would only hold back a
+    livenessProbe, and function pods have none (a replica that loses NATS waits for it, and restarting it would not
+    bring the broker back); a slow import (Python loads the handler's module before the listener starts) just
+    keeps the pod unready, never restarts it. No livenessProbe either, for the same reason: the runtime exits by itself
+    (codes 1, 2, 75) when it cannot go on.
+    """
+    return {
+        "httpGet": {"path": READY_PATH, "port": "health", "scheme": "HTTP"},
+        "periodSeconds": 2,
+        "timeoutSeconds": 1,
+        "successThreshold": 1,
+        "failureThreshold": 2,
+    }
+
+
 def make_pdb(fn: FunctionObject) -> dict[str, Any] | None:
     """A PodDisruptionBudget (one replica down at a time) when the function keeps at least 2 replicas."""
     floor = fn.spec.replicas if fn.spec.replicas is not None else fn.spec.scaling.min
@@ -248,7 +276,14 @@ def scrape_annotations(port: int) -> dict[str, str]:
 
 def make_network_policy(fn: FunctionObject, config: OperatorConfig) -> dict[str, Any]:
     """No ingress but the scrapers' (config.scrapers) to the metrics port: a runtime only dials out (to NATS, and
-    whatever the function calls) and serves nothing else."""
+    whatever the function calls) and serves nothing else.
+
+    The kubelet's readinessProbe on the `health` port needs no rule: NetworkPolicy lets a pod's own node in
+    ("traffic is allowed ... if the traffic source is the pod's local node", NetworkPolicySpec.ingress), and
+    kube-router, this project's enforcer, puts `-m addrtype --src-type LOCAL -d <pod IP> -j ACCEPT` first in every
+    pod's firewall chain (pkg/controllers/netpol, syncPodFirewallChains; cloudnativelabs/kube-router#1017, closed,
+    reported probes blocked on 1.0.1). A rule for the health port would open it to more than the node; the cluster
+    tier's Ready pods are what proves it on the real node."""
     spec: dict[str, Any] = {"podSelector": {"matchLabels": selector(fn.name)}, "policyTypes": ["Ingress"]}
     scrapers = config.scrapers
     if config.runtime_metrics_port and scrapers.namespaces is not None:
