@@ -162,3 +162,22 @@ def test_the_standby_does_not_take_a_live_lease(
     assert "leading as" not in first.logs()
     # once the other holder stops renewing, op-a takes the Lease within its duration
     wait_for(lambda: _holder(kubectl) == "op-a", LEASE_DURATION_S + 10, "op-a to take the abandoned Lease")
+
+
+def test_a_leader_that_finds_another_holder_stops_at_once(
+    candidates: list[tuple[OperatorProcess, str]], kubectl: Kubectl
+) -> None:
+    """Two leaders must never overlap: one that reads someone else on its Lease stops reconciling and exits 1
+    (its pod restarts as a standby) without waiting out its renew deadline."""
+    (first, _), _ = candidates
+    first.start()
+    wait_for(lambda: _holder(kubectl) == "op-a" and "leading as op-a" in first.logs(), 60, "op-a leading")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    kubectl("patch", "lease", LEASE, "-n", OPERATOR_NAMESPACE, "--type=merge",
+            "-p", json.dumps({"spec": {"holderIdentity": "intruder", "renewTime": stamp}}))  # fmt: skip
+    assert first.process is not None
+    process = first.process
+    wait_for(lambda: process.poll() is not None, RENEW_DEADLINE_S + 5, "op-a to stop")  # + kopf's own shutdown
+    assert process.returncode == 1, first.logs()
+    assert "lost the lease lf-system/lf-operator to intruder" in first.logs()
+    assert _holder(kubectl) == "intruder"  # it did not release (or retake) what it no longer held

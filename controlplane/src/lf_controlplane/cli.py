@@ -436,7 +436,7 @@ def operator(
 
     code = asyncio.run(elected())
     if code:
-        raise _fail(f"lost the lease {election.namespace}/{election.lease_name}; exiting so a restart stands by", code)
+        raise _fail(f"stopped leading on {election.namespace}/{election.lease_name} (see the log above)", code)
 
 
 @app.command()

@@ -40,7 +40,9 @@ from lf_controlplane.operator.kube import Conflict, Kube, KubeError
 log = logging.getLogger("lf_controlplane.operator.leader")
 
 EXIT_LOST = 1
-"""The exit code of a leader that could not renew its Lease in time."""
+"""The exit code of a leader that could not renew its Lease in time, or found another holder."""
+EXIT_FAILED = 1
+"""The exit code when the operator (kopf) itself stopped with an error while leading."""
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
@@ -120,6 +122,8 @@ class Elector:
         self.clock = clock
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
+        self.holder = ""
+        """The holder this candidate last read (itself after a successful round)."""
 
     def _lease(self, spec: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
         metadata: dict[str, Any] = {"name": self.config.lease_name, "namespace": self.config.namespace}
@@ -146,9 +150,11 @@ class Elector:
                 await self.kube.create(self._lease(fresh))
             except Conflict:
                 return False
+            self.holder = me
             return True
         spec: dict[str, Any] = dict(current.get("spec") or {})
         holder = str(spec.get("holderIdentity") or "")
+        self.holder = holder
         record = (holder, spec.get("renewTime"), spec.get("leaseDurationSeconds"), spec.get("leaseTransitions"))
         if record != self._observed:
             self._observed, self._observed_at = record, self.clock()
@@ -168,6 +174,7 @@ class Elector:
             await self.kube.replace(self._lease(new_spec, str(current["metadata"]["resourceVersion"])))
         except Conflict:
             return False
+        self.holder = me
         if not renewing:
             log.info("took the lease %s/%s from %r", self.config.namespace, self.config.lease_name, holder or None)
         return True
@@ -211,6 +218,57 @@ class _StandbyHealth:
             self.runner = None
 
 
+async def _stand_by(elector: Elector, config: ElectionConfig, stopping: asyncio.Event, liveness: str | None) -> bool:
+    """Try every retry period until this candidate holds the Lease (True) or is stopped (False)."""
+    health = _StandbyHealth(liveness)
+    await health.start()
+    log.info("standing by for the lease %s/%s as %s", config.namespace, config.lease_name, config.identity)
+    try:
+        while not stopping.is_set():
+            try:
+                if await elector.try_acquire_or_renew():
+                    return True
+            except KubeError as exc:
+                log.warning("cannot read or write the lease: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), config.retry_period_s)
+        return False
+    finally:
+        await health.stop()
+
+
+async def _keep(
+    elector: Elector, config: ElectionConfig, stopping: asyncio.Event, leading: asyncio.Future[None]
+) -> bool:
+    """Renew every retry period while `leading` runs and nobody stops us; True when the Lease was lost (not
+    renewed for renew_deadline_s, or another holder found on it)."""
+    renewed_at = time.monotonic()
+    while not leading.done():
+        waited = asyncio.ensure_future(stopping.wait())
+        either: set[asyncio.Future[Any]] = {leading, waited}
+        await asyncio.wait(either, timeout=config.retry_period_s, return_when=asyncio.FIRST_COMPLETED)
+        waited.cancel()
+        if stopping.is_set() or leading.done():
+            return False
+        try:
+            if await asyncio.wait_for(elector.try_acquire_or_renew(), config.renew_deadline_s):
+                renewed_at = time.monotonic()
+        except (KubeError, TimeoutError) as exc:
+            log.warning("renewing the lease failed: %s", exc)
+        if elector.holder not in ("", config.identity):
+            log.error("lost the lease %s/%s to %s; stopping", config.namespace, config.lease_name, elector.holder)
+            return True
+        if time.monotonic() - renewed_at > config.renew_deadline_s:
+            log.error(
+                "lost the lease %s/%s: not renewed for %.0fs; stopping",
+                config.namespace,
+                config.lease_name,
+                config.renew_deadline_s,
+            )
+            return True
+    return False
+
+
 async def run_elected(
     config: ElectionConfig,
     kube: Kube,
@@ -219,62 +277,34 @@ async def run_elected(
     liveness: str | None = None,
 ) -> int:
     """Stand by until this candidate holds the Lease, then run `lead(stop_flag)` while renewing it. Returns 0 after
-    a clean stop (SIGTERM/SIGINT; the Lease released), EXIT_LOST when renewing failed for renew_deadline_s."""
+    a clean stop (SIGTERM/SIGINT; the Lease released), EXIT_LOST when the Lease was lost (the operator stopped
+    first), EXIT_FAILED when `lead` itself failed (the Lease released)."""
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # lightkube's client: a line per renewal otherwise
     elector = Elector(kube, config)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    health = _StandbyHealth(liveness)
-    await health.start()
-    log.info("standing by for the lease %s/%s as %s", config.namespace, config.lease_name, config.identity)
-    try:
-        while not stopping.is_set():
-            try:
-                if await elector.try_acquire_or_renew():
-                    break
-            except KubeError as exc:
-                log.warning("cannot read or write the lease: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), config.retry_period_s)
-        else:
-            return 0
-    finally:
-        await health.stop()
+    if not await _stand_by(elector, config, stopping, liveness):
+        return 0
     log.info("leading as %s (lease %s/%s)", config.identity, config.namespace, config.lease_name)
     stop_flag = asyncio.Event()
     leading = asyncio.ensure_future(lead(stop_flag))
-    lost = False
-    renewed_at = time.monotonic()
+    failure: BaseException | None = None
     try:
-        while not leading.done():
-            waited = asyncio.ensure_future(stopping.wait())
-            await asyncio.wait({leading, waited}, timeout=config.retry_period_s, return_when=asyncio.FIRST_COMPLETED)
-            waited.cancel()
-            if stopping.is_set() or leading.done():
-                break
-            try:
-                if await asyncio.wait_for(elector.try_acquire_or_renew(), config.renew_deadline_s):
-                    renewed_at = time.monotonic()
-            except (KubeError, TimeoutError) as exc:
-                log.warning("renewing the lease failed: %s", exc)
-            if time.monotonic() - renewed_at > config.renew_deadline_s:
-                lost = True
-                log.error(
-                    "lost the lease %s/%s: not renewed for %.0fs; stopping",
-                    config.namespace,
-                    config.lease_name,
-                    config.renew_deadline_s,
-                )
-                break
+        lost = await _keep(elector, config, stopping, leading)
     finally:
         stop_flag.set()
-        with contextlib.suppress(Exception):
+        try:
             await leading
+        except Exception as exc:  # kopf itself failed: give the Lease up, and say so in the exit code
+            failure = exc
     if lost:
         return EXIT_LOST
     with contextlib.suppress(KubeError):
         await elector.release()
     log.info("released the lease %s/%s", config.namespace, config.lease_name)
+    if failure is not None:
+        log.error("the operator stopped with an error: %r", failure)
+        return EXIT_FAILED
     return 0
