@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::metrics::{not_found, serve_http, Answer};
+use crate::serving::round_trip;
 
 /// The reasons `/readyz` gives, the same words as the Python and Go runtimes'.
 pub const CONNECTING: &str = "connecting to NATS";
@@ -106,8 +107,8 @@ impl Readiness {
             let Some(client) = self.client.get() else {
                 continue; // the first connection: confirmed by `run` itself
             };
-            if let Err(error) = self.confirm(|| client.flush()).await {
-                failed(error.to_string());
+            if let Err(error) = self.confirm(|| round_trip(client)).await {
+                failed(error);
             }
         }
     }

@@ -50,6 +50,21 @@ pub const EXIT_TEMPFAIL: i32 = 75;
 const MARGIN_FRACTION: f64 = 0.05;
 const MARGIN_MAX: Duration = Duration::from_millis(50);
 const MAX_MESSAGE: usize = 4096;
+/// How long a PING/PONG round trip may take (the Python runtime's `ROUND_TRIP_TIMEOUT_S`).
+pub const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A PING/PONG round trip: the server processed everything sent before. An error at once while disconnected
+/// (async-nats would wait for the next connection), or after `ROUND_TRIP_TIMEOUT` without a PONG.
+pub async fn round_trip(client: &Client) -> std::result::Result<(), String> {
+    if client.connection_state() != async_nats::connection::State::Connected {
+        return Err("not connected to NATS".to_owned());
+    }
+    match tokio::time::timeout(ROUND_TRIP_TIMEOUT, client.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no PONG within {ROUND_TRIP_TIMEOUT:?}")),
+    }
+}
 
 /// How long the handler may take: the budget minus `min(5 % of it, 50 ms)` (docs/protocol.md "Timeouts").
 pub fn usable_budget(budget_ms: u32) -> Duration {
@@ -270,11 +285,11 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
         if let Some(worker) = &worker {
             worker.close(self.settings.drain_timeout).await;
         }
-        if let Err(error) = client.flush().await {
-            self.log
-                .warning("flush_failed", &[("error", json!(error.to_string()))]);
+        if let Err(error) = round_trip(&client).await {
+            self.log.warning("flush_failed", &[("error", json!(error))]);
         }
-        let _ = client.drain().await;
+        // Bounded like the round trips: with the broker gone, async-nats would wait for it for ever.
+        let _ = tokio::time::timeout(ROUND_TRIP_TIMEOUT, client.drain()).await;
         if let Some(listener) = listener {
             listener.abort();
         }
@@ -849,7 +864,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
         } else {
             {
                 // After the round trip every message the server sent before the UNSUB is buffered here.
-                let _ = self.client.flush().await;
+                let _ = round_trip(&self.client).await;
                 while let Ok(Some(message)) =
                     tokio::time::timeout(Duration::from_millis(50), sub.next()).await
                 {
