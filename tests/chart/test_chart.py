@@ -168,6 +168,16 @@ def test_every_pod_meets_the_restricted_pod_security_standard(objects: list[dict
             assert not any("hostPort" in p for p in container.get("ports", [])), name
 
 
+def test_containers_run_their_images_entrypoints(objects: list[dict[str, Any]]) -> None:
+    """tools/images gives every image its entrypoint (python3 -m ..., nats-server, redis-server, the PostgreSQL
+    initialiser): the chart overrides none, it passes arguments at most."""
+    for where, pod in pod_specs(objects):
+        for container in containers(pod):
+            assert "command" not in container, where
+    nats = find(objects, "StatefulSet", "lf-nats")["spec"]["template"]["spec"]["containers"][0]
+    assert nats["args"] == ["--config", "/etc/nats/nats.conf"]
+
+
 def test_every_image_is_the_values_image_by_digest(objects: list[dict[str, Any]]) -> None:
     expected = {
         "Deployment/lf-operator": image_of("operator"),
@@ -205,7 +215,10 @@ def test_operator_runs_two_replicas_electing_a_leader_on_a_lease(objects: list[d
     assert env["LF_LEADER_ELECTION_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["LF_LEADER_ELECTION_LEASE"] == "lf-operator"
     assert env["LF_NATS_URL"] == "nats://lf-nats.lf-system.svc:4222"
-    assert container["command"][:2] == ["lf", "operator"]
+    assert env["LF_OPERATOR_LIVENESS"] == "http://0.0.0.0:8080/healthz"
+    probe = container["livenessProbe"]["httpGet"]
+    assert (probe["path"], probe["port"]) == ("/healthz", "health")
+    assert {"name": "health", "containerPort": 8080} in container["ports"]
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "lf-operator"
     role = find(objects, "Role", "lf-operator-leader-election")
     assert role["metadata"]["namespace"] == NAMESPACE
