@@ -153,7 +153,7 @@ def build_one(binary: Binary, folder: Path, log_dir: Path) -> dict[str, object]:
     stats_file = log_dir / f"{binary.name}.time"
     if Path(timer).exists():
         command = [timer, "-v", "-o", str(stats_file), *command]
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local"}
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false", "GOTOOLCHAIN": "local"}
     print(f"k8s harness: building {binary.name} {binary.version} (log: {log})", file=sys.stderr, flush=True)
     with log.open("wb") as out, cold_build_lock():
         started = time.monotonic()
@@ -292,7 +292,13 @@ def build_group(group: str, wanted: list[Binary], folder: Path, env_extra: dict[
     command += [binary.package for binary in wanted]
     if Path("/usr/bin/time").exists():
         command = ["/usr/bin/time", "-v", "-o", str(stats_file), *command]
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local", **(env_extra or {})}
+    env = {
+        **os.environ,
+        "CGO_ENABLED": "0",
+        "GOFLAGS": "-mod=readonly -buildvcs=false",
+        "GOTOOLCHAIN": "local",
+        **(env_extra or {}),
+    }
     names = ", ".join(binary.name for binary in wanted)
     print(f"k8s harness: building {names} (log: {log})", file=sys.stderr, flush=True)
     with log.open("wb") as out, cold_build_lock():
@@ -403,7 +409,7 @@ def build_addon(addon: Addon, folder: Path) -> None:
         return
     ldflags = (f"-X {addon.version_var}={addon.version}",) if addon.version_var else ()
     binaries = [Binary(Path(p).name, addon.module_dir, p, addon.version, ldflags) for p in addon.packages]
-    env = {"GOFLAGS": "-mod=readonly" + (f" -tags={','.join(addon.tags)}" if addon.tags else "")}
+    env = {"GOFLAGS": "-mod=readonly -buildvcs=false" + (f" -tags={','.join(addon.tags)}" if addon.tags else "")}
     build_group(addon.name, binaries, folder, env_extra=env)
     stamp.write_text(fingerprint)
 

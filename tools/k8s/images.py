@@ -39,7 +39,7 @@ def build_program(name: str, out_dir: Path) -> Path:
     """`go build` one program of tools/k8s/testimages (a small static binary: seconds, no lock needed)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / name
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local"}
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false", "GOTOOLCHAIN": "local"}
     command = [build.go_tool(), "build", "-trimpath", "-ldflags=-s -w", "-o", str(target), f"./{name}"]
     done = subprocess.run(command, cwd=PROGRAMS, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -25,6 +25,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -288,7 +289,7 @@ def _remove_chains(before: list[str]) -> None:
     for (binary, table), chains in by_table.items():
         rules = _run([binary, "-w", "-t", table, "-S"], check=False).stdout.splitlines()
         for rule in rules:
-            parts = rule.split()
+            parts = shlex.split(rule)  # comments are quoted and hold spaces
             if parts[:1] == ["-A"] and parts[1] not in chains and "-j" in parts:
                 if parts[parts.index("-j") + 1] in chains:
                     _run([binary, "-w", "-t", table, "-D", *parts[1:]], check=False)
@@ -325,11 +326,9 @@ def _kill_containers(state: NodeState) -> None:
 
 
 def _restore_network(state: NodeState, bin_dir: Path | None) -> None:
-    if bin_dir is not None:
-        if (bin_dir / "kube-router").exists():
-            _run([str(bin_dir / "kube-router"), "--cleanup-config"], check=False)
-        if (bin_dir / "kube-proxy").exists():
-            _run([str(bin_dir / "kube-proxy"), "--cleanup"], check=False)
+    # kube-router's own --cleanup-config panics without an apiserver (v2.1.0); the sweep below removes its chains
+    if bin_dir is not None and (bin_dir / "kube-proxy").exists():
+        _run([str(bin_dir / "kube-proxy"), "--cleanup"], check=False)
     if link_exists(state.bridge):
         _run(["ip", "link", "del", state.bridge], check=False)
     _remove_chains(state.before.chains)
@@ -526,10 +525,13 @@ class Node:
         return _run(ctr, check=check, timeout=300).stdout
 
     def import_image(self, image: images.LocalImage) -> str:
-        """Import an OCI archive into the node's containerd (pods use it with imagePullPolicy: Never/IfNotPresent)."""
+        """Import an OCI archive into the node's containerd, pinned (pods use it with imagePullPolicy Never or
+        IfNotPresent)."""
         self.ctr("images", "import", "--base-name", image.ref.rsplit(":", 1)[0], str(image.archive))
         if image.ref not in self.ctr("images", "ls", "-q").split():
             raise NodeError(f"ctr imported {image.archive} but {image.ref} is not among containerd's images")
+        # pinned: the kubelet's image garbage collector never removes it (nothing could pull it back)
+        self.ctr("images", "label", image.ref, "io.cri-containerd.pinned=pinned")
         return image.ref
 
     def create_volumes(self, count: int, size: str = "1Gi", storage_class: str = "lf-local") -> list[str]:
@@ -819,6 +821,10 @@ state = "{w}/containerd/state"
                     "imageGCHighThresholdPercent": 100,
                     "imageGCLowThresholdPercent": 99,
                     "serializeImagePulls": False,
+                    # imported images share IDs with pulled ones; under the default (NeverVerifyPreloadedImages)
+                    # a registry pull of the same image made the kubelet refuse the imported tag ("not present
+                    # with pull policy of Never"). Registry credentials live in containerd's config here.
+                    "imagePullCredentialsVerificationPolicy": "NeverVerify",
                     "protectKernelDefaults": False,
                 },
                 indent=2,
@@ -1083,6 +1089,7 @@ state = "{w}/containerd/state"
                 "--kubelet-insecure-tls",
                 "--kubelet-preferred-address-types=InternalIP",
                 "--metric-resolution=10s",
+                "--kubelet-request-timeout=5s",
                 "--v=1",
             ],
         )
