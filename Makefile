@@ -66,7 +66,18 @@ test-conformance: install ## The runtime conformance suite: Python, Go and Rust 
 .PHONY: test-operator
 test-operator: install ## The operator against a real kube-apiserver + etcd (built once from the Go module proxy, cached)
 	$(UV_RUN) python -m tools.k8s build
+	$(UV_RUN) python -m tools.helm build  # the operator's RBAC comes from the chart
 	$(UV_RUN) pytest tests/operator -m operator
+
+.PHONY: helm
+helm: install ## helm v4 from the Go module proxy into ~/.cache/lf/helm/<version>/ (cold ~3.5 min, 1 GiB)
+	$(UV_RUN) python -m tools.helm build
+
+.PHONY: test-chart
+test-chart: install ## The Helm chart: lint, rendered objects, its nats.conf as a 3-server cluster, dry run + install against a real kube-apiserver
+	$(UV_RUN) python -m tools.helm build
+	$(UV_RUN) python -m tools.k8s build
+	$(UV_RUN) pytest tests/chart
 
 .PHONY: bench-gate
 bench-gate: install ## The short latency gate against bench/budgets.toml (needs wrk)
@@ -93,7 +104,7 @@ bench-micro: install ## Micro-benchmarks: native router and envelope against Pyt
 	$(UV_RUN) pytest bench/micro --benchmark-only -p no:cacheprovider
 
 # The tiers of `make test`, in order; .ci/run times each one (DEVELOPMENT.md, "CI ledger").
-TEST_TIERS := lint test-rust test-go test-unit test-integration test-conformance test-e2e test-operator bench-gate
+TEST_TIERS := lint test-rust test-go test-unit test-integration test-conformance test-e2e test-operator test-chart bench-gate
 
 .PHONY: test
 test: $(TEST_TIERS) ## The whole suite and the bench gate (what CI runs)
