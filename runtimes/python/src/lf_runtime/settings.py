@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from lf_core.asynccalls.streams import MAX_STREAM_REPLICAS
 from lf_core.contract.names import DEFAULT_NAMESPACE, InvalidName, check_name
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -25,6 +24,10 @@ DEFAULT_STUCK_LIMIT = 3
 DEFAULT_DRAIN_TIMEOUT_S = 30.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 MAX_CONCURRENCY = 10_000  # the Function spec's upper bound
+MAX_STREAM_REPLICAS = 5
+"""JetStream's replica limit, lf_core.asynccalls.streams.MAX_STREAM_REPLICAS (the same value, checked by
+tests/unit/runtime/test_runtime_settings.py): importing that module here would load msgspec, and with it
+typing_extensions, into every replica at start (tests/integration/runtime/test_runtime_startup.py)."""
 
 _NATS_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
