@@ -169,6 +169,39 @@ def test_metrics_api_reports_a_pods_cpu_and_memory(node: Node, namespace: str) -
     node.measured_rss = node.rss_kib()
 
 
+def test_an_hpa_on_cpu_scales_a_busy_deployment(node: Node, namespace: str) -> None:
+    node.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(deployment("hot", node.probe.ref, 1)))
+    node.kubectl("rollout", "status", "deployment/hot", "-n", namespace, "--timeout=120s", timeout=130)
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "hot"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "hot"},
+            "minReplicas": 1,
+            "maxReplicas": 2,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}},
+                }
+            ],
+        },
+    }
+    node.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(hpa))
+    pods = json.loads(node.kubectl("get", "pods", "-n", namespace, "-l", "app=hot", "-o", "json"))["items"]
+    ip = pods[0]["status"]["podIP"]
+
+    def scaled_up() -> dict[str, Any] | None:
+        http_get(f"http://{ip}:8080/burn?ms=1000")  # ~1 CPU for a second against a 10m request
+        status = get(node, "hpa", "hot", namespace).get("status", {})
+        return status if status.get("desiredReplicas", 0) >= 2 else None
+
+    status = wait_for(scaled_up, timeout=150, interval=1, what="the HPA to read CPU from the metrics API and scale up")
+    current = status["currentMetrics"][0]["resource"]["current"]
+    assert current["averageUtilization"] > 50, status
+
+
 def test_pods_pull_from_the_registry_with_its_credentials(node: Node, namespace: str, zot: Zot) -> None:
     user, password = zot.credentials
     tag = node.probe.ref.rsplit(":", 1)[1]
