@@ -81,7 +81,7 @@ class LayerCache:
                 return Layer(blob=blob, digest=data["digest"], size=data["size"], diff_id=data["diff_id"])
         layer = write_layer(make(), self.blobs)
         self.index.mkdir(parents=True, exist_ok=True)
-        partial = meta.with_suffix(".partial")
+        partial = meta.with_name(f".{meta.name}.{os.getpid()}.partial")
         partial.write_text(json.dumps({"digest": layer.digest, "size": layer.size, "diff_id": layer.diff_id}))
         partial.replace(meta)
         return layer
@@ -187,18 +187,26 @@ class Builder:
         if found:
             return found[0]
         self.log(f"wheel {project_dir.name}: building{' (maturin, release)' if native else ''}")
-        partial = home.with_name(home.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        argv = [pysite.uv(), "build", "--wheel", "--out-dir", str(partial), str(project_dir)]
-        if native:
-            with cold_build_lock():
+        home.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{home.name}-", dir=home.parent))  # builders may run side by side
+        try:
+            argv = [pysite.uv(), "build", "--wheel", "--out-dir", str(partial), str(project_dir)]
+            if native:
+                with cold_build_lock():
+                    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
+            else:
                 done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
-        else:
-            done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
-        if done.returncode != 0:
-            raise BuildError(f"`{' '.join(argv)}` failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        shutil.rmtree(home, ignore_errors=True)
-        partial.replace(home)
+            if done.returncode != 0:
+                raise BuildError(f"`{' '.join(argv)}` failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            for extra in partial.iterdir():
+                if extra.suffix != ".whl":
+                    extra.unlink()
+            try:
+                partial.rename(home)
+            except OSError:  # another build got there first: same inputs, use its wheel
+                pass
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
         return sorted(home.glob("*.whl"))[0]
 
     def site_layer(self, recipe: Recipe) -> Layer:

@@ -54,15 +54,15 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
         pwfile="$POSTGRES_PASSWORD_FILE"
     elif [ -n "${POSTGRES_PASSWORD:-}" ]; then
-        pwfile=/dev/stdin
+        pwfile=/tmp/.lf-postgres-password
+        (umask 077 && printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile")
     else
         echo "lf-postgres: set POSTGRES_PASSWORD_FILE or POSTGRES_PASSWORD to initialise $PGDATA" >&2
         exit 2
     fi
     initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 \\
-        --encoding=UTF8 --locale=C --no-instructions >&2 <<EOF
-${POSTGRES_PASSWORD:-}
-EOF
+        --encoding=UTF8 --locale=C --no-instructions >&2
+    if [ "$pwfile" = /tmp/.lf-postgres-password ]; then : > "$pwfile"; fi  # emptied (no rm: no coreutils)
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
     if [ -n "${POSTGRES_DB:-}" ] && [ "$POSTGRES_DB" != postgres ]; then
         echo "CREATE DATABASE \\"$POSTGRES_DB\\" OWNER \\"$POSTGRES_USER\\";" \\

@@ -166,7 +166,13 @@ async def with_image(
     progress(f"building {function.name} ({function.runtime}) on {base}")
     try:
         image = await function_images.build_function_image(
-            function, folder, base, out, printer=lambda _label, line: progress(line), insecure=target.insecure
+            function,
+            folder,
+            base,
+            out,
+            printer=lambda _label, line: progress(line),
+            credentials=target.credentials,
+            insecure=target.insecure,
         )
     except function_images.ImageBuildError as exc:
         raise DeployError(str(exc)) from None

@@ -86,7 +86,9 @@ def default_base(registry: str, runtime: str) -> str:
     return f"{registry}/{BASE_REPOSITORY.format(runtime=runtime)}:{BASE_TAG}"
 
 
-def open_base(source: str, layout: Layout, *, insecure: bool = False) -> Image:
+def open_base(
+    source: str, layout: Layout, *, credentials: tuple[str, str] | None = None, insecure: bool = False
+) -> Image:
     """The base image `source`, its blobs brought into `layout`.
 
     `oci:DIR:REF` reads a layout on disk (its blobs are linked in); anything else is a registry reference, pulled
@@ -102,9 +104,9 @@ def open_base(source: str, layout: Layout, *, insecure: bool = False) -> Image:
         for digest in (image.manifest.digest, config, *(layer.digest for layer in image.layers)):
             layout.copy_blob_from(other, digest)
         return image
-    from lf_controlplane.images.registry import pull
+    from lf_controlplane.images.registry import Credentials, pull
 
-    pull(source, layout, "base", insecure=insecure)
+    pull(source, layout, "base", Credentials(*credentials) if credentials else None, insecure=insecure)
     return layout.image("base")
 
 
@@ -162,13 +164,16 @@ def python_deps_layer(requirements: Path, base_digest: str, blobs: Path, cache: 
                 mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
                 entries.append(Entry(inside, "file", mode, data=path.read_bytes()))
         layer = write_layer(entries, blobs)
-    partial = cached.with_name(cached.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    shutil.copyfile(layer.blob, partial / layer.digest.replace("sha256:", "sha256-", 1))
-    (partial / "diff_id").write_text(layer.diff_id + "\n")
-    shutil.rmtree(cached, ignore_errors=True)
-    partial.replace(cached)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{cached.name}-", dir=cached.parent))
+    try:
+        shutil.copyfile(layer.blob, partial / layer.digest.replace("sha256:", "sha256-", 1))
+        (partial / "diff_id").write_text(layer.diff_id + "\n")
+        partial.rename(cached)
+    except OSError:  # another build cached the same inputs first
+        pass
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return layer
 
 
@@ -212,15 +217,16 @@ async def build_function_image(
     out: Path,
     *,
     printer: Printer,
+    credentials: tuple[str, str] | None = None,
     insecure: bool = False,
     cache: Path | None = None,
 ) -> FunctionImage:
     """Build `function` (its folder `folder`) on the image `base` (see open_base) into the layout `out` (created
-    when missing), tagged FUNCTION_REF."""
+    when missing), tagged FUNCTION_REF. `credentials` are the registry's, for a base pulled from it."""
     cache = cache or cache_dir()
     layout = Layout.open(out) if (out / "index.json").exists() else Layout.create(out)
     try:
-        base_image = await asyncio.to_thread(open_base, base, layout, insecure=insecure)
+        base_image = await asyncio.to_thread(open_base, base, layout, credentials=credentials, insecure=insecure)
     except LayoutError as exc:
         raise ImageBuildError(f"base image {base}: {exc}") from None
     layers: list[Layer] = []
