@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -350,3 +351,10 @@ def test_network_policy_has_no_rule_for_the_probe_port() -> None:
         spec = manifests.make_network_policy(parse_function(body()), OperatorConfig.from_env(env))["spec"]
         ports = [port["port"] for rule in spec.get("ingress", []) for port in rule["ports"]]
         assert 8081 not in ports and "health" not in ports
+
+
+def test_function_pods_create_streams_with_the_operators_replica_count() -> None:
+    fn = parse_function(body())
+    assert {e["name"]: e["value"] for e in manifests.runtime_env(fn, CONFIG)}["LF_STREAM_REPLICAS"] == "1"
+    three = {e["name"]: e["value"] for e in manifests.runtime_env(fn, replace(CONFIG, stream_replicas=3))}
+    assert three["LF_STREAM_REPLICAS"] == "3"

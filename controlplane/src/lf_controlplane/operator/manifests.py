@@ -122,6 +122,9 @@ def runtime_env(fn: FunctionObject, config: OperatorConfig) -> list[dict[str, st
         "PYTHONDONTWRITEBYTECODE": "1",
         "HOME": "/tmp",  # noqa: S108 (the writable emptyDir)
         **async_env(function),  # LF_TIMEOUT (an async call's budget, the ack wait) and spec.async, as in lf dev
+        # A Python replica creates the async streams when it is the first process to need them: with the cluster's
+        # replica count, as the ingestor and the operator do.
+        "LF_STREAM_REPLICAS": str(config.stream_replicas),
     }
     # On the pod's address (the runtime's default is loopback): the kubelet's readinessProbe asks /readyz there.
     contract["LF_HEALTH_PORT"] = str(config.runtime_health_port)
