@@ -69,6 +69,25 @@ test-operator: install ## The operator against a real kube-apiserver + etcd (bui
 	$(UV_RUN) python -m tools.helm build  # the operator's RBAC comes from the chart
 	$(UV_RUN) pytest tests/operator -m operator
 
+.PHONY: cluster-build
+cluster-build: install ## The single node's binaries into ~/.cache/lf/k8s (cold ~17 min on a busy 2-core machine, warm 1 s)
+	$(UV_RUN) python -m tools.k8s build --node
+
+.PHONY: cluster
+cluster: cluster-build ## A single-node Kubernetes in the background (root); prints export KUBECONFIG=...
+	@mkdir -p .lf
+	$(UV_RUN) python -m tools.k8s node --detach --state-file .lf/node.json
+
+.PHONY: cluster-down
+cluster-down: ## Stop exactly what `make cluster` started, then check the machine is as it was
+	$(UV_RUN) python -m tools.k8s node-down --state-file .lf/node.json
+
+.PHONY: test-cluster
+test-cluster: cluster-build ## On a real node + Zot (root): the node itself, then the chart installed and functions deployed (tests/cluster)
+	$(UV_RUN) python -m tools.registry build
+	$(UV_RUN) python -m tools.helm build
+	$(UV_RUN) pytest tests/cluster -m cluster
+
 .PHONY: helm
 helm: install ## helm v4 from the Go module proxy into ~/.cache/lf/helm/<version>/ (cold ~3.5 min, 1 GiB)
 	$(UV_RUN) python -m tools.helm build
@@ -104,7 +123,7 @@ bench-micro: install ## Micro-benchmarks: native router and envelope against Pyt
 	$(UV_RUN) pytest bench/micro --benchmark-only -p no:cacheprovider
 
 # The tiers of `make test`, in order; .ci/run times each one (DEVELOPMENT.md, "CI ledger").
-TEST_TIERS := lint test-rust test-go test-unit test-integration test-conformance test-e2e test-operator test-chart bench-gate
+TEST_TIERS := lint test-rust test-go test-unit test-integration test-conformance test-e2e test-operator test-chart test-cluster bench-gate
 
 .PHONY: test
 test: $(TEST_TIERS) ## The whole suite and the bench gate (what CI runs)
