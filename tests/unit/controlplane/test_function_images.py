@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from lf_controlplane import deploying
-from lf_controlplane.images import functions
+from lf_controlplane.images import functions, pysite
 from lf_controlplane.images.layers import Entry, members, write_layer
 from lf_controlplane.images.layout import Layout, Runtime
 from lf_core.contract.specs import Function, load_manifest
@@ -110,3 +110,25 @@ def test_registry_credentials_from_a_file(tmp_path: Path) -> None:
 
 def test_default_base_is_the_runtime_image_make_images_pushes() -> None:
     assert functions.default_base("127.0.0.1:5000", "go") == "127.0.0.1:5000/litefunctions/runtime-go:0.1.0"
+
+
+def test_tidy_drops_what_names_this_machine_or_this_moment(tmp_path: Path) -> None:
+    info = tmp_path / "lf_native-0.1.0.dist-info"
+    (info / "sboms").mkdir(parents=True)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "tool").write_text("#!/root/.venv/bin/python\n")
+    (tmp_path / "lf_native").mkdir()
+    (tmp_path / "lf_native" / "__init__.py").write_text("")
+    for name in ("direct_url.json", "uv_cache.json", "REQUESTED", "sboms/lf-native.cyclonedx.json", "METADATA"):
+        (info / name).write_text("x")
+    (info / "RECORD").write_text(
+        "lf_native/__init__.py,sha256=a,0\nlf_native-0.1.0.dist-info/METADATA,sha256=b,1\n"
+        "lf_native-0.1.0.dist-info/uv_cache.json,sha256=c,1\nlf_native-0.1.0.dist-info/sboms/lf-native.cyclonedx.json,,\n"
+        "lf_native-0.1.0.dist-info/direct_url.json,,\n../../bin/tool,,\n"
+    )
+    pysite.tidy(tmp_path)
+    assert sorted(p.name for p in info.iterdir()) == ["METADATA", "RECORD"]
+    assert not (tmp_path / "bin").exists()
+    assert (info / "RECORD").read_text() == (
+        "lf_native/__init__.py,sha256=a,0\nlf_native-0.1.0.dist-info/METADATA,sha256=b,1\n"
+    )

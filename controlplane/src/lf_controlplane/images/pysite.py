@@ -62,19 +62,32 @@ def install(target: Path, args: Sequence[str], *, no_deps: bool = False) -> None
     tidy(target)
 
 
+UNSTABLE = ("direct_url.json", "REQUESTED", "uv_cache.json", "sboms")
+"""Install records that name this machine or this moment: where a local wheel was (`direct_url.json`), uv's
+cache stamp of it (`uv_cache.json`), maturin's SBOM (a timestamp and a random serial number)."""
+
+
 def tidy(target: Path) -> None:
-    """Remove scripts (`bin/`), install records that name this machine (`direct_url.json`, `REQUESTED`) and
-    any byte code compiled at install time."""
+    """Remove scripts (`bin/`), the install records of UNSTABLE and any byte code compiled at install time, so two
+    installs of the same wheels give the same files."""
     shutil.rmtree(target / "bin", ignore_errors=True)
-    for pattern in ("*.dist-info/direct_url.json", "*.dist-info/REQUESTED"):
-        for path in target.glob(pattern):
-            path.unlink()
+    for name in UNSTABLE:
+        for path in target.glob(f"*.dist-info/{name}"):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     for cache in sorted(target.rglob("__pycache__"), reverse=True):
         shutil.rmtree(cache, ignore_errors=True)
     for record in target.glob("*.dist-info/RECORD"):  # drop the lines of the files removed above
         lines = record.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if not line.startswith(("../", "bin/")) and "/direct_url.json," not in line]
+        kept = [line for line in lines if not line.startswith(("../", "bin/")) and not _unstable(line)]
         record.write_text("".join(kept))
+
+
+def _unstable(record_line: str) -> bool:
+    parts = record_line.split(",", 1)[0].split("/")
+    return len(parts) > 1 and parts[0].endswith(".dist-info") and parts[1] in UNSTABLE
 
 
 def compile_tree(root: Path, dest: str) -> None:
