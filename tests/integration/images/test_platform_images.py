@@ -322,6 +322,8 @@ def test_postgres_initialises_an_empty_volume_then_answers(unpacked: dict[str, P
 
         wait_for(answered, 90, "PostgreSQL (its image) to initialise and answer psql")
         assert run(*query, env=client_env).strip() == "lf|postgres"
+        ready = ["pg_isready", "--host=127.0.0.1", f"--port={port}", "--username=postgres", "--dbname=lf"]
+        assert "accepting connections" in run(*chroot(rootfs, *ready), env=env)  # the chart's probe, by PATH
         wrong = subprocess.run(query, env={**env, "PGPASSWORD": "wrong"}, capture_output=True, text=True)
         assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
         assert (rootfs / "var/lib/postgresql/data/PG_VERSION").stat().st_uid == 65532
