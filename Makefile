@@ -69,6 +69,10 @@ test-operator: install ## The operator against a real kube-apiserver + etcd (bui
 	$(UV_RUN) python -m tools.helm build  # the operator's RBAC comes from the chart
 	$(UV_RUN) pytest tests/operator -m operator
 
+.PHONY: images
+images: install ## Every platform image, built without Docker (tools/images): dist/images/{oci,images.json,values.yaml}
+	$(UV_RUN) python -m tools.images build --out dist/images
+
 .PHONY: cluster-build
 cluster-build: install ## The single node's binaries into ~/.cache/lf/k8s (cold ~17 min on a busy 2-core machine, warm 1 s)
 	$(UV_RUN) python -m tools.k8s build --node
