@@ -13,19 +13,18 @@ reports the pinned version is not rebuilt.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tools import gobuild
+from tools.gobuild import BuildError as BuildError  # the error of this module's builds, re-exported
+from tools.gobuild import cold_build_lock, run_logged
 
 HERE = Path(__file__).resolve().parent
 APISERVER_MODULE = HERE / "apiserver"
@@ -34,15 +33,8 @@ NODE_COMMANDS = ("kube-controller-manager", "kube-scheduler", "kubelet", "kube-p
 CACHE = Path(os.environ.get("LF_K8S_CACHE", Path.home() / ".cache" / "lf" / "k8s"))
 
 
-class BuildError(RuntimeError):
-    pass
-
-
 def go_tool() -> str:
-    found = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if found is None:
-        raise BuildError("go not found: kube-apiserver and etcd are built with the Go toolchain")
-    return found
+    return gobuild.go_tool("Kubernetes")
 
 
 def _required(go_mod: Path, module: str) -> str:
@@ -120,25 +112,6 @@ def kubectl_path() -> Path:
     return Path(found) if found else cache_dir() / "kubectl"
 
 
-COLD_BUILD_LOCK = Path("/tmp/lf-cold-build.lock")
-
-
-@contextlib.contextmanager
-def cold_build_lock() -> Iterator[None]:
-    """One cold build at a time on the machine (the shared 2 cores): the lock every project build helper takes."""
-    with COLD_BUILD_LOCK.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _peak_rss_kib(time_output: str) -> int | None:
-    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_output)
-    return int(match.group(1)) if match else None
-
-
 def build_one(binary: Binary, folder: Path, log_dir: Path) -> dict[str, object]:
     target = folder / binary.name
     log = log_dir / f"{binary.name}.build.log"
@@ -149,24 +122,12 @@ def build_one(binary: Binary, folder: Path, log_dir: Path) -> dict[str, object]:
     else:
         command += ["-ldflags", "-s -w"]
     command.append(binary.package)
-    timer = "/usr/bin/time"
-    stats_file = log_dir / f"{binary.name}.time"
-    if Path(timer).exists():
-        command = [timer, "-v", "-o", str(stats_file), *command]
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false", "GOTOOLCHAIN": "local"}
-    print(f"k8s harness: building {binary.name} {binary.version} (log: {log})", file=sys.stderr, flush=True)
-    with log.open("wb") as out, cold_build_lock():
-        started = time.monotonic()
-        out.write(f"$ {' '.join(command)}\n".encode())
-        out.flush()
-        done = subprocess.run(command, cwd=binary.module_dir, env=env, stdout=out, stderr=subprocess.STDOUT)
-    seconds = round(time.monotonic() - started, 1)
-    if done.returncode != 0:
-        raise BuildError(f"building {binary.name} failed ({done.returncode}); see {log}")
+    label = f"k8s harness: {binary.name} {binary.version}"
+    with cold_build_lock():
+        measured = run_logged(command, cwd=binary.module_dir, env=env, log=log, label=label)
     tmp.replace(target)
-    peak = _peak_rss_kib(stats_file.read_text()) if stats_file.exists() else None
-    print(f"k8s harness: {binary.name} built in {seconds}s, peak RSS {peak} KiB", file=sys.stderr, flush=True)
-    return {"version": binary.version, "seconds": seconds, "peak_rss_kib": peak}
+    return {"version": binary.version, "seconds": measured.seconds, "peak_rss_kib": measured.peak_rss_kib}
 
 
 def ensure(with_kubectl: bool | None = None) -> Path:
@@ -279,7 +240,6 @@ def build_group(group: str, wanted: list[Binary], folder: Path, env_extra: dict[
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     log = folder / f"{group}.build.log"
-    stats_file = folder / f"{group}.time"
     command = [
         go_tool(),
         "build",
@@ -290,8 +250,6 @@ def build_group(group: str, wanted: list[Binary], folder: Path, env_extra: dict[
         " ".join(("-s", "-w", *wanted[0].ldflags)),
     ]
     command += [binary.package for binary in wanted]
-    if Path("/usr/bin/time").exists():
-        command = ["/usr/bin/time", "-v", "-o", str(stats_file), *command]
     env = {
         **os.environ,
         "CGO_ENABLED": "0",
@@ -300,15 +258,8 @@ def build_group(group: str, wanted: list[Binary], folder: Path, env_extra: dict[
         **(env_extra or {}),
     }
     names = ", ".join(binary.name for binary in wanted)
-    print(f"k8s harness: building {names} (log: {log})", file=sys.stderr, flush=True)
-    with log.open("wb") as out, cold_build_lock():
-        started = time.monotonic()
-        out.write(f"$ {' '.join(command)}\n".encode())
-        out.flush()
-        done = subprocess.run(command, cwd=module_dir, env=env, stdout=out, stderr=subprocess.STDOUT)
-        seconds = round(time.monotonic() - started, 1)
-    if done.returncode != 0:
-        raise BuildError(f"building {names} failed ({done.returncode}); see {log}")
+    with cold_build_lock():
+        measured = run_logged(command, cwd=module_dir, env=env, log=log, label=f"k8s harness: {names}")
     sizes: dict[str, int] = {}
     for binary in wanted:
         built = out_dir / Path(binary.package).name
@@ -317,9 +268,7 @@ def build_group(group: str, wanted: list[Binary], folder: Path, env_extra: dict[
         built.replace(folder / binary.name)
         sizes[binary.name] = (folder / binary.name).stat().st_size
     shutil.rmtree(out_dir, ignore_errors=True)
-    peak = _peak_rss_kib(stats_file.read_text()) if stats_file.exists() else None
-    print(f"k8s harness: {names} built in {seconds}s, peak RSS {peak} KiB", file=sys.stderr, flush=True)
-    _record(folder, group, {"binaries": sizes, "seconds": seconds, "peak_rss_kib": peak})
+    _record(folder, group, {"binaries": sizes, "seconds": measured.seconds, "peak_rss_kib": measured.peak_rss_kib})
 
 
 def _record(folder: Path, key: str, entry: dict[str, object]) -> None:

@@ -12,16 +12,16 @@ reports the pinned commit is not rebuilt. Cold builds hold /tmp/lf-cold-build.lo
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from tools.gobuild import BuildError as BuildError  # the error of this module's build, re-exported
+from tools.gobuild import cold_build_lock, go_tool, run_logged
 
 ZOT_COMMIT = "6d19b445fed1c86c23fb7b351fac07cfd4717402"
 """The upstream commit of the snapshot (see /work/shared/vendor/README.md)."""
@@ -39,20 +39,8 @@ def _default_source() -> Path:
 
 SOURCE = _default_source()
 CACHE = Path(os.environ.get("LF_ZOT_CACHE", Path.home() / ".cache" / "lf" / "zot"))
-COLD_BUILD_LOCK = Path("/tmp/lf-cold-build.lock")
 BINARY = "zot-minimal"
 MODULE = "zotregistry.dev/zot/v2"
-
-
-class BuildError(RuntimeError):
-    pass
-
-
-def go_tool() -> str:
-    found = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if found is None:
-        raise BuildError("go not found: Zot is built with the Go toolchain")
-    return found
 
 
 def cache_dir() -> Path:
@@ -94,11 +82,6 @@ def _go_version(go: str) -> str:
     return out.stdout.strip()
 
 
-def _peak_rss_kib(time_output: str) -> int | None:
-    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_output)
-    return int(match.group(1)) if match else None
-
-
 def _check_source() -> None:
     go_mod = SOURCE / "go.mod"
     try:
@@ -112,10 +95,8 @@ def _check_source() -> None:
 def build(folder: Path) -> dict[str, object]:
     """Build zot-minimal into `folder` (no cache check, no lock) and return its build stats."""
     _check_source()
-    go = go_tool()
+    go = go_tool("Zot")
     folder.mkdir(parents=True, exist_ok=True)
-    log = folder / "build.log"
-    stats_file = folder / "build.time"
     tmp_binary = folder / f".{BINARY}.tmp"
     with tempfile.TemporaryDirectory(prefix="zot-src-", dir=folder.parent) as work:
         src = Path(work) / "zot"
@@ -127,8 +108,6 @@ def build(folder: Path) -> dict[str, object]:
             go, "build", "-o", str(tmp_binary), "-buildmode=pie", "-trimpath",
             "-ldflags", ldflags(_go_version(go)), "./cmd/zot",
         ]  # fmt: skip
-        if Path("/usr/bin/time").exists():
-            command = ["/usr/bin/time", "-v", "-o", str(stats_file), *command]
         env = {
             **os.environ,
             "CGO_ENABLED": "0",
@@ -136,26 +115,16 @@ def build(folder: Path) -> dict[str, object]:
             "GOFLAGS": "-mod=readonly",
             "GOTOOLCHAIN": "local",
         }
-        print(f"tools.registry: building {BINARY} {ZOT_COMMIT[:8]} (log: {log})", file=sys.stderr, flush=True)
-        started = time.monotonic()
-        with log.open("wb") as out:
-            out.write(f"$ {' '.join(command)}\n".encode())
-            out.flush()
-            done = subprocess.run(command, cwd=src, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
-        seconds = round(time.monotonic() - started, 1)
-    if done.returncode != 0:
-        raise BuildError(f"building {BINARY} failed (exit {done.returncode}); see {log}")
+        label = f"tools.registry {BINARY} {ZOT_COMMIT[:8]}"
+        measured = run_logged(command, cwd=src, env=env, log=folder / "build.log", label=label)
     target = folder / BINARY
     tmp_binary.replace(target)
-    peak = _peak_rss_kib(stats_file.read_text()) if stats_file.exists() else None
-    stats: dict[str, object] = {
+    return {
         "commit": ZOT_COMMIT,
-        "seconds": seconds,
-        "peak_rss_kib": peak,
+        "seconds": measured.seconds,
+        "peak_rss_kib": measured.peak_rss_kib,
         "binary_bytes": target.stat().st_size,
     }
-    print(f"tools.registry: {BINARY} built in {seconds}s, peak RSS {peak} KiB", file=sys.stderr, flush=True)
-    return stats
 
 
 def ensure() -> Path:
@@ -164,15 +133,11 @@ def ensure() -> Path:
     if version_ok(target):
         return target
     CACHE.mkdir(parents=True, exist_ok=True)
-    with COLD_BUILD_LOCK.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if version_ok(target):  # built by someone else while we waited
-                return target
-            stats = build(cache_dir())
-            (cache_dir() / "build-stats.json").write_text(json.dumps(stats, indent=2) + "\n")
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with cold_build_lock():
+        if version_ok(target):  # built by someone else while we waited
+            return target
+        stats = build(cache_dir())
+        (cache_dir() / "build-stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     if not version_ok(target):
         raise BuildError(f"{target} was built but `--version` does not report commit {ZOT_COMMIT}")
     return target
