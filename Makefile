@@ -31,6 +31,8 @@ lint: install ## ruff, mypy (strict), import contracts, rustfmt, clippy, gofmt, 
 	cargo clippy -p lf-runtime --all-targets -- -D warnings
 	@cd runtimes/go && unformatted="$$(gofmt -l .)" && if [ -n "$$unformatted" ]; then echo "gofmt wants: $$unformatted"; exit 1; fi
 	cd runtimes/go && go vet ./...
+	@cd tools/k8s/testimages && unformatted="$$(gofmt -l .)" && if [ -n "$$unformatted" ]; then echo "gofmt wants: $$unformatted"; exit 1; fi
+	cd tools/k8s/testimages && go vet ./...
 
 .PHONY: test-rust
 test-rust: ## Rust tests: the native core (lf-native) and the Rust runtime (lf-runtime)
