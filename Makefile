@@ -49,7 +49,7 @@ test-unit: install ## Python unit tests (no sockets)
 
 .PHONY: test-integration
 test-integration: install ## Against a real nats-server, Zot and real processes
-	$(UV_RUN) python -m tools.registry build  # zot-minimal from ../shared/vendor/zot (cold ~5 min, cached in ~/.cache/lf/zot)
+	$(UV_RUN) python -m tools.registry build  # zot-minimal from ../shared/vendor/zot (cold 3-5 min, cached in ~/.cache/lf/zot)
 	$(UV_RUN) pytest tests/integration -m integration
 
 .PHONY: registry
@@ -76,7 +76,7 @@ images: install ## Every platform image, built without Docker (tools/images): di
 	$(UV_RUN) python -m tools.images build --out dist/images
 
 .PHONY: cluster-build
-cluster-build: install ## The single node's binaries into ~/.cache/lf/k8s (cold ~17 min on a busy 2-core machine, warm 1 s)
+cluster-build: install ## The single node's binaries into ~/.cache/lf/k8s (cold 11-17 min on 2 cores, warm 1 s)
 	$(UV_RUN) python -m tools.k8s build --node
 
 .PHONY: cluster
@@ -95,7 +95,7 @@ test-cluster: cluster-build ## On a real node + Zot (root): the node itself, the
 	$(UV_RUN) pytest tests/cluster -m cluster
 
 .PHONY: helm
-helm: install ## helm v4 from the Go module proxy into ~/.cache/lf/helm/<version>/ (cold ~3.5 min, 1 GiB)
+helm: install ## helm v4 from the Go module proxy into ~/.cache/lf/helm/<version>/ (cold 2-3.5 min, 1 GiB)
 	$(UV_RUN) python -m tools.helm build
 
 .PHONY: test-chart
