@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import httpx
 import pytest
 
 from tests.cluster.pods import exec_probe, probe_pod, wait_ready
+from tests.harness.waiting import wait_for
 from tools.helm import build as helm_build
 from tools.helm.chart import CHART
 from tools.k8s.node import Node
@@ -38,23 +38,12 @@ SYSTEM = "lf-system"
 RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.5) -> None:
-    """Poll `check` until it holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(interval)
-    pytest.fail(f"{what}: not within {timeout:.0f} s")
-
-
 @dataclass
 class Platform:
     node: Node
     zot: Zot
     url: str
     """The ingestor Service, http://CLUSTER-IP:PORT."""
-    values: Path
     env: dict[str, str] = field(default_factory=dict)
     """The environment for `lf`: KUBECONFIG of the node, the registry and its credentials."""
 
@@ -140,30 +129,21 @@ def platform(node: Node, zot: Zot, tmp_path_factory: pytest.TempPathFactory) -> 
         "LF_REGISTRY": zot.address,
         "LF_REGISTRY_CREDS": str(zot.auth_file),
     }
-    yield Platform(node, zot, f"http://{service['spec']['clusterIP']}:{port}", values, env)
+    yield Platform(node, zot, f"http://{service['spec']['clusterIP']}:{port}", env)
 
 
 def _answer(platform: Platform, name: str, expect: Callable[[httpx.Response], bool], timeout: float = 120) -> None:
     """Wait until a call of `name` gets an answer `expect` accepts (a new Function's route and replica take a few
-    seconds to appear)."""
-    last: list[str] = []
+    seconds to appear); a failure shows the last answer."""
 
     def answered() -> bool:
         with httpx.Client(timeout=10) as client:
-            try:
-                response = platform.call(name, client)
-            except httpx.HTTPError as exc:
-                last[:] = [repr(exc)]
-                return False
-        last[:] = [f"{response.status_code} {response.text[:200]}"]
-        return expect(response)
+            response = platform.call(name, client)
+        if not expect(response):
+            raise ValueError(f"{response.status_code} {response.text[:200]}")  # wait_for keeps it as the last
+        return True
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if answered():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"{name}: no expected answer within {timeout:.0f} s; last: {last}")
+    wait_for(answered, timeout, f"the expected answer of {name}", interval=0.5)
 
 
 def test_every_platform_pod_is_ready_runs_by_digest_and_one_operator_leads(platform: Platform) -> None:
@@ -254,14 +234,14 @@ class Load:
 
 def test_a_new_version_rolls_out_under_constant_load_with_zero_failed_calls(platform: Platform) -> None:
     with Load(lambda client: platform.call("hello", client)) as load:
-        wait_for("calls under load", lambda: sum(load.answers.values()) >= 50, 60)
+        wait_for(lambda: sum(load.answers.values()) >= 50, 60, "calls under load")
         platform.node.kubectl(
             "patch", "function", "hello", "-n", "default", "--type=merge", "-p", '{"spec":{"env":{"GREETING":"Howdy"}}}'
         )
-        wait_for("the new version answering", lambda: load.answers["Howdy, world!\n"] >= 50, 240)
+        wait_for(lambda: load.answers["Howdy, world!\n"] >= 50, 240, "the new version answering")
         platform.node.kubectl("rollout", "status", "deployment/hello", "-n", "default", "--timeout=240s", timeout=250)
         before = sum(load.answers.values())
-        wait_for("calls after the rollout", lambda: sum(load.answers.values()) >= before + 50, 60)
+        wait_for(lambda: sum(load.answers.values()) >= before + 50, 60, "calls after the rollout")
     assert load.failures == [], f"{len(load.failures)} failed calls, first: {load.failures[:5]}"
     assert load.answers["Hello, world!\n"] > 0 and load.answers["Howdy, world!\n"] > 0, load.answers
     assert set(load.answers) == {"Hello, world!\n", "Howdy, world!\n"}, load.answers
@@ -274,7 +254,7 @@ def test_kubectl_scale_function_gives_three_ready_replicas(platform: Platform) -
         status = platform.get("deployment", "hello", "default").get("status", {})
         return bool(status.get("readyReplicas") == 3 and status.get("updatedReplicas") == 3)
 
-    wait_for("three ready replicas of hello", three_ready, 180)
+    wait_for(three_ready, 180, "three ready replicas of hello", interval=0.5)
     function = platform.get("function", "hello", "default")
     assert function["spec"]["replicas"] == 3
 
@@ -296,10 +276,10 @@ def test_a_nats_pod_killed_under_async_load_loses_no_accepted_call(platform: Pla
         return httpx.Response(200, text="submitted")
 
     with Load(submit, threads=2) as load:
-        wait_for("accepted async calls", lambda: len(accepted) >= 30, 60)
+        wait_for(lambda: len(accepted) >= 30, 60, "accepted async calls")
         platform.node.kubectl("delete", "pod", "lf-nats-1", "-n", SYSTEM, "--grace-period=0", "--force")
         mark = len(accepted)
-        wait_for("async calls accepted after the kill", lambda: len(accepted) >= mark + 30, 120)
+        wait_for(lambda: len(accepted) >= mark + 30, 120, "async calls accepted after the kill")
     assert not [f for f in load.failures if "submitted" not in f], load.failures[:5]
     assert set(refused) <= {503}, refused
 
@@ -315,7 +295,7 @@ def test_a_nats_pod_killed_under_async_load_loses_no_accepted_call(platform: Pla
                     pending.discard(call_id)
         return not pending
 
-    wait_for(f"{len(accepted)} accepted calls finishing", all_done, 240, interval=2)
+    wait_for(all_done, 240, f"{len(accepted)} accepted calls finishing", interval=2)
     assert states == Counter({"succeeded": len(accepted)}), states
     platform.node.kubectl("wait", "--for=condition=Ready", "pod/lf-nats-1", "-n", SYSTEM, "--timeout=180s", timeout=190)
 

@@ -76,26 +76,31 @@ func readyHandler(notReady func() string) http.Handler {
 	})
 }
 
-// healthServer listens on host:port and serves GET /readyz until closed.
-type healthServer struct {
+// endpointServer listens on host:port and serves one GET path until closed: /readyz here, /metrics in
+// metrics.go. URL is the endpoint's full address.
+type endpointServer struct {
 	server *http.Server
 	URL    string
 }
 
-func serveHealth(notReady func() string, host string, port int) (*healthServer, error) {
+func serveEndpoint(host string, port int, path string, handler http.Handler) (*endpointServer, error) {
 	listener, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /readyz", readyHandler(notReady))
+	mux.Handle("GET "+path, handler)
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = server.Serve(listener) }() // ErrServerClosed once closed
-	return &healthServer{server: server, URL: "http://" + listener.Addr().String() + "/readyz"}, nil
+	return &endpointServer{server: server, URL: "http://" + listener.Addr().String() + path}, nil
 }
 
-func (s *healthServer) close() {
+func (s *endpointServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = s.server.Shutdown(ctx)
+}
+
+func serveHealth(notReady func() string, host string, port int) (*endpointServer, error) {
+	return serveEndpoint(host, port, "/readyz", readyHandler(notReady))
 }

@@ -1,10 +1,7 @@
 package serving
 
 import (
-	"context"
-	"net"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -201,30 +198,10 @@ func metricsHandler(c *collector) (http.Handler, error) {
 	return promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), nil
 }
 
-// metricsServer listens on host:port and serves GET /metrics until closed.
-type metricsServer struct {
-	server *http.Server
-	URL    string
-}
-
-func serveMetrics(c *collector, host string, port int) (*metricsServer, error) {
+func serveMetrics(c *collector, host string, port int) (*endpointServer, error) {
 	handler, err := metricsHandler(c)
 	if err != nil {
 		return nil, err
 	}
-	listener, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		return nil, err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", handler)
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = server.Serve(listener) }() // ErrServerClosed once closed
-	return &metricsServer{server: server, URL: "http://" + listener.Addr().String() + "/metrics"}, nil
-}
-
-func (s *metricsServer) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = s.server.Shutdown(ctx)
+	return serveEndpoint(host, port, "/metrics", handler)
 }

@@ -149,7 +149,7 @@ func (r *Replica) Run() (int, error) {
 	s := r.settings
 	subject := "lf.invoke." + s.Namespace + "." + s.Function
 	queue := s.Namespace + "." + s.Function
-	var healthSrv *healthServer
+	var healthSrv *endpointServer
 	if s.HealthPort > 0 { // before connecting: a probe meanwhile is told "connecting to NATS"
 		var err error
 		if healthSrv, err = serveHealth(r.NotReady, s.HealthHost, s.HealthPort); err != nil {
@@ -180,7 +180,7 @@ func (r *Replica) Run() (int, error) {
 		return ExitFailure, fmt.Errorf("subscribing to %s: %w", subject, err)
 	}
 	r.ready.subscribed.Store(true)
-	var metricsSrv *metricsServer
+	var metricsSrv *endpointServer
 	if r.metrics != nil {
 		collector := newCollector(r.metrics, s.Namespace, s.Function, r.gauges)
 		if metricsSrv, err = serveMetrics(collector, s.MetricsHost, s.MetricsPort); err != nil {
