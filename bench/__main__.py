@@ -5,6 +5,7 @@
     python -m bench gate [--budgets bench/budgets.toml]
     python -m bench observability [--rounds 3] [--duration 8] [--configs off,metrics,...]
     python -m bench runtimes [--rounds 3] [--duration 4]
+    python -m bench versus --baseline DIR [SCENARIO ...] [--rounds 3] [--duration 8]
 
 Every run measures the canary (a bare granian RSGI hello on the same core) before and after the scenarios and
 reports each figure absolute and as a share of the canary's mean requests/s.
@@ -94,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rt = commands.add_parser("runtimes", help="Python, Go and Rust replicas side by side, ratios to Python")
     rt.add_argument("--rounds", type=int, default=3)
     rt.add_argument("--duration", type=float, default=4.0)
+    vs = commands.add_parser("versus", help="this checkout against another (--baseline DIR), interleaved rounds")
+    vs.add_argument("--baseline", type=Path, required=True, help="the other checkout (with its .venv synced)")
+    vs.add_argument("scenarios", nargs="*", default=["sync-hello"], metavar="SCENARIO")
+    vs.add_argument("--rounds", type=int, default=3)
+    vs.add_argument("--duration", type=float, default=8.0)
     gate_cmd = commands.add_parser("gate", help="the short CI check against bench/budgets.toml")
     gate_cmd.add_argument("--budgets", type=Path, default=gate.BUDGETS)
     args = parser.parse_args(argv)
@@ -109,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for passed, what in checks:
                 print(f"{'ok  ' if passed else 'FAIL'} {what}")
             return 0 if all(passed for passed, _ in checks) else 1
+        if args.command == "versus":
+            from bench import versus
+
+            print(versus.table(versus.run(args.baseline.resolve(), args.scenarios, args.rounds, args.duration)))
+            return 0
         if args.command == "observability":
             from bench import observability
 

@@ -57,14 +57,21 @@ def canary(workdir: Path) -> Iterator[Endpoint]:
 
 
 @contextmanager
-def lf_dev(workdir: Path, root: Path = FUNCTIONS, extra_env: dict[str, str] | None = None) -> Iterator[Endpoint]:
-    """`lf dev` on the bench functions: ingestor → NATS → Python runtime, everything on the SUT core."""
+def lf_dev(
+    workdir: Path,
+    root: Path = FUNCTIONS,
+    extra_env: dict[str, str] | None = None,
+    checkout: Path = REPO,
+    python: str = sys.executable,
+) -> Iterator[Endpoint]:
+    """`lf dev` on the bench functions: ingestor → NATS → Python runtime, everything on the SUT core. `checkout`
+    and `python` run another checkout's platform (`bench versus`) on the same functions."""
     port = free_port()
-    argv = [sys.executable, "-m", "lf_controlplane", "dev", str(root), "--port", str(port)]
+    argv = [python, "-m", "lf_controlplane", "dev", str(root), "--port", str(port)]
     argv += ["--state-dir", str(workdir / ".lf"), "--no-reload"]
     # LF_METRICS passes through, to measure what metrics cost (`LF_METRICS=0 python -m bench run sync-hello`)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LF_") or k == "LF_METRICS"} | (extra_env or {})
-    with service(argv, env=env, cwd=REPO, log=workdir / "lf-dev.log") as proc:
+    with service(argv, env=env, cwd=checkout, log=workdir / "lf-dev.log") as proc:
         url = f"http://127.0.0.1:{port}"
         for name in sorted(p.name for p in root.iterdir() if (p / "function.yaml").is_file()):
             wait_http(f"{url}/function/{name}", proc=proc, expect=_expected_idle_status(name))
