@@ -18,8 +18,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Request and response bodies up to 6 MiB (docs/architecture.md, "Limits"), plus envelope and headers.
-MAX_PAYLOAD = 8 * 1024 * 1024
+from lf_core.contract.specs import BROKER_MAX_PAYLOAD
+
+# Request and response bodies up to 6 MiB by default, 7 MiB at most (docs/architecture.md, "Limits"), plus the
+# envelope and headers: one constant with the cap the manifests are checked against.
+MAX_PAYLOAD = BROKER_MAX_PAYLOAD
 
 
 class BrokerError(RuntimeError):

@@ -22,12 +22,8 @@ VALID = {
     "archive": {"source": {"archive": {"url": "https://x/f.tgz", "sha256": "a" * 64}}},
     "git": {"source": {"git": {"url": "https://git/x.git", "ref": "v1", "path": "fns/f"}}},
     "resources": {"resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": 1}}},
-    "auth": {"auth": {"mode": "jwt", "roles": ["admin"]}},
+    "auth": {"auth": {"mode": "public"}},
     "async": {"async": {"retries": 5, "backoff": "2s", "maxAge": "1h", "resultTTL": "10m"}},
-    "traffic": {
-        "versions": [{"name": "v1", "image": "img:1"}, {"name": "v2", "image": "img:2"}],
-        "traffic": [{"version": "v1", "percent": 90}, {"version": "v2", "percent": 10}],
-    },
     "image": {"image": "registry.example/fn:1"},
 }
 

@@ -65,7 +65,9 @@ RULES: dict[str, list[dict[str, str]]] = {
             "message": "traffic may only name versions declared in spec.versions",
         },
     ],
-    "Scaling": [{"rule": "self.min <= self.max", "message": "scaling.min must not exceed scaling.max"}],
+    "Scaling": [
+        {"rule": "!has(self.max) || self.min <= self.max", "message": "scaling.min must not exceed scaling.max"}
+    ],
     "Source": [_exactly_one("files", "archive", "git")],
     "Resources": [_quantities("requests"), _quantities("limits")],
     "TriggerSpec": [_exactly_one("http", "cron", "nats")],

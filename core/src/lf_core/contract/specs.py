@@ -22,6 +22,21 @@ _QUANTITY = re.compile(r"(?P<num>\d+)(?P<unit>Ki|Mi|Gi|k|M|G)?")
 _QUANTITY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 
 
+BROKER_MAX_PAYLOAD = 8 * 1024 * 1024
+"""The broker's `max_payload` (bytes): what `lf dev`'s nats-server (lf_controlplane.natsserver) and the chart's
+nats.conf set. A request or response travels as one broker message, so no body may be larger."""
+ENVELOPE_MARGIN = 1024 * 1024
+"""Room kept in a broker message beside the body: the envelope's fixed fields and strings (call id, method, path,
+query, trace context), the headers (64 KiB at most: the ingestor answers 431 above), route params, and the NATS
+headers of an async call or a dead letter (callback URL, error). A fixed, conservative bound (docs/protocol.md)."""
+MAX_BODY_BYTES = BROKER_MAX_PAYLOAD - ENVELOPE_MARGIN
+"""The cap on `limits.requestBody` and `limits.responseBody` (7 MiB): larger values are refused in the manifest,
+not buffered by the shared ingestor and then refused by the broker."""
+MAX_TIMEOUT_S = 3600.0
+"""The cap on `spec.timeout` (1 h): a call's budget travels as u32 milliseconds (49.7 days at most), and a replica
+drains for up to its timeout on every rollout (terminationGracePeriodSeconds)."""
+
+
 class ManifestError(ValueError):
     """A function manifest that cannot be used, with a message naming the field."""
 
@@ -66,8 +81,11 @@ class Limits(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields
 
 
 class Scaling(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """`min` replicas (at least 1 until scale-from-zero exists). `max`, `targetConcurrency`, `scaleToZeroAfter` and
+    `mode: keda` belong to an autoscaler, which does not exist yet: they are refused until it does."""
+
     min: Annotated[int, msgspec.Meta(ge=0)] = 1
-    max: Annotated[int, msgspec.Meta(ge=1)] = 10
+    max: Annotated[int, msgspec.Meta(ge=1)] | None = None
     target_concurrency: Annotated[int, msgspec.Meta(ge=1)] | None = None
     scale_to_zero_after: Duration | None = None
     mode: Literal["builtin", "keda", "none"] = "builtin"
@@ -302,6 +320,7 @@ def resolve(manifest: FunctionManifest) -> Function:
     if spec.handler.count(".") < 1 and ":" not in spec.handler:
         raise ManifestError(f"spec.handler: {spec.handler!r} must name 'module.function'")
     check_cluster_fields(spec)
+    check_supported(spec)
     replicas = spec.replicas if spec.replicas is not None else max(spec.scaling.min, 1)
     return Function(
         name=check_name(manifest.metadata.name, "metadata.name"),
@@ -310,15 +329,76 @@ def resolve(manifest: FunctionManifest) -> Function:
         handler=spec.handler,
         env=dict(spec.env),
         secrets=tuple(check_name(s, "spec.secrets[]") for s in spec.secrets),
-        timeout_s=parse_duration(spec.timeout, "spec.timeout"),
+        timeout_s=_timeout(spec.timeout),
         concurrency=spec.concurrency,
         replicas=replicas,
-        max_request_bytes=parse_quantity(spec.limits.request_body, "spec.limits.requestBody"),
-        max_response_bytes=parse_quantity(spec.limits.response_body, "spec.limits.responseBody"),
+        max_request_bytes=_body_limit(spec.limits.request_body, "spec.limits.requestBody"),
+        max_response_bytes=_body_limit(spec.limits.response_body, "spec.limits.responseBody"),
         cache=_cache_rule(spec.cache),
         rate_limit=_rate_rule(spec.rate_limit),
         async_=_async_rule(spec.async_),
     )
+
+
+def _timeout(value: Duration) -> float:
+    seconds = parse_duration(value, "spec.timeout")
+    if seconds > MAX_TIMEOUT_S:
+        raise ManifestError(f"spec.timeout: {value!r} is over the platform's maximum of {MAX_TIMEOUT_S:g}s (1h)")
+    return seconds
+
+
+def _body_limit(value: Quantity, field: str) -> int:
+    size = parse_quantity(value, field)
+    if size > MAX_BODY_BYTES:
+        raise ManifestError(
+            f"{field}: {value!r} is over the cap of {MAX_BODY_BYTES} bytes (7Mi: the broker's max_payload of "
+            f"{BROKER_MAX_PAYLOAD} bytes less {ENVELOPE_MARGIN} for the envelope and headers)"
+        )
+    return size
+
+
+def unsupported_fields(spec: FunctionSpec) -> list[str]:
+    """The fields of `spec` the schema accepts but nothing serves yet, as paths (`spec.scaling.max`).
+
+    Accepted and ignored, they would be a trap (a `scaling.max` that bounds nothing, an `auth` that lets everyone
+    in), so `resolve` refuses them, for `lf dev`, `lf deploy` and the operator alike. Each issue that implements
+    one removes its line here.
+    """
+    fields = []
+    if spec.versions:
+        fields.append("spec.versions")  # no per-version Deployments or routing yet
+    if spec.traffic:
+        fields.append("spec.traffic")  # the ingestor sends every call to the one Deployment
+    scaling = spec.scaling
+    if scaling.max is not None:  # no autoscaler: replicas are spec.replicas or scaling.min
+        fields.append("spec.scaling.max")
+    if scaling.target_concurrency is not None:
+        fields.append("spec.scaling.targetConcurrency")
+    if scaling.scale_to_zero_after is not None:
+        fields.append("spec.scaling.scaleToZeroAfter")
+    if scaling.mode == "keda":
+        fields.append("spec.scaling.mode")  # no ScaledObject is made: the Deployment would keep its last count
+    if spec.auth is not None and spec.auth.mode != "public":
+        fields.append("spec.auth.mode")  # callers are not authenticated yet (the identity issue)
+    if spec.auth is not None and spec.auth.roles:
+        fields.append("spec.auth.roles")
+    return fields
+
+
+def check_supported(spec: FunctionSpec) -> None:
+    """Raises ManifestError naming every field of `unsupported_fields`."""
+    fields = unsupported_fields(spec)
+    if fields:
+        raise ManifestError(
+            f"{', '.join(fields)}: not served yet by this version of the platform (accepted and ignored, "
+            f"{'it' if len(fields) == 1 else 'they'} would do nothing): remove {'it' if len(fields) == 1 else 'them'}"
+        )
+
+
+def unsupported_trigger_fields(spec: TriggerSpec) -> list[str]:
+    """The kinds of `spec` nothing serves yet, as paths (`spec.cron`): HTTP triggers are routes the ingestor
+    serves; nothing runs cron schedules or subscribes to subjects for a Trigger yet."""
+    return [f"spec.{kind}" for kind in ("cron", "nats") if getattr(spec, kind) is not None]
 
 
 def _cache_rule(cache: Cache | None) -> CacheRule | None:
