@@ -30,7 +30,11 @@ RENEW_DEADLINE_S = 4
 RETRY_PERIOD_S = 1
 
 
-def _candidate(identity: str, kubeconfig: Path, nats_url: str, log_dir: Path) -> tuple[OperatorProcess, str]:
+def _candidate(
+    identity: str, kubeconfig: Path, nats_url: str, log_dir: Path, namespace: str
+) -> tuple[OperatorProcess, str]:
+    """One replica, watching only the test's namespace: a new leader resumes every Function it watches, and the
+    session's apiserver holds the other tests' Functions too (their resumption once made the takeover time out)."""
     port = free_port()
     proc = OperatorProcess(
         kubeconfig,
@@ -45,7 +49,7 @@ def _candidate(identity: str, kubeconfig: Path, nats_url: str, log_dir: Path) ->
             "LF_LEADER_ELECTION_RENEW_DEADLINE": str(RENEW_DEADLINE_S),
             "LF_LEADER_ELECTION_RETRY_PERIOD": str(RETRY_PERIOD_S),
         },
-        args=("--liveness", f"http://127.0.0.1:{port}/healthz"),
+        args=("-n", namespace, "--liveness", f"http://127.0.0.1:{port}/healthz"),
     )
     return proc, f"http://127.0.0.1:{port}/healthz"
 
@@ -72,7 +76,7 @@ def candidates(
     for identity in ("op-a", "op-b"):
         folder = tmp_path / identity
         folder.mkdir()
-        made.append(_candidate(identity, operator_kubeconfig, nats_server.url, folder))
+        made.append(_candidate(identity, operator_kubeconfig, nats_server.url, folder, namespace))
     try:
         yield made
     finally:
