@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from lf_controlplane.operator import manifests
+from lf_core.contract.specs import BROKER_MAX_PAYLOAD
 
 from tests.chart.conftest import find, parse
 from tools.helm import chart
@@ -89,7 +90,7 @@ def ingress_ports(policy: dict[str, Any], labels: Mapping[str, str], namespace: 
     same = namespace == policy["metadata"]["namespace"]
     ports: set[int] = set()
     for rule in policy["spec"].get("ingress", []):
-        if admits(rule["from"], labels, ns_labels, same):
+        if "from" not in rule or admits(rule["from"], labels, ns_labels, same):  # no `from`: any source
             ports |= {p["port"] for p in rule["ports"]}
     return ports
 
@@ -251,6 +252,8 @@ def test_nats_is_a_three_node_jetstream_cluster(objects: list[dict[str, Any]]) -
     routes = re.findall(r"nats://(lf-nats-\d)\.lf-nats-headless\.lf-system\.svc\.cluster\.local:6222", config)
     assert routes == ["lf-nats-0", "lf-nats-1", "lf-nats-2"]
     assert "jetstream {" in config and "store_dir: /data" in config
+    # a function's body (capped at BROKER_MAX_PAYLOAD less the envelope margin) fits in one message, as in lf dev
+    assert f"\nmax_payload: {BROKER_MAX_PAYLOAD}\n" in f"\n{config}"
     claim = statefulset["spec"]["volumeClaimTemplates"][0]
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
     assert "storageClassName" not in claim["spec"]  # the cluster's default unless values name one
@@ -294,6 +297,31 @@ def test_ingestor_has_a_service_a_pdb_and_a_cpu_hpa(objects: list[dict[str, Any]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["requests"]["cpu"]  # utilisation is relative to the request
     assert env_of(container)["LF_VALKEY_URL"] == "redis://lf-redis.lf-system.svc:6379/0"
+
+
+def test_the_ingestors_metrics_are_scraped_on_the_admin_port_not_the_public_one(objects: list[dict[str, Any]]) -> None:
+    """Issue 14, item 8: /metrics (every tenant's functions) is on LF_ADMIN_PORT, a container port the Service does
+    not carry; the scrape annotations name it, and the NetworkPolicy admits to it only the scrapers' namespaces."""
+    deployment = find(objects, "Deployment", "lf-ingestor")
+    template = deployment["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    env = env_of(container)
+    assert (env["LF_ADMIN_HOST"], env["LF_ADMIN_PORT"]) == ("0.0.0.0", "9090")
+    assert {"name": "metrics", "containerPort": 9090} in container["ports"]
+    annotations = template["metadata"]["annotations"]
+    assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == ("9090", "/metrics")
+    service = find(objects, "Service", "lf-ingestor")
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    policy = find(objects, "NetworkPolicy", "lf-ingestor")
+    assert selects(policy["spec"]["podSelector"], template["metadata"]["labels"])
+    assert ingress_ports(policy, {"app": "stranger"}, "default") == {8080}  # callers (and the kubelet's probes)
+    assert ingress_ports(policy, {"app": "stranger"}, NAMESPACE) == {8080}
+    assert ingress_ports(policy, {"app": "prometheus"}, "monitoring") == {8080, 9090}
+
+
+def test_the_admin_port_cannot_be_the_public_one(helm_binary: Path) -> None:
+    with pytest.raises(chart.HelmError, match=r"ingestor.*metrics.*port"):
+        chart.template(set_values=["ingestor.metrics.port=8080"])
 
 
 def test_without_autoscaling_the_deployment_keeps_its_replicas(helm_binary: Path) -> None:

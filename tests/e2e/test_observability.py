@@ -6,6 +6,7 @@ HTTP API must return exactly those counts by function and code, and one cold sta
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections import Counter
@@ -62,7 +63,7 @@ def prometheus(dev: LfDev, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n  - job_name: lf-ingestor\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{dev.port}']\n"
+        f"      - targets: ['{ingestor_metrics(dev).removeprefix('http://').removesuffix('/metrics')}']\n"
         "  - job_name: lf-replicas\n    static_configs:\n"
         f"      - targets: [{', '.join(repr(t) for t in replicas)}]\n"
     )
@@ -84,6 +85,13 @@ def prometheus(dev: LfDev, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def ingestor_metrics(dev: LfDev) -> str:
+    """The ingestor's /metrics on its admin listener, as `lf dev` recorded it in its state file."""
+    url = json.loads((dev.state_dir / "state.json").read_text())["metrics_url"]
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics"), url
+    return str(url)
 
 
 def replica_targets(dev: LfDev) -> list[str]:
@@ -153,7 +161,16 @@ def test_prometheus_counts_calls_by_function_and_code_and_one_cold_start(dev: Lf
 
 
 def test_promtool_accepts_the_ingestors_metrics(dev: LfDev) -> None:
-    promtool_check(httpx.get(f"{dev.base_url}/metrics", timeout=10).text)
+    promtool_check(httpx.get(ingestor_metrics(dev), timeout=10).raise_for_status().text)
+
+
+def test_lf_dev_serves_metrics_on_its_admin_port_only(dev: LfDev) -> None:
+    """Item 8 of issue 14: the ingestor's /metrics (every tenant's functions) is not on the public port; `lf dev`
+    starts the admin listener on a port of its own and prints where."""
+    assert httpx.get(f"{dev.base_url}/metrics", timeout=10).status_code == 404
+    url = ingestor_metrics(dev)
+    assert f"metrics on {url}" in dev.output()
+    assert "litefunctions_ingestor_workers" in httpx.get(url, timeout=10).text
 
 
 def test_lf_logs_shows_a_calls_print_output_by_call_id(dev: LfDev) -> None:

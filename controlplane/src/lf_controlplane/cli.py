@@ -75,6 +75,9 @@ def dev(
     ] = None,
     workers: Annotated[int, typer.Option(envvar="LF_WORKERS", help="Ingestor worker processes.")] = 1,
     reload: Annotated[bool, typer.Option(help="Reload a function when its files change.")] = True,
+    admin_port: Annotated[
+        int, typer.Option(envvar="LF_ADMIN_PORT", help="Port of the ingestor's /metrics (default: a free one).")
+    ] = 0,
 ) -> None:
     """Run the platform locally: broker, ingestor and every function under ROOT, reloaded on change."""
     if not root.is_dir():
@@ -88,6 +91,7 @@ def dev(
         nats_url=nats_url,
         workers=workers,
         reload=reload,
+        admin_port=admin_port,
     )
     existing = state.read(settings.state_dir)
     if existing is not None:

@@ -35,7 +35,9 @@ the manifest syntax ("500ms", "10s", "2m") or a plain number of seconds; sizes t
 | LF_CALLBACK_ALLOW_PRIVATE | false | `true`: callbacks may go to loopback/private/link-local addresses |
 | LF_METRICS | 1 | `0`: no counting and no `/metrics` (for measuring what metrics cost) |
 | LF_METRICS_DIR | (temp dir) | where each worker writes its metrics snapshot; unset: the server makes a temp dir |
-| LF_METRICS_FLUSH | 1s | how often a worker writes its snapshot (how late a scrape may see other workers') |
+| LF_METRICS_FLUSH | 1s | how often a worker writes its snapshot (how late a scrape may see its counts) |
+| LF_ADMIN_PORT | 0 | the admin listener's port: `GET /metrics` (0: none; never on the public port) |
+| LF_ADMIN_HOST | 127.0.0.1 | address of the admin listener (the chart sets 0.0.0.0 for the scrape) |
 | LF_LOGS_MAX_BYTES | 64Mi | size bound of the LF_LOGS stream (function stdout/stderr), created by the ingestor |
 | LF_LOGS_MAX_AGE | 24h | age bound of the LF_LOGS stream |
 | LF_STREAM_REPLICAS | 1 | replicas (1-5) of the streams and buckets the ingestor creates; 3 on a 3-node cluster |
@@ -97,6 +99,8 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read the LF_* variables of `env`; unset or empty variables keep their defaults.
 
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 0
         Raises:
             SettingsError: a value is malformed or out of range; the message names the variable.
         """
@@ -148,6 +152,8 @@ class Settings:
     @property
     def drain_timeout_whole_s(self) -> int:
         """granian takes whole seconds for its worker kill timeout; round up so we never cut a drain short."""
+            admin_host=_text(env, "LF_ADMIN_HOST", d.admin_host),
+            admin_port=_integer(env, "LF_ADMIN_PORT", d.admin_port, low=0, high=65535),
         return max(1, math.ceil(self.drain_timeout_s))
 
 

@@ -1,5 +1,6 @@
 """Metrics of a real multi-worker ingestor: counts from every worker sum exactly, promtool accepts the output,
-cold starts come from the response envelope's flag, and every answer carries the overhead header."""
+cold starts come from the response envelope's flag, and every answer carries the overhead header. `/metrics` is
+served on the admin listener (LF_ADMIN_PORT) only; the public port answers it 404 (issue 14, item 8)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from lf_controlplane.natsserver import NatsServer
+from lf_controlplane.natsserver import NatsServer, free_port
 from lf_native import RequestEnvelope, encode_response
 from nats.aio.client import Client
 from test_ingestor import nc as nc
@@ -18,6 +19,7 @@ from test_ingestor import responder, unique
 from tests.harness.ingestor import start_ingestor, wait_routed
 from tests.harness.promtool import promtool_check
 from tests.harness.routes import Routes, function_route
+from tests.harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +41,9 @@ def sample(text: str, name: str, **labels: str) -> float:
 @pytest.fixture(scope="module")
 def two_workers(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     log = tmp_path_factory.mktemp("ingestor2") / "ingestor.log"
-    ingestor = start_ingestor(nats_server.url, log, LF_WORKERS="2", LF_METRICS_FLUSH="200ms")
+    admin = free_port()
+    ingestor = start_ingestor(nats_server.url, log, LF_WORKERS="2", LF_METRICS_FLUSH="200ms", LF_ADMIN_PORT=str(admin))
+    ingestor.metrics_url = f"http://127.0.0.1:{admin}/metrics"  # type: ignore[attr-defined]
     yield ingestor
     ingestor.stop()
 
@@ -81,7 +85,7 @@ async def test_counts_from_two_workers_sum_exactly_and_pass_promtool(
             expected_200 = 60 + first
             deadline = asyncio.get_running_loop().time() + 10
             while True:
-                text = (await client.get(f"{two_workers.url}/metrics")).text
+                text = (await client.get(two_workers.metrics_url)).text
                 got = sample(text, "litefunctions_invocations_total", namespace="default", function=name, code="200")
                 got_201 = sample(
                     text, "litefunctions_invocations_total", code="201", namespace="default", function=name
@@ -125,7 +129,7 @@ async def test_errors_are_counted_by_layer_and_reason(
         labels = {"namespace": "default", "function": name}
         deadline = asyncio.get_running_loop().time() + 10
         while True:
-            text = (await client.get(f"{two_workers.url}/metrics")).text
+            text = (await client.get(two_workers.metrics_url)).text
             n = sample(text, "litefunctions_invocations_total", code="503", **labels)
             if n >= 4 or asyncio.get_running_loop().time() > deadline:
                 break
@@ -135,11 +139,33 @@ async def test_errors_are_counted_by_layer_and_reason(
         assert sum(float(line.rsplit(" ", 1)[1]) for line in errors) == n
 
 
+def test_the_public_port_answers_metrics_404_and_the_admin_port_serves_them(two_workers) -> None:  # type: ignore[no-untyped-def]
+    """Item 8: /metrics lists every tenant's functions and traffic; callers on the public port get a 404 for it,
+    like for any unknown path, while the admin listener serves the text (and nothing else)."""
+    public = httpx.get(f"{two_workers.url}/metrics", timeout=5)
+    assert public.status_code == 404, public.text
+    assert "litefunctions_" not in public.text
+
+    def both_workers() -> httpx.Response | None:  # a worker's first snapshot is LF_METRICS_FLUSH after its start
+        response = httpx.get(two_workers.metrics_url, timeout=5)
+        return response if "litefunctions_ingestor_workers 2.0" in response.text else None
+
+    admin = wait_for(both_workers, 10, "the admin listener to count both workers")
+    assert admin.status_code == 200
+    assert admin.headers["content-type"].startswith("text/plain")
+    other = httpx.get(two_workers.metrics_url.removesuffix("/metrics") + "/healthz", timeout=5)
+    assert other.status_code == 404
+    assert httpx.post(two_workers.metrics_url, timeout=5).status_code == 405
+
+
 def test_metrics_off_serves_no_metrics(nats_server: NatsServer, tmp_path: Path) -> None:
-    ingestor = start_ingestor(nats_server.url, tmp_path / "off.log", LF_METRICS="0")
+    admin = free_port()
+    ingestor = start_ingestor(nats_server.url, tmp_path / "off.log", LF_METRICS="0", LF_ADMIN_PORT=str(admin))
     try:
         response = httpx.get(f"{ingestor.url}/metrics")
         assert response.status_code == 404
         assert "x-overhead-seconds" in response.headers
+        with pytest.raises(httpx.ConnectError):  # no counting, no admin listener
+            httpx.get(f"http://127.0.0.1:{admin}/metrics", timeout=5)
     finally:
         ingestor.stop()

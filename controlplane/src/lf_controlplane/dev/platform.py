@@ -36,7 +36,7 @@ from lf_controlplane.dev.functions import (
 )
 from lf_controlplane.dev.supervising import ProcessSpec, Supervised, print_line
 from lf_controlplane.dev.venvs import RequirementsError
-from lf_controlplane.natsserver import NatsServer
+from lf_controlplane.natsserver import NatsServer, free_port
 from lf_controlplane.urls import function_url
 
 ROUTES_TIMEOUT_S = 10.0  # one write to LF_ROUTES; a broker that does not answer in this time is a failure
@@ -57,6 +57,7 @@ class DevSettings:
     workers: int = 1
     drain_grace: float = 30.0
     reload: bool = True
+    admin_port: int = 0  # the ingestor's admin listener (GET /metrics); 0: a free port, chosen at start
 
     @property
     def base_url(self) -> str:
@@ -77,6 +78,7 @@ class DevPlatform:
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = field(default_factory=time.time)
     nats_url: str = ""
+    metrics_url: str = ""  # the ingestor's /metrics, on its admin listener (never on the public port)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -118,10 +120,15 @@ class DevPlatform:
 
     async def _start_ingestor(self, nats_url: str) -> None:
         settings = self.settings
+        admin_host = os.environ.get("LF_ADMIN_HOST") or "127.0.0.1"
+        admin_port = settings.admin_port or free_port()
+        self.metrics_url = f"http://{admin_host}:{admin_port}/metrics"
         env = {
             **os.environ,
             "LF_HOST": settings.host,
             "LF_PORT": str(settings.port),
+            "LF_ADMIN_HOST": admin_host,
+            "LF_ADMIN_PORT": str(admin_port),
             "LF_NATS_URL": nats_url,
             "LF_WORKERS": str(settings.workers),
             # The ingestor may take as long to drain as lf dev waits for it.
@@ -146,6 +153,7 @@ class DevPlatform:
     def _announce(self) -> None:
         base = self.settings.base_url
         print_line("lf dev", f"ingestor on {base}")
+        print_line("lf dev", f"metrics on {self.metrics_url} (admin listener, not on the public port)")
         for running in self.running.values():
             fn = running.function
             print_line("lf dev", f"  {fn.name:<20} {function_url(base, fn.namespace, fn.name)}")
@@ -263,6 +271,7 @@ class DevPlatform:
                 failed=self.failed,
                 ingestor=self.ingestor,
                 nats_url=self.nats_url,
+                metrics_url=self.metrics_url,
             ),
         )
 

@@ -51,6 +51,8 @@ class DevState(msgspec.Struct, kw_only=True):
     functions: list[FunctionState]
     nats_url: str = ""
     """The broker `lf dev` uses (for `lf logs`)."""
+    metrics_url: str = ""
+    """The ingestor's `/metrics`, on its admin listener (not on `base_url`)."""
 
 
 def _replica(replica: Supervised) -> ReplicaState:
@@ -89,6 +91,7 @@ def snapshot(
     failed: dict[str, str],
     ingestor: Supervised | None,
     nats_url: str = "",
+    metrics_url: str = "",
 ) -> DevState:
     functions = [
         FunctionState(
@@ -128,6 +131,7 @@ def snapshot(
         ingestor="stopped" if ingestor is None else str(ingestor.state),
         functions=sorted(functions, key=lambda f: (f.namespace, f.name)),
         nats_url=nats_url,
+        metrics_url=metrics_url,
     )
 
 

@@ -43,7 +43,7 @@ from lf_dataplane.http.asyncapi import AsyncCalls
 from lf_dataplane.http.bodies import read_body
 from lf_dataplane.observability import callspans
 from lf_dataplane.observability.functionlogs import ensure_logs_stream
-from lf_dataplane.observability.metrics import WorkerStats, render
+from lf_dataplane.observability.metrics import WorkerStats
 from lf_dataplane.settings import Settings
 
 if TYPE_CHECKING:
@@ -131,8 +131,7 @@ class Ingestor:
         if settings.metrics:
             self.metrics = WorkerStats(settings.metrics_dir or None)
             self.metrics.sources.update(cache=self.cache, gate=self.gate, app=self)
-            self._stats = self.metrics.functions
-            self._probes["/metrics"] = self._metrics
+            self._stats = self.metrics.functions  # served by the admin listener, not here (observability/admin.py)
         self.asyncs = AsyncCalls(
             bus.request_headers,
             publish_timeout_s=settings.async_publish_timeout_s,
@@ -368,11 +367,6 @@ class Ingestor:
     def _new_stats(self, target: FunctionTarget) -> Any:
         assert self.metrics is not None
         return self.metrics.of(target.label, target.namespace, target.name)
-
-    def _metrics(self) -> Reply:
-        assert self.metrics is not None
-        text, content_type = render(self.metrics)
-        return 200, [("content-type", content_type)], text
 
     def _healthz(self) -> Reply:
         return 200, list(_JSON), b'{"status":"alive"}'

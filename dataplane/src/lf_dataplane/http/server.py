@@ -21,11 +21,13 @@ import signal
 import tempfile
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 from granian.constants import HTTPModes, Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.server import MPServer
 
+from lf_dataplane.observability.admin import AdminListener
 from lf_dataplane.observability.jsonlogs import logging_config
 from lf_dataplane.observability.metrics import prepare_dir
 from lf_dataplane.settings import Settings
@@ -40,10 +42,20 @@ _DEFAULT_MAX_BUFFER = 8192 + 4096 * 100
 class IngestorServer(MPServer):
     """granian's process server with a drain delay between SIGTERM and closing the listener."""
 
-    def __init__(self, *args: Any, drain_delay_s: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, drain_delay_s: float = 0.0, admin: AdminListener | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.drain_delay_s = drain_delay_s
+        self.admin = admin
         self._drain_started = False
+
+    def startup(self, spawn_target: Any, target_loader: Any) -> None:
+        """granian's startup (listener, workers forked), then the admin listener's thread: started after the fork
+        so no worker inherits a running thread (granian starts its own metrics exporter at the same point)."""
+        super().startup(spawn_target, target_loader)  # type: ignore[no-untyped-call]
+        if self.admin is not None:
+            self.admin.start()
 
     def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
         if self._drain_started:  # second signal: stop now
@@ -66,7 +78,7 @@ class IngestorServer(MPServer):
             timer.start()
 
 
-def build_server(settings: Settings) -> IngestorServer:
+def build_server(settings: Settings, admin: AdminListener | None = None) -> IngestorServer:
     """A granian server for `settings`; `.serve()` blocks until it has stopped."""
     return IngestorServer(
         APP_FACTORY,
@@ -87,7 +99,25 @@ def build_server(settings: Settings) -> IngestorServer:
         log_dictconfig=logging_config(settings.log_level),
         workers_kill_timeout=settings.drain_timeout_whole_s,
         drain_delay_s=settings.drain_delay_s,
+        admin=admin,
     )
+
+
+def redact_url(value: str) -> str:
+    """The server list of LF_NATS_URL without user names, passwords or tokens, for the log (as the runtimes'
+    `redacted_nats_url`); an entry without a scheme is read as nats://."""
+    servers = []
+    for server in value.split(","):
+        server = server.strip()
+        if not server:
+            continue
+        parts = urlsplit(server if "://" in server else f"nats://{server}")
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:  # not a number: shown as nothing rather than echoed
+            port = ""
+        servers.append(f"{parts.scheme}://{parts.hostname or ''}{port}")
+    return ",".join(servers)
 
 
 def serve(settings: Settings) -> int:
@@ -100,15 +130,28 @@ def serve(settings: Settings) -> int:
             made_dir = tempfile.mkdtemp(prefix="lf-metrics-")
             os.environ["LF_METRICS_DIR"] = made_dir
         prepare_dir(os.environ["LF_METRICS_DIR"])
-    server = build_server(settings)
+    admin = None
+    if settings.metrics and settings.admin_port:  # bound before the workers start: a taken port fails here
+        try:
+            admin = AdminListener(settings.admin_host, settings.admin_port, os.environ["LF_METRICS_DIR"])
+        except OSError as exc:
+            log.error("cannot listen on the admin port", extra={"fields": {
+                "host": settings.admin_host, "port": settings.admin_port, "error": str(exc)}})  # fmt: skip
+            if made_dir is not None:
+                shutil.rmtree(made_dir, ignore_errors=True)
+            return 1
+    server = build_server(settings, admin)
     log.info(
         "started",
         extra={"fields": {"host": settings.host, "port": settings.port, "workers": settings.workers,
-                          "nats": settings.nats_url}},
+                          "nats": redact_url(settings.nats_url),
+                          "admin": f"{settings.admin_host}:{admin.port}" if admin is not None else ""}},
     )  # fmt: skip
     try:
         server.serve()
     finally:
+        if admin is not None:
+            admin.stop()
         if made_dir is not None:
             shutil.rmtree(made_dir, ignore_errors=True)
     failed = bool(server.interrupt_children)

@@ -7,10 +7,11 @@ across route-table rebuilds), a few integer increments and one `bisect` into the
 
 Several granian workers: each worker keeps its own `WorkerStats` and writes a snapshot (JSON) to
 `LF_METRICS_DIR/ingestor-{pid}.json` every LF_METRICS_FLUSH seconds, off the request path, and once more when
-it stops. `GET /metrics` on any worker takes its own live numbers, adds every other worker's last snapshot, and
-renders the sum through a prometheus-client custom collector. Counters of a worker that has exited stay in its
-file (so totals never go backwards); its gauges (in-flight) are dropped. The server's main process creates the
-directory (a fresh temporary one unless LF_METRICS_DIR is set) before it starts the workers.
+it stops. `GET /metrics` on the admin listener (`observability/admin.py`, in the server's main process, not on
+the public port) reads every worker's last snapshot (`SnapshotDir`) and renders the sum through a
+prometheus-client custom collector. Counters of a worker that has exited stay in its file (so totals never go
+backwards); its gauges (in-flight) are dropped. The server's main process creates the directory (a fresh
+temporary one unless LF_METRICS_DIR is set) before it starts the workers.
 
 Every label value is bounded: namespace and function come from the route table, `code` is an HTTP status,
 `layer` and `reason` come from the fixed set of error codes in `lf_dataplane.http.mapping`.
@@ -25,7 +26,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from lf_core.contract.histograms import DURATION_BUCKETS
@@ -165,22 +166,6 @@ class WorkerStats:
         except OSError as exc:
             log.warning("cannot write metrics snapshot", extra={"fields": {"path": str(path), "error": str(exc)}})
 
-    def all_snapshots(self) -> list[tuple[dict[str, Any], bool]]:
-        """This worker's live snapshot and the other workers' files, each with whether its process is alive."""
-        snaps = [(self.snapshot(), True)]
-        if self.directory is None:
-            return snaps
-        own = self.path
-        for path in sorted(self.directory.glob("ingestor-*.json")):
-            if path == own:
-                continue
-            try:
-                snap = msgspec.json.decode(path.read_bytes())
-            except (OSError, msgspec.DecodeError):
-                continue
-            snaps.append((snap, _alive(int(snap.get("pid", 0)))))
-        return snaps
-
     async def run_flusher(self, interval_s: float) -> None:
         import asyncio
 
@@ -190,6 +175,28 @@ class WorkerStats:
                 self.flush()
         finally:
             self.flush()
+
+
+class SnapshotDir:
+    """The snapshots of every worker in a directory, read by the admin listener (which keeps no counts itself)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def all_snapshots(self) -> list[tuple[dict[str, Any], bool]]:
+        """Each worker's last snapshot, with whether its process is alive."""
+        snaps: list[tuple[dict[str, Any], bool]] = []
+        for path in sorted(self.directory.glob("ingestor-*.json")):
+            try:
+                snap = msgspec.json.decode(path.read_bytes())
+            except (OSError, msgspec.DecodeError):
+                continue
+            snaps.append((snap, _alive(int(snap.get("pid", 0)))))
+        return snaps
+
+
+class _Snapshots(Protocol):
+    def all_snapshots(self) -> list[tuple[dict[str, Any], bool]]: ...
 
 
 def _alive(pid: int) -> bool:
@@ -254,7 +261,7 @@ def _fmt(value: float) -> str:
 class IngestorCollector:
     """A prometheus-client collector over the merged snapshots of every worker."""
 
-    def __init__(self, stats: WorkerStats) -> None:
+    def __init__(self, stats: _Snapshots) -> None:
         self.stats = stats
 
     def collect(self) -> Iterator[Any]:
@@ -345,7 +352,7 @@ class IngestorCollector:
         yield GaugeMetricFamily("litefunctions_ingestor_workers", "Ingestor worker processes alive", value=live)
 
 
-def render(stats: WorkerStats) -> tuple[bytes, str]:
+def render(stats: _Snapshots) -> tuple[bytes, str]:
     """The text exposition of every worker's metrics, and its content type."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
