@@ -25,12 +25,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from lf_core import tracing as _tracing
-from lf_core.bus.errors import BrokerUnavailable, BusTimeout, NoResponders, PayloadTooLarge
+from lf_core.bus.errors import AuthorizationError, BrokerUnavailable, BusTimeout, NoResponders, PayloadTooLarge
 from lf_core.bus.requester import NatsRequester
 from lf_core.stores.interface import RateLimiter
 from lf_core.stores.local import LocalRateLimiter
 from lf_native import MethodNotAllowed, RouteNotFound, encode_request
 from nats.aio.client import Client as NatsClient
+from nats.errors import AuthorizationError as NatsAuthorizationError
 
 from lf_dataplane.calls.caching import ResponseCache
 from lf_dataplane.calls.callids import CallIds
@@ -119,6 +120,7 @@ class Ingestor:
         self._queue_timeout_s = settings.queue_timeout_s
         self._ip_header = settings.client_ip_header
         self.draining = False
+        self.broker_problem = ""  # why the background task cannot connect (said by /readyz), "" when it can
         self._background = background
         self._close = close
         self._task: asyncio.Task[None] | None = None
@@ -376,6 +378,8 @@ class Ingestor:
             return 200, list(_JSON), b'{"status":"ready"}'
         if self.draining:
             reason = "draining"
+        elif self.broker_problem:
+            reason = self.broker_problem
         elif not self.bus.connected:
             reason = "not connected to the broker"
         else:
@@ -413,14 +417,10 @@ def create_app() -> Ingestor:
 
     async def background() -> None:
         syncing = asyncio.ensure_future(sync()) if sync is not None else None
-        try:
-            await bus.connect()
-        except Exception as exc:
-            log.error("cannot connect to nats", extra={"fields": {"error": str(exc)}})
-            raise
+        await _until_connected(app, "nats", bus.connect)
         log.info("connected to nats", extra={"fields": {"server": bus.server.label if bus.server else ""}})
         ensuring = asyncio.ensure_future(_ensure_async_streams(app.asyncs))
-        await _connect_watcher(watcher_nc, settings.nats_servers)
+        await _until_connected(app, "nats (route watcher)", lambda: _connect_watcher(watcher_nc, settings.nats_servers))
         try:  # where runtimes publish what functions print (lf logs); a failure here must not stop serving
             await ensure_logs_stream(
                 watcher_nc.jetstream(), settings.logs_max_bytes, settings.logs_max_age_s, settings.stream_replicas
@@ -490,6 +490,34 @@ def _limits_of(
         fail_open=settings.valkey_fail_open,
     )
     return cache, limiter, client, limiter.run
+
+
+_CONNECT_RETRY_FIRST_S = 0.5
+_CONNECT_RETRY_MAX_S = 30.0
+
+
+async def _until_connected(app: Ingestor, what: str, connect: Callable[[], Awaitable[None]]) -> None:
+    """`connect()` until it succeeds, with backoff: a refusal (wrong credentials, a broker not up yet) must not end
+    the worker's background task while /healthz says alive. Meanwhile /readyz answers 503 with the reason (which
+    says what failed, not where: the broker's address is not the public's business; the log has it)."""
+    delay = _CONNECT_RETRY_FIRST_S
+    while True:
+        try:
+            await connect()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            refused = isinstance(exc, (AuthorizationError, NatsAuthorizationError))
+            app.broker_problem = (
+                "the broker refused the ingestor's credentials; retrying" if refused
+                else "cannot connect to the broker; retrying"
+            )  # fmt: skip
+            log.error(f"cannot connect to {what}", extra={"fields": {"error": repr(exc), "retry_in_s": delay}})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _CONNECT_RETRY_MAX_S)
+        else:
+            app.broker_problem = ""
+            return
 
 
 async def _connect_watcher(nc: NatsClient, servers: list[str]) -> None:
