@@ -91,6 +91,8 @@ class Settings:
     metrics: bool = True
     metrics_dir: str = ""
     metrics_flush_s: float = 1.0
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 0
     logs_max_bytes: int = 64 * 1024 * 1024
     logs_max_age_s: float = 24 * 3600.0
     stream_replicas: int = 1
@@ -99,8 +101,6 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read the LF_* variables of `env`; unset or empty variables keep their defaults.
 
-    admin_host: str = "127.0.0.1"
-    admin_port: int = 0
         Raises:
             SettingsError: a value is malformed or out of range; the message names the variable.
         """
@@ -136,6 +136,8 @@ class Settings:
             metrics=_choice(env, "LF_METRICS", "1", ("0", "1")) == "1",
             metrics_dir=_text(env, "LF_METRICS_DIR", d.metrics_dir),
             metrics_flush_s=_duration(env, "LF_METRICS_FLUSH", d.metrics_flush_s),
+            admin_host=_text(env, "LF_ADMIN_HOST", d.admin_host),
+            admin_port=_integer(env, "LF_ADMIN_PORT", d.admin_port, low=0, high=65535),
             logs_max_bytes=_size(env, "LF_LOGS_MAX_BYTES", d.logs_max_bytes),
             logs_max_age_s=_duration(env, "LF_LOGS_MAX_AGE", d.logs_max_age_s),
             stream_replicas=_integer(env, "LF_STREAM_REPLICAS", d.stream_replicas, low=1, high=MAX_STREAM_REPLICAS),
@@ -152,8 +154,6 @@ class Settings:
     @property
     def drain_timeout_whole_s(self) -> int:
         """granian takes whole seconds for its worker kill timeout; round up so we never cut a drain short."""
-            admin_host=_text(env, "LF_ADMIN_HOST", d.admin_host),
-            admin_port=_integer(env, "LF_ADMIN_PORT", d.admin_port, low=0, high=65535),
         return max(1, math.ceil(self.drain_timeout_s))
 
 
