@@ -23,6 +23,10 @@ the manifest syntax ("500ms", "10s", "2m") or a plain number of seconds; sizes t
 | LF_MAX_QUEUE | 1024 | calls waiting for a worker slot; beyond: 503 with Retry-After |
 | LF_QUEUE_TIMEOUT | 2s | longest wait for a worker slot; then 503 with Retry-After |
 | LF_FUNCTION_QUEUE | 1024 | calls waiting for one function's in-flight cap (route `max_inflight`); beyond: 429 |
+| LF_NAMESPACE_MAX_INFLIGHT | 0 (half of LF_MAX_INFLIGHT) | calls of one namespace a worker forwards at once |
+| LF_BODY_TIMEOUT | 10s | time a request body has to arrive in full, once the head is in; then 408 |
+| LF_MAX_INFLIGHT_BODY_BYTES | 64Mi | request bodies (sync and async) one worker holds at once; beyond: 503 |
+| LF_NAMESPACE_ASYNC_BACKLOG | 10000 | async calls of one namespace accepted and not finished; beyond: 429 (0: no cap) |
 | LF_CACHE_MAX_BYTES | 64Mi | response cache, in-process tier, per worker |
 | LF_CACHE_MAX_ENTRY_BYTES | 1Mi | larger answers are not cached |
 | LF_VALKEY_URL | (none) | redis:// or rediss:// URL: shared cache tier, cluster-wide rate limits; unset: in-process |
@@ -78,6 +82,10 @@ class Settings:
     max_queue: int = 1024
     queue_timeout_s: float = 2.0
     function_queue: int = 1024
+    namespace_max_inflight: int = 0  # 0: half of max_inflight (`namespace_inflight_cap`)
+    body_timeout_s: float = 10.0
+    max_inflight_body_bytes: int = 64 * 1024 * 1024
+    namespace_async_backlog: int = 10_000
     cache_max_bytes: int = 64 * 1024 * 1024
     cache_max_entry_bytes: int = 1024 * 1024
     valkey_url: str = ""
@@ -123,6 +131,14 @@ class Settings:
             max_queue=_integer(env, "LF_MAX_QUEUE", d.max_queue, low=0, high=1_000_000),
             queue_timeout_s=_duration(env, "LF_QUEUE_TIMEOUT", d.queue_timeout_s, allow_zero=True),
             function_queue=_integer(env, "LF_FUNCTION_QUEUE", d.function_queue, low=0, high=1_000_000),
+            namespace_max_inflight=_integer(
+                env, "LF_NAMESPACE_MAX_INFLIGHT", d.namespace_max_inflight, low=0, high=1_000_000
+            ),
+            body_timeout_s=_duration(env, "LF_BODY_TIMEOUT", d.body_timeout_s),
+            max_inflight_body_bytes=_size(env, "LF_MAX_INFLIGHT_BODY_BYTES", d.max_inflight_body_bytes),
+            namespace_async_backlog=_integer(
+                env, "LF_NAMESPACE_ASYNC_BACKLOG", d.namespace_async_backlog, low=0, high=1_000_000_000
+            ),
             cache_max_bytes=_size(env, "LF_CACHE_MAX_BYTES", d.cache_max_bytes),
             cache_max_entry_bytes=_size(env, "LF_CACHE_MAX_ENTRY_BYTES", d.cache_max_entry_bytes),
             valkey_url=_text(env, "LF_VALKEY_URL", d.valkey_url),
@@ -146,6 +162,13 @@ class Settings:
     @property
     def nats_servers(self) -> list[str]:
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]
+
+    @property
+    def namespace_inflight_cap(self) -> int:
+        """Calls of one namespace a worker forwards at once: LF_NAMESPACE_MAX_INFLIGHT, by default half the worker's
+        cap (at least 1), so a tenant's burst leaves the other half to the others; never above the worker's cap."""
+        cap = self.namespace_max_inflight or max(1, self.max_inflight // 2)
+        return min(cap, self.max_inflight)
 
     @property
     def header_read_timeout_ms(self) -> int:

@@ -270,6 +270,19 @@ async def find_queued(request: Requester, call_id: str) -> tuple[str, int] | Non
     return str(reply["message"]["subject"]), int(reply["message"]["seq"])
 
 
+async def queued_in_namespace(request: Requester, namespace: str) -> int:
+    """How many calls of `namespace` LF_ASYNC holds: accepted and not finished (queued, running, waiting for a
+    retry), counted by the broker for every ingestor. One subject per call, so the count of subjects under
+    `lf.async.{ns}.>` is the count of calls: STREAM.INFO's `total` with a page offset past the end (no subject is
+    sent back). The server walks the namespace's subjects: about 1 ms per thousand, so callers cache it."""
+    reply = await api(
+        request,
+        f"$JS.API.STREAM.INFO.{ASYNC_STREAM}",
+        {"subjects_filter": f"{ASYNC_PREFIX}.{check_name(namespace, 'namespace')}.>", "offset": 1 << 30},
+    )
+    return int(reply.get("total", 0))
+
+
 async def remove_queued(request: Requester, call_id: str) -> int:
     """Delete a call's message from LF_ASYNC; how many were removed."""
     reply = await api(request, f"$JS.API.STREAM.PURGE.{ASYNC_STREAM}", {"filter": f"{ASYNC_PREFIX}.*.*.{call_id}"})

@@ -36,12 +36,13 @@ from nats.errors import AuthorizationError as NatsAuthorizationError
 from lf_dataplane.calls.caching import ResponseCache
 from lf_dataplane.calls.callids import CallIds
 from lf_dataplane.calls.forwarding import BadResponse, Bus, invoke
-from lf_dataplane.calls.overload import Gate
+from lf_dataplane.calls.overload import FairGate
+from lf_dataplane.calls.ratelimits import RateLimits
 from lf_dataplane.calls.replies import Header, Reply
 from lf_dataplane.calls.routetable import Defaults, FunctionTarget, Routes, watch_routes
 from lf_dataplane.http import mapping as hm
 from lf_dataplane.http.asyncapi import AsyncCalls
-from lf_dataplane.http.bodies import read_body
+from lf_dataplane.http.bodies import BodyBudget
 from lf_dataplane.observability import callspans
 from lf_dataplane.observability.functionlogs import ensure_logs_stream
 from lf_dataplane.observability.metrics import WorkerStats
@@ -115,10 +116,10 @@ class Ingestor:
         if routes.on_redeploy is None:
             routes.on_redeploy = self.cache.drop_function
         self.limiter: RateLimiter = LocalRateLimiter() if limiter is None else limiter
-        self.gate = Gate(settings.max_inflight, settings.max_queue)
-        self.rate_limited = 0
+        self.rates = RateLimits(self.limiter, settings.client_ip_header)  # sync and async calls alike
+        self.gate = FairGate(settings.max_inflight, settings.max_queue, settings.namespace_inflight_cap)
+        self.bodies = BodyBudget(settings.max_inflight_body_bytes, settings.body_timeout_s)  # sync and async alike
         self._queue_timeout_s = settings.queue_timeout_s
-        self._ip_header = settings.client_ip_header
         self.draining = False
         self.broker_problem = ""  # why the background task cannot connect (said by /readyz), "" when it can
         self._background = background
@@ -139,6 +140,9 @@ class Ingestor:
             publish_timeout_s=settings.async_publish_timeout_s,
             allow_private_callbacks=settings.callback_allow_private,
             stream_replicas=settings.stream_replicas,
+            rates=self.rates,
+            bodies=self.bodies,
+            namespace_backlog=settings.namespace_async_backlog,
         )
 
     # -- lifecycle (granian calls these in each worker) -----------------------------------------------------------
@@ -167,6 +171,11 @@ class Ingestor:
         if not self.draining:
             self.draining = True
             log.info("worker draining", extra={"fields": {"pid": os.getpid()}})
+
+    @property
+    def rate_limited(self) -> int:
+        """Calls refused by a function's rate limit in this worker, sync and async."""
+        return self.rates.refused
 
     @property
     def ready(self) -> bool:
@@ -231,7 +240,7 @@ class Ingestor:
             fstats = call.stats = stats.get(target.label) or self._new_stats(target)
             fstats.inflight += 1
         try:
-            limit_headers = None if target.rate is None else await self._take(scope, headers, target)
+            limit_headers = None if target.rate is None else await self.rates.take(scope, headers, target)
             policy = target.cache
             if policy is None or method not in policy.methods:
                 reply = await self._forward(call, None)
@@ -260,19 +269,6 @@ class Ingestor:
             reply[1].extend(limit_headers)
         return reply
 
-    async def _take(self, scope: Any, headers: Any, target: FunctionTarget) -> list[Header]:
-        """One token of the function's rate limit (429 without one); the RateLimit headers of the answer."""
-        rate = target.rate
-        assert rate is not None
-        key = target.rate_key if rate.key == "function" else target.rate_key + self._client_ip(scope, headers)
-        decision = await self.limiter.take(key, rate.rps, rate.burst)
-        if not decision.allowed:
-            self.rate_limited += 1
-            raise hm.rate_limited(
-                target.label, decision.limit, decision.remaining, decision.reset_s, decision.retry_after_s
-            )
-        return hm.rate_limit_headers(decision.limit, decision.remaining, decision.reset_s)
-
     async def _cached(self, call: _Call) -> Reply:
         """A call to a function that caches this method: a tier-1 hit answers at once, a miss fills the key."""
         target = call.target
@@ -281,12 +277,21 @@ class Ingestor:
         scope = call.scope
         method = scope.method
         headers = scope.headers
-        body = None
         if method in _SAFE_METHODS:
             key = policy.key(method, call.rest, scope.query_string, headers)
-        else:  # opted in: the body is part of the key
-            body = await read_body(scope, call.proto, headers, target.max_request_bytes)
-            key = policy.key(method, call.rest, scope.query_string, headers, body)
+            return await self._lookup(call, key, None)
+        # opted in: the body is part of the key, read (and held in the budget) before the lookup
+        body = await self.bodies.read(scope, call.proto, headers, target.max_request_bytes)
+        try:
+            return await self._lookup(call, policy.key(method, call.rest, scope.query_string, headers, body), body)
+        finally:
+            self.bodies.release(len(body))
+
+    async def _lookup(self, call: _Call, key: str | None, body: bytes | None) -> Reply:
+        target = call.target
+        policy = target.cache
+        assert policy is not None
+        method = call.scope.method
         if key is None:
             return await self._forward(call, body)
         reply = self.cache.hit(key)
@@ -302,30 +307,41 @@ class Ingestor:
         return reply
 
     async def _forward(self, call: _Call, body: bytes | None) -> Reply:
-        """Through the function's in-flight gate, then the worker's, to the function."""
+        """The body first (unless the caller read it), then the function's in-flight gate, then the worker's (its
+        namespace's share of it), to the function. Reading first means a slow body holds no slot while it trickles
+        in, only its bytes in the worker's body budget, for at most LF_BODY_TIMEOUT; a GET reads nothing."""
         target = call.target
-        fgate = target.gate
-        if fgate is not None and not fgate.try_enter():
-            if not await fgate.enter(call.start + target.timeout_s - time.perf_counter()):
-                raise hm.function_overloaded(target.label)
+        held = 0
+        if body is None:
+            body = await self.bodies.read(call.scope, call.proto, call.scope.headers, target.max_request_bytes)
+            held = len(body)
         try:
-            gate = self.gate
-            if not gate.try_enter() and not await gate.enter(self._queue_timeout_s):
-                raise hm.overloaded()
+            fgate = target.gate
+            if fgate is not None and not fgate.try_enter():
+                if not await fgate.enter(call.start + target.timeout_s - time.perf_counter()):
+                    raise hm.function_overloaded(target.label)
             try:
-                return await self._invoke(call, body)
+                gate = self.gate
+                namespace = target.namespace
+                if not gate.try_enter(namespace) and not await gate.enter(namespace, self._queue_timeout_s):
+                    if gate.held(namespace) >= gate.namespace_limit:
+                        raise hm.namespace_overloaded(namespace, gate.namespace_limit)
+                    raise hm.overloaded()
+                try:
+                    return await self._invoke(call, body)
+                finally:
+                    gate.leave(namespace)
             finally:
-                gate.leave()
+                if fgate is not None:
+                    fgate.leave()
         finally:
-            if fgate is not None:
-                fgate.leave()
+            if held:
+                self.bodies.release(held)
 
-    async def _invoke(self, call: _Call, body: bytes | None) -> Reply:
+    async def _invoke(self, call: _Call, body: bytes) -> Reply:
         scope = call.scope
         target = call.target
         headers = scope.headers
-        if body is None:
-            body = await read_body(scope, call.proto, headers, target.max_request_bytes)
         if _TRACING:  # the call's span's context (a child of the incoming one)
             traceparent, tracestate = callspans.outgoing(call.span, headers)
         else:  # passed on as it came
@@ -357,14 +373,6 @@ class Ingestor:
         if (fstats := call.stats) is not None:
             fstats.ran(duration_ns, response.cold_start, len(body), time.perf_counter() - start)
         return _reply_of(response, target)
-
-    def _client_ip(self, scope: Any, headers: Any) -> str:
-        if self._ip_header:
-            forwarded = headers.get(self._ip_header)
-            if forwarded:
-                return str(forwarded).rpartition(",")[2].strip()
-        client = str(scope.client)
-        return client.rpartition(":")[0] or client
 
     def _new_stats(self, target: FunctionTarget) -> Any:
         assert self.metrics is not None

@@ -7,16 +7,28 @@ Submit: the same request envelope as a sync call, published to `lf.async.{ns}.{f
 is down, the stream refuses or no PubAck comes within LF_ASYNC_PUBLISH_TIMEOUT. A PubAck lost on the way back is
 answered 503 although the call was stored: it may run although the client retries it (at-least-once). An
 `Idempotency-Key` makes retries safe: it maps to one call id (create-only KV write, 24 h) and the publish of a
-known call is deduplicated by the stream (same `Nats-Msg-Id`) or skipped when the call already has a record.
+known call is deduplicated by the stream (same `Nats-Msg-Id`) or skipped when the call already has a record. The
+claim stores a digest of the request (method, path, query, body) next to the id: the same key with another request
+is refused with 422 and does not learn the first call's id.
+
+A submission passes the same limits as a sync call where they apply before the function runs: the function's
+`rateLimit` (the same buckets, `calls.ratelimits`: 429), the worker's body budget and body timeout
+(`http.bodies`: 503, 408), and the namespace's async backlog cap (`calls.backlogs`, LF_NAMESPACE_ASYNC_BACKLOG:
+429). The in-flight gates do not apply: a submission waits for a PubAck, not for a replica, and the calls run
+as the function's consumer pulls them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
 import time
 from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from lf_core import tracing as _tracing
 from lf_core.asynccalls import streams as js
@@ -25,9 +37,11 @@ from lf_core.bus.errors import BusError
 from lf_core.ssrf import UnsafeUrl, resolve_target, system_resolver
 from lf_native import MethodNotAllowed, RouteNotFound, encode_request
 
+from lf_dataplane.calls.backlogs import Backlogs
+from lf_dataplane.calls.ratelimits import RateLimits
 from lf_dataplane.calls.replies import Header, Reply
 from lf_dataplane.http import mapping as hm
-from lf_dataplane.http.bodies import read_body
+from lf_dataplane.http.bodies import BodyBudget
 from lf_dataplane.observability import callspans
 
 ASYNC_PREFIX = "/async-function/"
@@ -36,7 +50,14 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 CALLBACK_HEADER = "x-callback-url"
 MAX_IDEMPOTENCY_KEY = 256
 
+CALLBACK_RESOLVE_TIMEOUT_S = 2.0
+"""How long the callback host's lookup may take at submit; then 503 (the call is not stored)."""
+
 _TRACING = _tracing.ENABLED
+_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lf-callback-lookup")
+"""Callback host lookups: at most 4 at once per worker (a lookup that hangs holds a thread until the system
+resolver gives up; the caller's answer does not wait for it)."""
+log = logging.getLogger(__name__)
 _JSON: list[Header] = [("content-type", "application/json")]
 
 
@@ -74,13 +95,23 @@ class AsyncCalls:
         publish_timeout_s: float = 5.0,
         allow_private_callbacks: bool = False,
         resolve: Any = system_resolver,
+        resolve_timeout_s: float = CALLBACK_RESOLVE_TIMEOUT_S,
         stream_replicas: int = 1,
+        rates: RateLimits | None = None,
+        bodies: BodyBudget | None = None,
+        namespace_backlog: int = 0,
     ) -> None:
         self.request = request
+        self.rates = rates
+        """The worker's rate limits (the Ingestor's, shared with sync calls); None: none applied."""
+        self.bodies = bodies if bodies is not None else BodyBudget(64 * 1024 * 1024, 10.0)
+        """The worker's body budget and timeout (the Ingestor's, shared with sync calls)."""
+        self.backlogs = Backlogs(self._count_backlog, namespace_backlog)
         self.stream_replicas = stream_replicas
         self.publish_timeout_s = publish_timeout_s
         self.allow_private_callbacks = allow_private_callbacks
         self.resolve = resolve
+        self.resolve_timeout_s = resolve_timeout_s
         self.accepted = 0
         self.refused = 0
         self._ensured = False
@@ -121,12 +152,20 @@ class AsyncCalls:
                 f"call /function/{target.name}.{target.namespace} synchronously",
                 hm.LAYER_INGESTOR,
             )
+        limit_headers = None
+        if target.rate is not None and self.rates is not None:  # the same buckets as the function's sync calls
+            limit_headers = await self.rates.take(scope, headers, target)
         if not _TRACING:
-            return await self._submit(scope, proto, call_id, target, rest, params, None)
-        span = callspans.CallSpan.start(method, headers, call_id, target.namespace, target.name, queued=True)
-        if span is None:  # sampled out by the caller: its trace context goes on as it came
-            return await self._submit(scope, proto, call_id, target, rest, params, None)
-        return await _traced(span, self._submit(scope, proto, call_id, target, rest, params, span))
+            answered = await self._submit(scope, proto, call_id, target, rest, params, None)
+        else:
+            span = callspans.CallSpan.start(method, headers, call_id, target.namespace, target.name, queued=True)
+            if span is None:  # sampled out by the caller: its trace context goes on as it came
+                answered = await self._submit(scope, proto, call_id, target, rest, params, None)
+            else:
+                answered = await _traced(span, self._submit(scope, proto, call_id, target, rest, params, span))
+        if limit_headers is not None:
+            answered.reply[1].extend(limit_headers)
+        return answered
 
     async def _submit(
         self,
@@ -138,7 +177,6 @@ class AsyncCalls:
         params: Any,
         span: callspans.CallSpan | None,
     ) -> Answered:
-        method = scope.method
         headers = scope.headers
         callback = headers.get(CALLBACK_HEADER) or ""
         if callback:
@@ -148,12 +186,34 @@ class AsyncCalls:
             raise hm.HttpError(
                 400, "bad_idempotency_key", f"Idempotency-Key longer than {MAX_IDEMPOTENCY_KEY}", "ingestor"
             )
-        body = await read_body(scope, proto, headers, target.max_request_bytes)  # the same rules as a sync call
+        await self.backlogs.check(target.namespace)  # before the body is read: a refusal costs no bytes
+        bodies = self.bodies
+        body = await bodies.read(scope, proto, headers, target.max_request_bytes)  # the same rules as a sync call
+        try:  # the body's bytes stay in the worker's budget until the publish is answered
+            return await self._publish(scope, call_id, target, rest, params, span, body, key, callback)
+        finally:
+            bodies.release(len(body))
+
+    async def _publish(
+        self,
+        scope: Any,
+        call_id: str,
+        target: Any,
+        rest: str,
+        params: Any,
+        span: callspans.CallSpan | None,
+        body: bytes,
+        key: str,
+        callback: str,
+    ) -> Answered:
+        method = scope.method
+        headers = scope.headers
         ns, fn = target.namespace, target.name
         duplicate = False
         try:
             if key:
-                call_id, duplicate = await self._claim(ns, fn, key, call_id)
+                digest = request_digest(method, rest, scope.query_string, body)
+                call_id, duplicate = await self._claim(ns, fn, key, call_id, digest)
                 if span is not None and span.recording:
                     span.span.set_attribute("faas.invocation_id", call_id)
                 if duplicate and await self._known(call_id):
@@ -194,17 +254,28 @@ class AsyncCalls:
             payload["duplicate"] = True
         return _answer(202, payload, call_id, [("location", f"{INVOCATIONS_PREFIX}{call_id}")])
 
-    async def _claim(self, ns: str, fn: str, key: str, call_id: str) -> tuple[str, bool]:
-        """The call id of an idempotency key: ours if we wrote it first (create-only), else the stored one."""
+    async def _claim(self, ns: str, fn: str, key: str, call_id: str, digest: str) -> tuple[str, bool]:
+        """The call id of an idempotency key: ours if we wrote it first (create-only), else the stored one, whose
+        request must have the same `digest` (`request_digest`): another request under a used key is a 422."""
         kv_key = js.idempotency_key(ns, fn, key)
         for _ in range(3):
             try:
-                await jetstream.kv_put(self.request, js.IDEMPOTENCY_BUCKET, kv_key, call_id.encode(), revision=0)
+                claim = f"{call_id} {digest}".encode()
+                await jetstream.kv_put(self.request, js.IDEMPOTENCY_BUCKET, kv_key, claim, revision=0)
                 return call_id, False
             except jetstream.WrongSequence:
                 found = await jetstream.kv_get(self.request, js.IDEMPOTENCY_BUCKET, kv_key)
                 if found is not None:
-                    return found[0].decode(), True
+                    first, _, first_digest = found[0].decode().partition(" ")
+                    if first_digest and first_digest != digest:  # (a claim from before digests: taken as is)
+                        raise hm.HttpError(
+                            422,
+                            "idempotency_key_reused",
+                            "this Idempotency-Key was already used with a different request (method, path, query "
+                            "or body) to this function; send the same request again, or use a new key",
+                            hm.LAYER_INGESTOR,
+                        ) from None
+                    return first, True
         raise unavailable("the idempotency key could not be claimed")
 
     async def _known(self, call_id: str) -> bool:
@@ -214,13 +285,34 @@ class AsyncCalls:
         return await js.find_queued(self.request, call_id) is not None
 
     async def _check_callback(self, url: str) -> None:
+        """Refuse a callback URL that is malformed or whose host is not public (400), within
+        `resolve_timeout_s` (then 503: the lookup did not answer, the call is not stored). The lookup runs on a
+        small pool of its own, so lookups that hang cannot starve the loop's default executor; the 400 does not
+        say which address an internal name resolves to (that stays in the log)."""
         loop = asyncio.get_running_loop()
+        check = loop.run_in_executor(
+            _LOOKUPS, lambda: resolve_target(url, allow_private=self.allow_private_callbacks, resolve=self.resolve)
+        )
         try:
-            await loop.run_in_executor(
-                None, lambda: resolve_target(url, allow_private=self.allow_private_callbacks, resolve=self.resolve)
-            )
+            await asyncio.wait_for(check, self.resolve_timeout_s)
         except UnsafeUrl as exc:
+            if exc.detail:
+                log.info("callback refused", extra={"fields": {"url": url[:256], "detail": exc.detail}})
             raise hm.HttpError(400, "bad_callback_url", str(exc), hm.LAYER_INGESTOR) from None
+        except TimeoutError:
+            host = urlsplit(url).hostname or ""
+            log.warning("callback lookup timed out", extra={"fields": {"host": host[:256]}})
+            raise hm.HttpError(
+                503,
+                "callback_lookup_timeout",
+                f"the callback host {host[:256]!r} did not resolve within {self.resolve_timeout_s:g} s; "
+                "the call was not stored",
+                hm.LAYER_INGESTOR,
+                retry_after=hm.RETRY_AFTER_S,
+            ) from None
+
+    async def _count_backlog(self, namespace: str) -> int:
+        return await js.queued_in_namespace(self.request, namespace)
 
     async def _ensure_quietly(self) -> None:
         try:
@@ -298,6 +390,17 @@ async def _traced(span: callspans.CallSpan, answer: Awaitable[Answered]) -> Answ
         raise
     span.end(answered.status)
     return answered
+
+
+def request_digest(method: str, path: str, query: str, body: bytes) -> str:
+    """What an `Idempotency-Key` is bound to: a SHA-256 of method, path, query and body (each part length-prefixed,
+    so no two requests share a digest by moving bytes between parts)."""
+    digest = hashlib.sha256()
+    for part in (method.encode(), path.encode(), query.encode()):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    digest.update(body)
+    return digest.hexdigest()
 
 
 def _incoming(headers: Any) -> tuple[str, str]:

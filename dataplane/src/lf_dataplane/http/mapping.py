@@ -15,6 +15,7 @@ from typing import Final
 
 import msgspec
 from lf_core.contract.names import DEFAULT_NAMESPACE, InvalidName, check_name
+from lf_core.contract.paths import has_dot_segment
 from lf_core.contract.protocol import ErrorKind
 
 from lf_dataplane.calls.replies import Header
@@ -168,10 +169,13 @@ def parse_function_path(path: str) -> tuple[str, str, str]:
 
 
 def unrouted(path: str) -> HttpError:
-    """The answer for a path the routing table did not match: 400 for a malformed name, else 404.
+    """The answer for a path the routing table did not match: 400 for a dot segment (`..`, `%2e%2e` once decoded:
+    the table matches no such path) or a malformed name, else 404.
 
     Only called on a miss, so names are parsed in Python only for requests that fail anyway.
     """
+    if has_dot_segment(path):
+        return HttpError(400, "bad_path", "a path with a '.' or '..' segment is refused", LAYER_INGESTOR)
     if not path.startswith(FUNCTION_PREFIX):
         return HttpError(404, "not_found", f"no route for {path[:200]!r}", LAYER_INGESTOR)
     name, namespace, _ = parse_function_path(path)
@@ -226,6 +230,37 @@ def overloaded() -> HttpError:
     return HttpError(
         503, "overloaded", "the ingestor is at capacity; retry later", LAYER_INGESTOR, retry_after=RETRY_AFTER_S
     )
+
+
+def namespace_overloaded(namespace: str, cap: int) -> HttpError:
+    """503: the namespace has its share of this worker in flight (LF_NAMESPACE_MAX_INFLIGHT) and its wait ran out."""
+    return HttpError(
+        503, "overloaded",
+        f"namespace {namespace} has {cap} calls in flight in this ingestor worker, its share "
+        "(LF_NAMESPACE_MAX_INFLIGHT); retry later", LAYER_INGESTOR, retry_after=RETRY_AFTER_S,
+    )  # fmt: skip
+
+
+def body_timeout(timeout_s: float) -> HttpError:
+    """408: the request body did not arrive within LF_BODY_TIMEOUT (the connection is closed after the answer)."""
+    return HttpError(408, "body_timeout", f"the request body did not arrive within {timeout_s:g} s", LAYER_INGESTOR)
+
+
+def body_budget_exceeded() -> HttpError:
+    """503: this worker holds LF_MAX_INFLIGHT_BODY_BYTES of request bodies already."""
+    return HttpError(
+        503, "body_budget", "the ingestor holds too many request bodies at once; retry later", LAYER_INGESTOR,
+        retry_after=RETRY_AFTER_S,
+    )  # fmt: skip
+
+
+def async_backlog_full(namespace: str, cap: int) -> HttpError:
+    """429: the namespace has LF_NAMESPACE_ASYNC_BACKLOG async calls accepted and not finished."""
+    return HttpError(
+        429, "async_backlog_full",
+        f"namespace {namespace} has {cap} async calls accepted and not finished, its cap "
+        "(LF_NAMESPACE_ASYNC_BACKLOG); retry when some have run", LAYER_INGESTOR, retry_after=RETRY_AFTER_S,
+    )  # fmt: skip
 
 
 # -- outcomes of forwarding ---------------------------------------------------------------------------------------
