@@ -30,6 +30,8 @@ import sys
 def handle(req):
     if req.query_params.get("fail"):
         raise RuntimeError("asked to fail")
+    if req.query_params.get("long"):
+        print("x" * (1024 * 1024))  # one 1 MiB line (issue 14, item 9)
     print(f"printed by {req.path}")
     print("to stderr too", file=sys.stderr)
     return "ok\\n"
@@ -171,6 +173,20 @@ def test_lf_dev_serves_metrics_on_its_admin_port_only(dev: LfDev) -> None:
     url = ingestor_metrics(dev)
     assert f"metrics on {url}" in dev.output()
     assert "litefunctions_ingestor_workers" in httpx.get(url, timeout=10).text
+
+
+def test_a_1_mib_output_line_is_cut_and_the_replica_stays_supervised(dev: LfDev) -> None:
+    """Issue 14, item 9: a replica printing one 1 MiB line used to end lf dev's relay of its output (readline's
+    64 KiB limit); the replica then blocked on the full pipe. Now the line is cut with a marker and the same replica
+    keeps answering and its output keeps being relayed."""
+    wait_for(lambda: httpx.get(dev.url("printer"), timeout=30).status_code == 200, 60, "printer to answer")
+    restarts = dev.function_state("printer")["restarts"]
+    assert httpx.get(dev.url("printer", "/long?long=1"), timeout=30).status_code == 200
+    wait_for(lambda: "more bytes not shown]" in dev.output(), 30, "the cut line in lf dev's output")
+    assert httpx.get(dev.url("printer", "/after-long"), timeout=30).status_code == 200
+    wait_for(lambda: "printed by /after-long" in dev.output(), 30, "the replica's next output relayed")
+    state = dev.function_state("printer")
+    assert (state["state"], state["restarts"]) == ("running", restarts)
 
 
 def test_lf_logs_shows_a_calls_print_output_by_call_id(dev: LfDev) -> None:

@@ -26,13 +26,14 @@ import shutil
 import sys
 import time
 import tomllib
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
 from lf_core.contract.specs import Function
 
 from lf_controlplane.dev.folders import fingerprint
-from lf_controlplane.dev.supervising import Printer
+from lf_controlplane.dev.supervising import Printer, read_lines
 
 REPO = Path(__file__).resolve().parents[4]
 """The checkout `lf` runs from (editable install): where `runtimes/go` and `runtimes/rust` are."""
@@ -237,14 +238,14 @@ async def _run(argv: Sequence[str], cwd: Path, env: dict[str, str], label: str, 
         *argv, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     assert process.stdout is not None
-    lines: list[str] = []
-    async for raw in process.stdout:
-        line = raw.decode(errors="replace").rstrip()
+    lines: deque[str] = deque(maxlen=_ERROR_TAIL_LINES)  # what a failure shows; a long line is cut (read_lines)
+    async for raw in read_lines(process.stdout):
+        line = raw.rstrip()
         lines.append(line)
         printer(label, line)
     code = await process.wait()
     if code != 0:
-        tail = "\n".join(lines[-_ERROR_TAIL_LINES:])
+        tail = "\n".join(lines)
         raise BuildError(f"build failed (`{' '.join(argv)}` exited with {code}):\n{tail}")
 
 

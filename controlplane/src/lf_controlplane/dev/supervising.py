@@ -3,6 +3,11 @@
 A process that exits on its own is restarted after a delay that doubles with each quick failure (0.2 s up to
 10 s) and resets once it has stayed up for a while. A process we stop on purpose gets SIGTERM (it drains), then
 SIGKILL after a grace period.
+
+Output is read in chunks and split into lines here (`read_lines`), not with `StreamReader.readline()`, whose
+64 KiB limit raised on one long line and ended the relay (and with it the supervision) of that process. A line
+longer than MAX_LINE_BYTES is truncated, not split: its first MAX_LINE_BYTES are shown with a marker saying how
+many bytes were left out (a 1 MiB JSON line split into sixteen pieces reads no better, and floods the terminal).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +54,41 @@ class ProcessSpec:
 
 
 Printer = Callable[[str, str], None]
+
+MAX_LINE_BYTES = 64 * 1024
+"""Longest output line relayed whole; a longer one is cut here and marked (`read_lines`)."""
+_CHUNK = 64 * 1024
+
+
+async def read_lines(stream: asyncio.StreamReader, limit: int = MAX_LINE_BYTES) -> AsyncIterator[str]:
+    """The lines of `stream` (without their newline) until EOF, each at most `limit` bytes of it: a longer line
+    ends with ` [... N more bytes not shown]`. Holds at most `limit` bytes plus one chunk, however long the line."""
+    pending = bytearray()
+    dropped = 0
+    while chunk := await stream.read(_CHUNK):
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            dropped += _keep(pending, chunk, start, end, limit)
+            yield _line(pending, dropped)
+            pending.clear()
+            dropped = 0
+            start = end + 1
+        dropped += _keep(pending, chunk, start, len(chunk), limit)
+    if pending or dropped:
+        yield _line(pending, dropped)
+
+
+def _keep(pending: bytearray, chunk: bytes, start: int, end: int, limit: int) -> int:
+    """Append chunk[start:end] to `pending` up to `limit` bytes in all; the number of bytes left out."""
+    room = max(limit - len(pending), 0)
+    size = end - start
+    pending += chunk[start : start + min(size, room)]
+    return max(size - room, 0)
+
+
+def _line(raw: bytearray, dropped: int) -> str:
+    text = raw.decode(errors="replace").rstrip("\r")
+    return f"{text} [... {dropped} more bytes not shown]" if dropped else text
 
 
 def print_line(label: str, line: str) -> None:
@@ -148,8 +188,7 @@ class Supervised:
     async def _relay_output(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
         marker = self.spec.ready_marker
-        while line := await process.stdout.readline():
-            text = line.decode(errors="replace").rstrip("\n")
+        async for text in read_lines(process.stdout):
             self.printer(self.spec.label, text)
             if marker is not None and not self.ready.is_set() and marker in text:
                 self._mark_ready()
