@@ -15,7 +15,7 @@ from bench.micro.pyrouter import PyRouter
 
 def _routes(count: int) -> tuple[list[tuple[str, str, Any]], list[tuple[str, str, str, Any]]]:
     functions = [("default", f"fn-{i}", i) for i in range(count)]
-    routes = [("GET,POST", "", f"/api/v1/res-{i}/{{id}}/items/{{item}}", i) for i in range(count)]
+    routes = [("GET,POST", "", f"/v1/res-{i}/{{id}}/items/{{item}}", i) for i in range(count)]
     return functions, routes
 
 
@@ -24,7 +24,7 @@ def _routes(count: int) -> tuple[list[tuple[str, str, Any]], list[tuple[str, str
 def test_route_lookup(benchmark: Any, kind: str, count: int) -> None:
     functions, routes = _routes(count)
     table = RoutingTable.build(functions, routes) if kind == "native" else PyRouter(functions, routes)
-    path = f"/api/v1/res-{count - 1}/42/items/7"
+    path = f"/v1/res-{count - 1}/42/items/7"
     target, _, params = benchmark(table.lookup, "GET", "example.com", path)
     assert target == count - 1 and params == [("id", "42"), ("item", "7")]
 

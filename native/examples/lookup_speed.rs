@@ -19,7 +19,7 @@ fn time(label: &str, n: u32, mut f: impl FnMut()) {
 fn main() {
     for k in [10usize, 10_000] {
         let patterns: Vec<String> = (0..k)
-            .map(|i| format!("/api/v{}/svc{i}/items/{{id}}", i % 7))
+            .map(|i| format!("/v{}/svc{i}/items/{{id}}", i % 7))
             .collect();
         let names: Vec<String> = (0..10).map(|i| format!("fn{i}")).collect();
         let table = RoutingTable::build(
@@ -37,7 +37,7 @@ fn main() {
         )
         .unwrap();
         let i = k - 4;
-        let path = format!("/api/v{}/svc{i}/items/42", i % 7);
+        let path = format!("/v{}/svc{i}/items/42", i % 7);
         time(&format!("{k} routes, route lookup"), 1_000_000, || {
             black_box(
                 table

@@ -14,9 +14,18 @@
 //! route that accepts the method. When no route accepts the method but some route matches the path, the lookup
 //! fails with the sorted list of the methods that would have matched (HTTP 405 `Allow`).
 //!
+//! Reserved paths: a path whose first segment is one of [`RESERVED_SEGMENTS`] (`/function/...`,
+//! `/async-function/...`, `/invocations/...`, `/api/...`, `/healthz`, `/readyz`, `/metrics`) belongs to the platform.
+//! A route pattern whose first segment is such a literal is refused at build, and a lookup of a reserved path
+//! tries the function entries only, never a route: a `/{*rest}` or `/{x}/{id}` route cannot capture them.
+//!
 //! Limits, on purpose:
-//! - Paths are matched raw, as given: `%2F` is not a separator and `%41` is not `A`. Callers that want decoded
-//!   matching decode before the lookup (and then cannot tell `%2F` from `/`).
+//! - Paths are matched as given: `%2F` is not a separator and `%41` is not `A`. The ingestor gives the path as its
+//!   HTTP server (granian) already percent-decoded it, since RSGI exposes no raw path: there `/a%2Fb` arrives, and
+//!   is routed, as `/a/b` (docs/operations.md, "Security model").
+//! - A path with a dot segment (`.` or `..`; from the ingestor also `%2e%2e`, decoded) matches nothing
+//!   ([`has_dot_segment`]): a route's `{*rest}` or a function's rest never carries one to a function, which might
+//!   resolve it against a file tree (the ingestor answers such a path 400).
 //! - Hosts compare case-insensitively after dropping a `:port` and one trailing `.`. Methods compare
 //!   case-insensitively (ASCII) and are reported upper-case.
 //! - A pattern holds at most [`MAX_PARAMS`] parameters, so a lookup keeps them on the stack.
@@ -27,6 +36,17 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 /// Most parameters (`{x}` and `{*x}`) one pattern may hold.
 pub const MAX_PARAMS: usize = 16;
+
+/// First path segments that belong to the platform: its own endpoints, now or reserved for later (`api`).
+pub const RESERVED_SEGMENTS: [&str; 7] = [
+    "function",
+    "async-function",
+    "invocations",
+    "api",
+    "healthz",
+    "readyz",
+    "metrics",
+];
 
 const FUNCTION_PREFIX: &str = "/function/";
 const DEFAULT_NAMESPACE: &str = "default";
@@ -89,6 +109,7 @@ pub enum BuildErrorKind {
     DuplicateParam(String),
     TooManyParams,
     DuplicateRoute(String),
+    ReservedPath(&'static str),
 }
 
 impl fmt::Display for BuildErrorKind {
@@ -111,6 +132,11 @@ impl fmt::Display for BuildErrorKind {
                 write!(f, "invalid pattern: parameter {name:?} appears twice")
             }
             Self::TooManyParams => write!(f, "invalid pattern: more than {MAX_PARAMS} parameters"),
+            Self::ReservedPath(segment) => write!(
+                f,
+                "reserved path: /{segment} belongs to the platform (reserved first segments: {})",
+                RESERVED_SEGMENTS.join(", ")
+            ),
             Self::DuplicateRoute(method) => {
                 write!(
                     f,
@@ -388,6 +414,34 @@ pub fn is_dns1123_label(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
+/// The reserved segment `path`'s first segment is, if it is one (see [`RESERVED_SEGMENTS`]).
+pub fn reserved_segment(path: &str) -> Option<&'static str> {
+    let rem = path.strip_prefix('/')?;
+    let first = rem.find('/').map_or(rem, |i| &rem[..i]);
+    RESERVED_SEGMENTS.iter().copied().find(|&s| s == first)
+}
+
+/// Whether `path` has a `.` or `..` segment. Scans for `.` first, so a path without one costs one `memchr`.
+pub fn has_dot_segment(path: &str) -> bool {
+    let b = path.as_bytes();
+    let mut from = 0;
+    while let Some(i) = path[from..].find('.').map(|i| i + from) {
+        let starts = i == 0 || b[i - 1] == b'/';
+        if starts {
+            let end = if b.get(i + 1) == Some(&b'.') {
+                i + 2
+            } else {
+                i + 1
+            };
+            if end == b.len() || b[end] == b'/' {
+                return true;
+            }
+        }
+        from = i + 1;
+    }
+    false
+}
+
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -590,6 +644,11 @@ impl<T> RoutingTable<T> {
         let methods = parse_methods(r.methods)?;
         let host = parse_host(r.host)?;
         let segments = parse_pattern(r.pattern)?;
+        if let Some(Segment::Literal(first)) = segments.first() {
+            if let Some(reserved) = RESERVED_SEGMENTS.iter().copied().find(|s| s == first) {
+                return Err(BuildErrorKind::ReservedPath(reserved));
+            }
+        }
         let mut node = match host {
             HostKey::Any => &mut self.any,
             HostKey::Exact(h) => self.exact.entry(h).or_default(),
@@ -636,6 +695,9 @@ impl<T> RoutingTable<T> {
     }
 
     /// Find the target for a request. Allocates nothing unless it fails with `MethodNotAllowed`.
+    ///
+    /// A reserved path ([`RESERVED_SEGMENTS`]) is looked up among the functions only, and a path with a dot
+    /// segment matches nothing.
     pub fn lookup<'t, 'p>(
         &'t self,
         method: &str,
@@ -648,6 +710,9 @@ impl<T> RoutingTable<T> {
         let Some(rem) = path.strip_prefix('/') else {
             return Err(LookupError::NotFound);
         };
+        if reserved_segment(path).is_some() || has_dot_segment(path) {
+            return Err(LookupError::NotFound);
+        }
         let mut buf = [0u8; MAX_HOST];
         let host = if self.exact.is_empty() && self.wildcard.is_empty() {
             None
@@ -694,6 +759,9 @@ impl<T> RoutingTable<T> {
             .split_once('.')
             .unwrap_or((segment, DEFAULT_NAMESPACE));
         let target = self.functions.get(namespace)?.get(name)?;
+        if has_dot_segment(rest) {
+            return None;
+        }
         Some(Match {
             target,
             rest,

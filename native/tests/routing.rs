@@ -1,6 +1,9 @@
 //! The routing table through its public API: precedence, parameters, wildcards, hosts, methods, scale, build errors.
 
-use _native::routing::{BuildErrorKind, FunctionEntry, LookupError, RouteEntry, RoutingTable};
+use _native::routing::{
+    has_dot_segment, BuildErrorKind, FunctionEntry, LookupError, RouteEntry, RoutingTable,
+    RESERVED_SEGMENTS,
+};
 
 type Route = (&'static str, &'static str, &'static str, &'static str);
 /// `(functions, routes, entry named in the error, why)`.
@@ -92,11 +95,13 @@ fn functions_match_name_namespace_and_rest() {
 fn functions_take_precedence_over_routes() {
     let t = build(
         &[("default", "f")],
-        &[("*", "", "/function/{name}", "route")],
+        &[("*", "", "/{prefix}/{name}", "route")],
     )
     .unwrap();
     assert_eq!(target(&t, "GET", "", "/function/f"), "f");
-    assert_eq!(target(&t, "GET", "", "/function/g"), "route");
+    assert_eq!(target(&t, "GET", "", "/functions/g"), "route");
+    // Not a function: still the platform's, never a route's.
+    assert!(t.lookup("GET", "", "/function/g").is_err());
 }
 
 #[test]
@@ -267,7 +272,7 @@ fn percent_encoded_paths_match_raw() {
 #[test]
 fn ten_thousand_routes_all_resolve() {
     let patterns: Vec<String> = (0..10_000)
-        .map(|i| format!("/api/v{}/svc{i}/items/{{id}}", i % 7))
+        .map(|i| format!("/v{}/svc{i}/items/{{id}}", i % 7))
         .collect();
     let t = RoutingTable::build(
         Vec::<FunctionEntry<'_, usize>>::new(),
@@ -281,7 +286,7 @@ fn ten_thousand_routes_all_resolve() {
     .unwrap();
     assert_eq!(t.len(), 10_000);
     for i in (0..10_000).step_by(97) {
-        let path = format!("/api/v{}/svc{i}/items/x{i}", i % 7);
+        let path = format!("/v{}/svc{i}/items/x{i}", i % 7);
         let m = t.lookup("GET", "h", &path).unwrap();
         assert_eq!(*m.target, i);
         assert_eq!(m.params().next(), Some(("id", format!("x{i}").as_str())));
@@ -338,6 +343,15 @@ fn build_errors_name_the_entry() {
             &[("*", "", "/u/{id}", "x"), ("GET", "", "/u/{other}", "y")],
             "route #1",
             BuildErrorKind::DuplicateRoute("GET".into()),
+        ),
+        (
+            &[],
+            &[
+                ("GET", "", "/x", "x"),
+                ("GET", "a.com", "/invocations/{id}", "y"),
+            ],
+            "route #1",
+            BuildErrorKind::ReservedPath("invocations"),
         ),
     ];
     for (functions, routes, entry, kind) in cases {
@@ -398,4 +412,106 @@ fn build_rejects_malformed_entries() {
         ],
     )
     .unwrap();
+}
+
+#[test]
+fn routes_cannot_claim_the_platforms_paths() {
+    for segment in RESERVED_SEGMENTS {
+        for pattern in [format!("/{segment}"), format!("/{segment}/{{*rest}}")] {
+            let err = RoutingTable::build(
+                Vec::<FunctionEntry<'_, ()>>::new(),
+                [RouteEntry {
+                    methods: "*",
+                    host: "any.example.com",
+                    pattern: &pattern,
+                    target: (),
+                }],
+            )
+            .unwrap_err();
+            assert_eq!(err.kind, BuildErrorKind::ReservedPath(segment), "{pattern}");
+        }
+    }
+    // Near misses are ordinary literals.
+    build(
+        &[],
+        &[
+            ("*", "", "/functions", "x"),
+            ("*", "", "/apis/{x}", "y"),
+            ("*", "", "/x/invocations", "z"),
+        ],
+    )
+    .unwrap();
+}
+
+#[test]
+fn catch_alls_do_not_capture_reserved_paths() {
+    let t = build(
+        &[("default", "hello")],
+        &[
+            ("*", "", "/{*rest}", "root"),
+            ("*", "", "/{a}/{b}", "two"),
+            ("*", "evil.example.com", "/{*rest}", "host"),
+        ],
+    )
+    .unwrap();
+    for path in [
+        "/function/nope",
+        "/function/",
+        "/async-function/hello",
+        "/invocations/0123",
+        "/invocations",
+        "/api/v1/x",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        for host in ["", "evil.example.com"] {
+            assert_eq!(
+                t.lookup("POST", host, path).unwrap_err(),
+                LookupError::NotFound,
+                "{host}{path}"
+            );
+        }
+    }
+    assert_eq!(target(&t, "GET", "", "/function/hello/x"), "hello");
+    assert_eq!(target(&t, "GET", "", "/functions/x"), "two");
+    assert_eq!(target(&t, "GET", "", "/apis"), "root");
+    assert_eq!(target(&t, "GET", "evil.example.com", "/x"), "host");
+}
+
+#[test]
+fn dot_segments_match_nothing() {
+    let t = build(
+        &[("default", "hello")],
+        &[("*", "", "/files/{*rest}", "files")],
+    )
+    .unwrap();
+    for path in [
+        "/files/../secret",
+        "/files/a/..",
+        "/files/./x",
+        "/files/.",
+        "/function/hello/../x",
+        "/function/hello/.",
+    ] {
+        assert_eq!(
+            t.lookup("GET", "", path).unwrap_err(),
+            LookupError::NotFound,
+            "{path}"
+        );
+    }
+    for path in [
+        "/files/.hidden",
+        "/files/a..b",
+        "/files/...",
+        "/files/v1.2/x",
+    ] {
+        assert_eq!(target(&t, "GET", "", path), "files", "{path}");
+    }
+    assert_eq!(
+        target(&t, "GET", "", "/function/hello.default/a.b"),
+        "hello"
+    );
+    assert!(has_dot_segment(".."));
+    assert!(!has_dot_segment("/a.b/c"));
 }

@@ -124,7 +124,6 @@ def test_parse_function_path(path: str, expected: tuple[str, str, str]) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "/function/..",
         "/function/*",
         "/function/>",
         "/function/a b",
@@ -142,6 +141,12 @@ def test_parse_function_path(path: str, expected: tuple[str, str, str]) -> None:
 def test_invalid_names_are_400(path: str) -> None:
     err = hm.unrouted(path)
     assert (err.status, err.code, err.layer) == (400, "invalid_name", "ingestor")
+
+
+@pytest.mark.parametrize("path", ["/function/..", "/function/f/../g", "/x/./y", "/async-function/f/.."])
+def test_dot_segments_are_400_bad_path(path: str) -> None:
+    err = hm.unrouted(path)
+    assert (err.status, err.code, err.layer) == (400, "bad_path", "ingestor")
 
 
 @pytest.mark.parametrize("path", ["/function/echo", "/function/echo.team-a/x", "/function/" + "a" * 63])

@@ -164,11 +164,29 @@ def function_status(
 
 
 def trigger_status(
-    trigger: Mapping[str, Any], *, phase: str, ready: bool, reason: str, message: str, route: str = "", at: str = ""
+    trigger: Mapping[str, Any],
+    *,
+    phase: str,
+    ready: bool,
+    reason: str,
+    message: str,
+    route: str = "",
+    valid: bool | None = None,
+    at: str = "",
 ) -> dict[str, Any]:
+    """The Trigger's status: its `Ready` condition, and `Valid`, False with the same reason and message when the
+    Trigger is refused (InvalidSpec, Unsupported, or RouteConflict when another namespace owns its host or path
+    prefix). `valid` defaults to whether the phase is other than Failed: a Trigger fails only when refused."""
     generation = int(trigger.get("metadata", {}).get("generation", 0))
     conditions = [dict(c) for c in (trigger.get("status") or {}).get("conditions", []) or []]
-    conditions = set_condition(conditions, "Ready", ready, reason, message, generation, at or now())
+    at = at or now()
+    if valid is None:
+        valid = phase != "Failed"
+    if valid:
+        conditions = set_condition(conditions, "Valid", True, "Valid", "", generation, at)
+    else:
+        conditions = set_condition(conditions, "Valid", False, reason, message, generation, at)
+    conditions = set_condition(conditions, "Ready", ready, reason, message, generation, at)
     return {"phase": phase, "route": route, "observedGeneration": generation, "conditions": conditions}
 
 

@@ -6,6 +6,7 @@ bucket and rebuilds its native routing table from the entries it holds.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 import msgspec
@@ -80,6 +81,9 @@ class HttpTriggerRoute(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     host: str = ""
     methods: tuple[str, ...] = ()
+    created: str = ""
+    """The Trigger's metadata.creationTimestamp (RFC 3339, UTC): when its claim on `host` or its path prefix was
+    made (`claim_order`). "" in entries written before claims: they sort first."""
 
 
 def trigger_key(route: HttpTriggerRoute) -> str:
@@ -93,3 +97,114 @@ def encode_trigger_route(route: HttpTriggerRoute) -> bytes:
 def decode_trigger_route(data: bytes) -> HttpTriggerRoute:
     """Raises msgspec.ValidationError / DecodeError on a malformed entry."""
     return msgspec.json.decode(data, type=HttpTriggerRoute)
+
+
+# -- who owns a host or a path prefix -----------------------------------------------------------------------------
+#
+# A host belongs to the namespace whose Trigger claimed it first, with every path on it (a host is an origin:
+# cookies and scripts are shared by everything it serves). A wildcard `*.example.com` claims every host under it,
+# and is refused if another namespace owns one of them. Triggers on any host ("") share that space by path: the
+# first segment belongs to the namespace that claimed it first, and a pattern starting with a parameter
+# (`/{x}/...`, `/{*rest}`) claims every first segment. Within one namespace triggers never conflict here (the
+# routing table orders them, and refuses exact duplicates). "First" is `claim_order`: creation time, then
+# namespace and name, so every reader (operator, each ingestor) decides alike.
+
+
+def claim_order(route: HttpTriggerRoute) -> tuple[str, str, str]:
+    return (route.created, route.namespace, route.name)
+
+
+def _host_key(host: str) -> str:
+    return host.lower().removesuffix(".")
+
+
+def _first_segment(path: str) -> str | None:
+    """The literal first segment of a pattern, or None when it is a parameter (it claims every first segment)."""
+    first = path[1:].partition("/")[0]
+    return None if first.startswith("{") else first
+
+
+class Claims:
+    """Hosts and any-host first segments claimed so far, each with the route that claimed it first. Add routes in
+    `claim_order`; `conflict` names the earlier claim of another namespace a route overlaps, if any."""
+
+    def __init__(self) -> None:
+        self._hosts: dict[str, HttpTriggerRoute] = {}
+        self._wildcards: dict[str, HttpTriggerRoute] = {}  # suffix with its leading dot
+        self._segments: dict[str, HttpTriggerRoute] = {}
+        self._every_segment: HttpTriggerRoute | None = None
+
+    def conflict(self, route: HttpTriggerRoute) -> HttpTriggerRoute | None:
+        ns = route.namespace
+        if route.host:
+            host = _host_key(route.host)
+            if host.startswith("*."):
+                suffix = host[1:]
+                candidates = [r for h, r in self._hosts.items() if h.endswith(suffix)]
+                candidates += [r for s, r in self._wildcards.items() if s.endswith(suffix) or suffix.endswith(s)]
+            else:
+                candidates = [self._hosts[host]] if host in self._hosts else []
+                candidates += [r for s, r in self._wildcards.items() if host.endswith(s)]
+        else:
+            first = _first_segment(route.path)
+            candidates = [self._every_segment] if self._every_segment is not None else []
+            if first is None:
+                candidates += self._segments.values()
+            elif first in self._segments:
+                candidates.append(self._segments[first])
+        others = [r for r in candidates if r is not None and r.namespace != ns]
+        return min(others, key=claim_order) if others else None
+
+    def add(self, route: HttpTriggerRoute) -> None:
+        """Record `route`'s claim (kept only where it is the first one)."""
+        if route.host:
+            host = _host_key(route.host)
+            if host.startswith("*."):
+                self._wildcards.setdefault(host[1:], route)
+            else:
+                self._hosts.setdefault(host, route)
+            return
+        first = _first_segment(route.path)
+        if first is None:
+            if self._every_segment is None:
+                self._every_segment = route
+        else:
+            self._segments.setdefault(first, route)
+
+
+def claim_conflict(route: HttpTriggerRoute, others: Iterable[HttpTriggerRoute]) -> HttpTriggerRoute | None:
+    """The route of another namespace that claimed `route`'s host (or any-host path prefix) before it did, if any:
+    then `route` must not be served. Entries under `route`'s own key are ignored."""
+    mine = (route.namespace, route.name)
+    claims = Claims()
+    for other in sorted((o for o in others if (o.namespace, o.name) != mine), key=claim_order):
+        if claim_order(other) >= claim_order(route):
+            break
+        if claims.conflict(other) is None:  # an entry that itself lost its claim owns nothing
+            claims.add(other)
+    return claims.conflict(route)
+
+
+def displaced_by(route: HttpTriggerRoute, others: Iterable[HttpTriggerRoute]) -> list[HttpTriggerRoute]:
+    """The later routes of other namespaces that overlap `route`'s claim (they lose it to `route`)."""
+    claims = Claims()
+    claims.add(route)
+    return [
+        o for o in others
+        if o.namespace != route.namespace and claim_order(o) > claim_order(route) and claims.conflict(o) is route
+    ]  # fmt: skip
+
+
+def conflict_message(route: HttpTriggerRoute, owner: HttpTriggerRoute) -> str:
+    """What a refused Trigger's condition says: which claim, owned by whom since when."""
+    if route.host:
+        what = f"host {route.host!r}"
+        owned = f"host {owner.host!r}" if owner.host != route.host else "it"
+    else:
+        first = _first_segment(route.path)
+        what = f"path {route.path!r} on any host" + (f" (prefix /{first})" if first is not None else "")
+        owned = f"path {owner.path!r}"
+    return (
+        f"spec.http: {what} belongs to namespace {owner.namespace!r}, whose Trigger {owner.name!r} claimed {owned}"
+        f" first (created {owner.created or 'before claims were recorded'}); use another host or path"
+    )

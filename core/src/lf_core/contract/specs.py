@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from lf_core.contract.names import DEFAULT_NAMESPACE, InvalidName, check_name
+from lf_core.contract.paths import reserved_path_error
 
 API_VERSION = "litefunctions.io/v1alpha1"
 
@@ -551,6 +552,8 @@ def resolve_trigger(name: str, namespace: str, spec: TriggerSpec) -> Trigger:
     kinds = spec.kinds()
     if len(kinds) != 1:
         raise ManifestError(f"spec: set exactly one of http, cron, nats (got {kinds or 'none'})")
+    if spec.http is not None and (reserved := reserved_path_error(spec.http.path)) is not None:
+        raise ManifestError(reserved)
     try:
         return Trigger(
             name=check_name(name, "metadata.name"),

@@ -14,7 +14,17 @@ from collections.abc import Callable, Iterable, Mapping
 
 import msgspec
 from lf_core.contract.names import InvalidName
-from lf_core.contract.routes import ASYNC_RUNTIMES, FunctionRoute, HttpTriggerRoute, decode_route, decode_trigger_route
+from lf_core.contract.paths import reserved_path_error
+from lf_core.contract.routes import (
+    ASYNC_RUNTIMES,
+    Claims,
+    FunctionRoute,
+    HttpTriggerRoute,
+    claim_order,
+    conflict_message,
+    decode_route,
+    decode_trigger_route,
+)
 from lf_core.contract.specs import RateRule
 from lf_core.contract.subjects import ROUTES_BUCKET, function_route_key, invoke_subject, trigger_route_key
 from lf_native import RoutingTable
@@ -121,7 +131,11 @@ def target_of(route: FunctionRoute, defaults: Defaults, gates: dict[str, Gate] |
 def build_table(routes: Iterable[Entry], defaults: Defaults, gates: dict[str, Gate] | None = None) -> RoutingTable:
     """A native table serving each function at `/function/{name}[.{namespace}]` and each HTTP Trigger at its own
     host and path (with its function's target); bad entries are logged and skipped, and so is a trigger whose
-    function has no entry."""
+    function has no entry.
+
+    Defence in depth behind the operator (which refuses these Triggers with a condition): a trigger on one of the
+    platform's reserved paths is skipped, and so is one whose host or any-host path prefix another namespace
+    claimed first (`lf_core.contract.routes.Claims`, in creation order), each with a warning."""
     targets: dict[tuple[str, str], FunctionTarget] = {}
     triggers: list[HttpTriggerRoute] = []
     for route in routes:
@@ -136,7 +150,17 @@ def build_table(routes: Iterable[Entry], defaults: Defaults, gates: dict[str, Ga
         targets[(target.namespace, target.name)] = target
     functions = [(ns, name, target) for (ns, name), target in targets.items()]
     entries = []
-    for trigger in sorted(triggers, key=lambda t: (t.namespace, t.name)):
+    claims = Claims()
+    for trigger in sorted(triggers, key=claim_order):
+        refused = reserved_path_error(trigger.path, "path")
+        owner = None if refused is not None else claims.conflict(trigger)
+        if owner is not None:
+            refused = conflict_message(trigger, owner)
+        if refused is not None:
+            fields = {"trigger": f"{trigger.namespace}/{trigger.name}", "reason": refused}
+            log.warning("trigger route refused", extra={"fields": fields})
+            continue
+        claims.add(trigger)
         routed = targets.get((trigger.namespace, trigger.function))
         if routed is None:
             log.debug("trigger route waits for its function", extra={"fields": {"trigger": trigger.name}})
