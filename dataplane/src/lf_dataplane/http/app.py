@@ -201,6 +201,7 @@ class Ingestor:
         headers.append((hm.CALL_ID_HEADER, call.call_id))
         headers.append((hm.DURATION_HEADER, f"{elapsed:.6f}"))
         headers.append((hm.OVERHEAD_HEADER, f"{elapsed - call.fn_ns / 1e9:.6f}"))
+        headers.append(hm.SERVER)  # else granian adds `server: granian`
         proto.response_bytes(status, headers, body)
 
     def _route(self, call: _Call, table: Any, path: str) -> FunctionTarget | None:

@@ -31,6 +31,9 @@ OVERHEAD_HEADER: Final = "x-overhead-seconds"
 """Platform time of the call: X-Duration-Seconds minus the runtime's own time (all of it when no runtime ran)."""
 FUNCTION_PREFIX: Final = "/function/"
 RETRY_AFTER_S: Final = 1
+SERVER: Final = ("server", "litefunctions")
+"""Every answer's Server header: granian adds `server: granian` to an answer that has none, which tells a caller
+which HTTP server (and so which known flaws) sits behind the platform; this says only whose platform it is."""
 """Retry-After on 503s. Replicas come and go within seconds; a longer hint only idles clients."""
 
 # Headers a function's answer may not set: framing belongs to the HTTP server, and the call id and duration
@@ -42,6 +45,7 @@ _RESERVED_RESPONSE_HEADERS: Final = frozenset(
         "connection",
         "keep-alive",
         "upgrade",
+        "server",  # the platform's own (SERVER), one per answer
         CALL_ID_HEADER,
         DURATION_HEADER,
         OVERHEAD_HEADER,
