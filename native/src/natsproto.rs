@@ -457,25 +457,52 @@ fn check_token(s: &str, field: &'static str) -> Result<(), ProtoError> {
     Ok(())
 }
 
-/// Decimal digits of `n`, right-aligned in a stack buffer.
+/// Decimal digits of `n`, right-aligned in a stack buffer (a `u128` inbox token has up to 39).
 struct Decimal {
-    digits: [u8; 20],
+    digits: [u8; 39],
     start: usize,
 }
 
+/// 10^19: the largest power of ten in a `u64`.
+const TEN_19: u64 = 10_000_000_000_000_000_000;
+
 impl Decimal {
-    fn new(mut n: u64) -> Self {
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
+    fn new(n: u64) -> Self {
+        let mut d = Self {
+            digits: [0u8; 39],
+            start: 39,
+        };
+        d.push(n, 1);
+        d
+    }
+
+    /// A `u128`: 19 digits at a time split off by 128-bit division (at most twice), each chunk then written with
+    /// `u64` arithmetic (a 128-bit division per digit would be a library call each).
+    fn wide(mut n: u128) -> Self {
+        let mut d = Self {
+            digits: [0u8; 39],
+            start: 39,
+        };
+        while u64::try_from(n).is_err() {
+            let chunk = u64::try_from(n % u128::from(TEN_19)).unwrap_or(0);
+            d.push(chunk, 19);
+            n /= u128::from(TEN_19);
+        }
+        d.push(u64::try_from(n).unwrap_or(0), 1);
+        d
+    }
+
+    /// Prepend the digits of `n`, zero-padded to at least `width`.
+    fn push(&mut self, mut n: u64, width: usize) {
+        let end = self.start;
         loop {
-            start -= 1;
-            digits[start] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+            self.start -= 1;
+            self.digits[self.start] = b'0' + u8::try_from(n % 10).unwrap_or(0);
             n /= 10;
-            if n == 0 {
+            if n == 0 && end - self.start >= width {
                 break;
             }
         }
-        Self { digits, start }
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -499,12 +526,14 @@ impl Out<'_> {
 /// A PUB (or HPUB, when `headers` is given) of a message.
 ///
 /// The reply subject is `reply`, followed by the decimal `reply_token` when one is given: a request to an inbox
-/// (`_INBOX.abc.` + 42) is built without formatting a string first.
+/// (`_INBOX.abc.` + 42) is built without formatting a string first. The token is a `u128` because a client's
+/// tokens must be unguessable (random, at least 96 bits): whoever answers a request sees its reply subject and
+/// could otherwise aim a forged reply at the next one.
 #[derive(Debug, Clone, Copy)]
 pub struct Pub<'a> {
     pub subject: &'a str,
     pub reply: &'a str,
-    pub reply_token: Option<u64>,
+    pub reply_token: Option<u128>,
     pub headers: Option<&'a [(&'a str, &'a str)]>,
     pub payload: &'a [u8],
 }
@@ -545,7 +574,7 @@ impl<'a> Pub<'a> {
     /// The exact encoded size; checks subject, reply and headers.
     pub fn encoded_len(&self) -> Result<usize, ProtoError> {
         check_token(self.subject, "subject")?;
-        let token = self.reply_token.map(Decimal::new);
+        let token = self.reply_token.map(Decimal::wide);
         let token_len = token.as_ref().map_or(0, |d| d.as_bytes().len());
         let reply_len = self.reply.len() + token_len;
         if reply_len > 0 {
@@ -581,7 +610,7 @@ impl<'a> Pub<'a> {
         if !self.reply.is_empty() {
             o.put(self.reply.as_bytes());
             if let Some(t) = self.reply_token {
-                o.put(Decimal::new(t).as_bytes());
+                o.put(Decimal::wide(t).as_bytes());
             }
             o.put(b" ");
         }
@@ -670,6 +699,20 @@ mod tests {
             Decimal::new(u64::MAX).as_bytes(),
             u64::MAX.to_string().as_bytes()
         );
+        for n in [
+            0,
+            9,
+            u128::from(u64::MAX),
+            u128::from(u64::MAX) + 1,
+            u128::from(TEN_19),
+            u128::from(TEN_19) * u128::from(TEN_19),
+            u128::from(TEN_19) * u128::from(TEN_19) - 1,
+            u128::from(TEN_19) * u128::from(TEN_19) + 7,
+            (1 << 96) - 1,
+            u128::MAX,
+        ] {
+            assert_eq!(Decimal::wide(n).as_bytes(), n.to_string().as_bytes(), "{n}");
+        }
     }
 
     #[test]

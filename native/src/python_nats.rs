@@ -2,7 +2,7 @@
 //!
 //! `NatsParser.feed(chunk)` returns one flat tuple per op, `(kind, sid, key, reply, payload, status, headers)`.
 //! A message on the parser's inbox (`<inbox prefix><decimal token>`) comes back as kind `REPLY` with the token as
-//! an `int` (the client's dict key: no subject string is built, an int hashes for free); any other message as
+//! an `int` below 2**128 (the client's dict key: no subject string is built, an int hashes for free); any other message as
 //! kind `MSG` with its subject. Absent parts are `None` (no object built), headers stay raw bytes (parsed only on
 //! demand by `parse_nats_headers`), and the status code of the header block's first line is read natively
 //! (503 = no responders). So a plain reply costs a tuple, an int and the payload bytes.
@@ -115,15 +115,23 @@ impl NatsParser {
     }
 }
 
-fn inbox_token(prefix: &[u8], subject: &str) -> Option<u64> {
+/// The token of a subject `<prefix><decimal token>`: up to 39 digits, at most `u128::MAX` (a client draws its
+/// tokens at random, 96 bits or more, so a replica that sees one reply subject cannot aim at another).
+fn inbox_token(prefix: &[u8], subject: &str) -> Option<u128> {
     if prefix.is_empty() {
         return None;
     }
     let rest = subject.as_bytes().strip_prefix(prefix)?;
-    if rest.is_empty() || rest.len() > 19 || !rest.iter().all(u8::is_ascii_digit) {
+    if rest.is_empty() || rest.len() > 39 {
         return None;
     }
-    Some(rest.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+    rest.iter().try_fold(0u128, |n, &d| {
+        if d.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u128::from(d - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 fn op_tuple<'py>(
@@ -207,13 +215,13 @@ fn encode_pub<'py>(
     pub_bytes(py, &p)
 }
 
-/// A request to an inbox: `PUB <subject> <inbox_prefix><token> <size>` with the payload.
+/// A request to an inbox: `PUB <subject> <inbox_prefix><token> <size>` with the payload (`token` < 2**128).
 #[pyfunction]
 fn encode_inbox_pub<'py>(
     py: Python<'py>,
     subject: &str,
     inbox_prefix: &str,
-    token: u64,
+    token: u128,
     payload: &[u8],
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = Pub {

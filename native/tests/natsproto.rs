@@ -320,7 +320,7 @@ fn what_the_builders_write_the_parser_reads_back() {
         let headers = [("A", "1")];
         let p = Pub {
             reply: "_INBOX.z.",
-            reply_token: Some(u64::MAX),
+            reply_token: Some(u128::MAX),
             headers: Some(&headers),
             ..Pub::new("s", &payload)
         };
@@ -338,7 +338,7 @@ fn what_the_builders_write_the_parser_reads_back() {
         };
         assert_eq!(
             reply.as_deref(),
-            Some(format!("_INBOX.z.{}", u64::MAX).as_str())
+            Some(format!("_INBOX.z.{}", u128::MAX).as_str())
         );
         assert_eq!(got, &payload);
         assert_eq!(headers.as_deref(), Some(&b"NATS/1.0\r\nA: 1\r\n\r\n"[..]));

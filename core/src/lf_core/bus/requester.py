@@ -10,6 +10,10 @@ path:
 - One wildcard reply subscription `_INBOX.<random>.*`. Each request gets an int token, its future waits in a
   dict, and `lf_native.NatsParser` hands replies back as `(REPLY, token, payload, status)` tuples: no subject
   string, no message object per reply. `lf_native.encode_inbox_pub` builds the PUB in one allocation.
+- Tokens are random, 96 bits from os.urandom (`new_token`), never a counter: the replica that answers a request
+  sees its reply subject, and with sequential tokens it could publish a forged reply to the next one (another
+  tenant's call waiting on the same connection). A reply to a token nobody waits for is dropped. Random ints are
+  made in batches (4 KiB of os.urandom at a time), so a token costs a list pop.
 - Limits and failures: a payload over the server's `max_payload` is refused before sending (PayloadTooLarge); a
   503 status reply is NoResponders; a timeout (one loop timer per request) is BusTimeout; a send buffer over
   `link.WRITE_BUFFER_HIGH` refuses new requests (BrokerUnavailable); a lost connection fails every pending
@@ -20,6 +24,7 @@ path:
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,6 +40,28 @@ StreamCallback = Callable[[str | None, bytes, int, bytes | None], None]
 __all__ = ["NatsRequester"]
 
 STATUS_NO_RESPONDERS = 503
+TOKEN_BYTES = 12
+"""96 random bits per inbox token."""
+_TOKEN_BATCH = 341
+"""Tokens drawn at once (4092 bytes of os.urandom)."""
+_tokens: list[int] = []
+
+
+def new_token() -> int:
+    """A random inbox token (96 bits from os.urandom): a reply cannot be aimed at it by guessing."""
+    tokens = _tokens
+    if not tokens:
+        raw = os.urandom(TOKEN_BYTES * _TOKEN_BATCH)
+        from_bytes = int.from_bytes
+        tokens.extend([from_bytes(raw[i : i + TOKEN_BYTES]) for i in range(0, len(raw), TOKEN_BYTES)])
+    return tokens.pop()
+
+
+def _forget_tokens() -> None:
+    _tokens.clear()  # a child after fork draws its own: the parent's are not handed out twice
+
+
+os.register_at_fork(after_in_child=_forget_tokens)
 
 
 def _ignore(reply: str | None, payload: bytes) -> None:
@@ -71,7 +98,6 @@ class NatsRequester(NatsConnection):
         the messages a pull delivers arrive under their own subject (MSG ops on the inbox), the status messages
         that end a pull (404, 408, 409) under the token."""
         self.deliveries: StreamCallback | None = None
-        self._next_token = 1
         self.subscribe(self.inbox_prefix + "*", _ignore)
 
     # -- the hot path -----------------------------------------------------------------------------------------------
@@ -84,8 +110,7 @@ class NatsRequester(NatsConnection):
             raise PayloadTooLarge(f"{len(payload)} bytes over the server's max_payload {self.max_payload}")
         if timeout <= 0:
             raise BusTimeout(subject)
-        token = self._next_token
-        self._next_token = token + 1
+        token = new_token()
         data = encode_inbox_pub(subject, self.inbox_prefix, token, payload)
         loop = self.loop
         future: asyncio.Future[bytes] = loop.create_future()
@@ -129,8 +154,7 @@ class NatsRequester(NatsConnection):
             raise BrokerUnavailable("not connected to NATS" if link is None else "NATS send buffer full")
         if len(payload) > self.max_payload:
             raise PayloadTooLarge(f"{len(payload)} bytes over the server's max_payload {self.max_payload}")
-        token = self._next_token
-        self._next_token = token + 1
+        token = new_token()
         data = (
             encode_hpub(subject, f"{self.inbox_prefix}{token}", headers, payload)
             if headers
@@ -148,8 +172,7 @@ class NatsRequester(NatsConnection):
 
     def open_stream(self, callback: StreamCallback) -> str:
         """A reply subject whose every message goes to `callback` until `close_stream` (a pull consumer's inbox)."""
-        token = self._next_token
-        self._next_token = token + 1
+        token = new_token()
         self.streams[token] = callback
         self.deliveries = callback  # one pull stream per connection: its messages come without the token
         return f"{self.inbox_prefix}{token}"
