@@ -8,6 +8,10 @@ CGNAT, multicast, reserved, unspecified; IPv4-mapped/-compatible, NAT64 and 6to4
 first; hosts written as decimal, octal or hex numbers (`2130706433`, `0177.0.0.1`, `0x7f.1`) are read the way
 `inet_aton` reads them. `allow_private` (LF_CALLBACK_ALLOW_PRIVATE) lifts all of it, for tests and closed
 networks.
+
+A refusal's message goes back to whoever submitted the URL, so it never says which address a name resolved to
+(that would map internal names to internal addresses for anyone who asks); `UnsafeUrl.detail` keeps it for the log.
+The lookup itself has no timeout here: callers bound it (the ingestor waits LF_CALLBACK_RESOLVE_TIMEOUT at most).
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ MAX_URL_LENGTH = 2048
 
 
 class UnsafeUrl(ValueError):  # noqa: N818 (a refusal, named for what it refuses)
-    """A callback URL that is malformed or points somewhere callbacks may not go."""
+    """A callback URL that is malformed or points somewhere callbacks may not go.
+
+    The message is for the caller; `detail` (may be empty) is for the log only: what the host resolved to."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class Target(NamedTuple):
@@ -149,8 +159,8 @@ def resolve_target(url: str, *, allow_private: bool = False, resolve: Resolver =
         try:
             address = ipaddress.ip_address(raw.split("%")[0])
         except ValueError:
-            raise UnsafeUrl(f"callback host {host!r} resolved to {raw!r}, not an address") from None
+            raise UnsafeUrl(f"callback host {host!r} did not resolve to an address", f"resolved to {raw!r}") from None
         if not allow_private and not is_public(address):
-            raise UnsafeUrl(f"callback host {host!r} resolves to a non-public address ({address})")
+            raise UnsafeUrl(f"callback host {host!r} resolves to a non-public address", f"{host} resolves to {address}")
         checked.append(str(address))
     return Target(scheme, host, port, path, tuple(checked))

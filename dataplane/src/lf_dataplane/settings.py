@@ -37,6 +37,7 @@ the manifest syntax ("500ms", "10s", "2m") or a plain number of seconds; sizes t
 | LF_CLIENT_IP_HEADER | (none) | client IP for `rateLimit.key: ip` from this header (last entry; behind a proxy only) |
 | LF_ASYNC_PUBLISH_TIMEOUT | 5s | an async call without a PubAck in this time is answered 503 |
 | LF_CALLBACK_ALLOW_PRIVATE | false | `true`: callbacks may go to loopback/private/link-local addresses |
+| LF_CALLBACK_RESOLVE_TIMEOUT | 2s | longest lookup of a callback host at async submit; then 503 (not stored) |
 | LF_METRICS | 1 | `0`: no counting and no `/metrics` (for measuring what metrics cost) |
 | LF_METRICS_DIR | (temp dir) | where each worker writes its metrics snapshot; unset: the server makes a temp dir |
 | LF_METRICS_FLUSH | 1s | how often a worker writes its snapshot (how late a scrape may see its counts) |
@@ -96,6 +97,7 @@ class Settings:
     client_ip_header: str = ""
     async_publish_timeout_s: float = 5.0
     callback_allow_private: bool = False
+    callback_resolve_timeout_s: float = 2.0
     metrics: bool = True
     metrics_dir: str = ""
     metrics_flush_s: float = 1.0
@@ -149,6 +151,7 @@ class Settings:
             client_ip_header=_text(env, "LF_CLIENT_IP_HEADER", d.client_ip_header).lower(),
             async_publish_timeout_s=_duration(env, "LF_ASYNC_PUBLISH_TIMEOUT", d.async_publish_timeout_s),
             callback_allow_private=_choice(env, "LF_CALLBACK_ALLOW_PRIVATE", "false", ("true", "false")) == "true",
+            callback_resolve_timeout_s=_duration(env, "LF_CALLBACK_RESOLVE_TIMEOUT", d.callback_resolve_timeout_s),
             metrics=_choice(env, "LF_METRICS", "1", ("0", "1")) == "1",
             metrics_dir=_text(env, "LF_METRICS_DIR", d.metrics_dir),
             metrics_flush_s=_duration(env, "LF_METRICS_FLUSH", d.metrics_flush_s),

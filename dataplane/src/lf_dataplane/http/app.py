@@ -139,6 +139,7 @@ class Ingestor:
             bus.request_headers,
             publish_timeout_s=settings.async_publish_timeout_s,
             allow_private_callbacks=settings.callback_allow_private,
+            resolve_timeout_s=settings.callback_resolve_timeout_s,
             stream_replicas=settings.stream_replicas,
             rates=self.rates,
             bodies=self.bodies,
