@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 
 FUNCTIONS = Path(__file__).resolve().parent / "hostile_functions"
 HEADER_TIMEOUT_S = 1.0
+BODY_TIMEOUT_S = 1.0
 MAX_INFLIGHT = 16
 MAX_QUEUE = 16
 
@@ -41,6 +42,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LfDev]:
     work = tmp_path_factory.mktemp("hostile-dev")
     env = {
         "LF_HEADER_READ_TIMEOUT": f"{HEADER_TIMEOUT_S}s",
+        "LF_BODY_TIMEOUT": f"{BODY_TIMEOUT_S}s",
         "LF_MAX_INFLIGHT": str(MAX_INFLIGHT),
         "LF_MAX_QUEUE": str(MAX_QUEUE),
         "LF_QUEUE_TIMEOUT": "200ms",
@@ -221,6 +223,34 @@ def test_slowloris_is_cut_by_the_header_timeout(dev: LfDev, trickle: bool) -> No
     elapsed = time.monotonic() - started
     assert closed, "the server kept a slow connection open"
     assert elapsed < HEADER_TIMEOUT_S + 3, elapsed
+    assert_serving(dev)
+
+
+def test_bodies_that_never_come_get_408_and_lock_nobody_out(dev: LfDev) -> None:
+    """As many requests as the worker forwards at once declare a body and send none (issue 14, item 3): bodies are
+    read before any gate, so the function still answers meanwhile, and each gets 408 after the body timeout."""
+    started = time.monotonic()
+    head = b"POST /function/hostile HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n"
+    socks = [socket.create_connection(("127.0.0.1", dev.port), timeout=10) for _ in range(MAX_INFLIGHT)]
+    try:
+        for sock in socks:
+            sock.sendall(head)
+        assert_serving(dev)
+        assert time.monotonic() - started < BODY_TIMEOUT_S, "the function waited for the stalled bodies"
+        answers = []
+        for sock in socks:
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            answers.append(answer)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert [status_of(a) for a in answers] == [408] * MAX_INFLIGHT, answers[0][:300]
+    assert time.monotonic() - started < BODY_TIMEOUT_S + 3
     assert_serving(dev)
 
 
