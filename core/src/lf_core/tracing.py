@@ -190,6 +190,24 @@ def _valid(traceparent: str) -> re.Match[str] | None:
     return match
 
 
+def redecided(traceparent: str) -> str:
+    """An untrusted caller's W3C `traceparent` with its sampled flag replaced by our own decision, for a parent-based
+    sampler (which would otherwise follow the caller: any client could make every call it sends recorded).
+
+    The trace and parent ids stay (the caller can still find its call in our traces); whether it is recorded is
+    drawn at random with the sampler's ratio for new traces (`parentbased_traceidratio`; always for
+    `parentbased_always_on`, never for `parentbased_always_off`), not read from the trace id, which the caller
+    chose. An invalid header, or a sampler that is not parent-based, is returned as it came."""
+    if not _parent_based:
+        return traceparent
+    match = _valid(traceparent)
+    if match is None:
+        return traceparent
+    recorded = _root_bound is None or random.getrandbits(64) < _root_bound
+    flags = (int(match[3], 16) & ~1) | recorded
+    return f"00-{match[1]}-{match[2]}-{flags:02x}"
+
+
 def unsampled_context(traceparent: str, tracestate: str) -> Any:
     """The OTel context of a `sampled_out` parent: a non-recording span, so spans a handler starts under it are
     dropped like their parent and propagate its trace."""

@@ -43,6 +43,7 @@ the manifest syntax ("500ms", "10s", "2m") or a plain number of seconds; sizes t
 | LF_METRICS_FLUSH | 1s | how often a worker writes its snapshot (how late a scrape may see its counts) |
 | LF_ADMIN_PORT | 0 | the admin listener's port: `GET /metrics` (0: none; never on the public port) |
 | LF_ADMIN_HOST | 127.0.0.1 | address of the admin listener (the chart sets 0.0.0.0 for the scrape) |
+| LF_TRACE_TRUST_INCOMING | false | `true`: a caller's `traceparent` sampled flag decides; `false`: our sampler does |
 | LF_LOGS_MAX_BYTES | 64Mi | size bound of the LF_LOGS stream (function stdout/stderr), created by the ingestor |
 | LF_LOGS_MAX_AGE | 24h | age bound of the LF_LOGS stream |
 | LF_STREAM_REPLICAS | 1 | replicas (1-5) of the streams and buckets the ingestor creates; 3 on a 3-node cluster |
@@ -103,6 +104,7 @@ class Settings:
     metrics_flush_s: float = 1.0
     admin_host: str = "127.0.0.1"
     admin_port: int = 0
+    trace_trust_incoming: bool = False
     logs_max_bytes: int = 64 * 1024 * 1024
     logs_max_age_s: float = 24 * 3600.0
     stream_replicas: int = 1
@@ -157,6 +159,7 @@ class Settings:
             metrics_flush_s=_duration(env, "LF_METRICS_FLUSH", d.metrics_flush_s),
             admin_host=_text(env, "LF_ADMIN_HOST", d.admin_host),
             admin_port=_integer(env, "LF_ADMIN_PORT", d.admin_port, low=0, high=65535),
+            trace_trust_incoming=_choice(env, "LF_TRACE_TRUST_INCOMING", "false", ("true", "false")) == "true",
             logs_max_bytes=_size(env, "LF_LOGS_MAX_BYTES", d.logs_max_bytes),
             logs_max_age_s=_duration(env, "LF_LOGS_MAX_AGE", d.logs_max_age_s),
             stream_replicas=_integer(env, "LF_STREAM_REPLICAS", d.stream_replicas, low=1, high=MAX_STREAM_REPLICAS),

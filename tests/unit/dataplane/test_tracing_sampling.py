@@ -111,3 +111,64 @@ def test_new_traces_are_sampled_here_exactly_as_the_sdk_would(monkeypatch: pytes
         span.coldstart(False)
         span.end(200)
     assert 350 < recorded < 650  # ~25% of 2,000
+
+
+# -- a caller's sampled flag is not trusted by default (issue 14, item 10) ---------------------------------------
+
+
+def ratio_provider(monkeypatch: pytest.MonkeyPatch, ratio: float) -> None:
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    sampler = ParentBased(TraceIdRatioBased(ratio))
+    provider = TracerProvider(sampler=sampler, id_generator=tracing.id_generator())
+    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
+    monkeypatch.setattr(tracing, "_parent_based", True)
+    monkeypatch.setattr(tracing, "_root_bound", tracing.root_bound(sampler))
+
+
+@pytest.mark.parametrize("flags", ["01", "00"])
+def test_an_untrusted_flag_is_replaced_by_our_ratio_and_the_callers_ids_kept(
+    monkeypatch: pytest.MonkeyPatch, flags: str
+) -> None:
+    ratio_provider(monkeypatch, 0.25)
+    headers = {"traceparent": f"00-{TRACE}-{PARENT}-{flags}", "tracestate": "vendor=x"}
+    recorded = 0
+    for i in range(2000):  # one trace id throughout: the decision is drawn, not read from the caller's id
+        span = callspans.CallSpan.start("GET", headers, f"call-{i}", "default", "hello")
+        assert span is not None
+        traceparent, _ = span.outgoing()
+        assert traceparent[3:35] == TRACE  # correlation: the caller finds its call under its own trace id
+        if span.recording:
+            recorded += 1
+            ctx = span.span.parent
+            assert (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}") == (TRACE, PARENT)
+            assert traceparent.endswith("-01")
+        else:
+            assert traceparent == f"00-{TRACE}-{PARENT}-00"  # the runtime is told not to record either
+        span.end(200)
+    assert 350 < recorded < 650  # ~25% of 2,000, whatever the caller's flag
+
+
+def test_trusted_callers_decide_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    ratio_provider(monkeypatch, 0.0)
+    monkeypatch.setattr(callspans, "_trust_incoming", True)
+    sampled = callspans.CallSpan.start("GET", {"traceparent": f"00-{TRACE}-{PARENT}-01"}, "c1", "default", "hello")
+    assert sampled is not None and sampled.recording
+    sampled.end(200)
+    assert callspans.CallSpan.start("GET", {"traceparent": f"00-{TRACE}-{PARENT}-00"}, "c2", "default", "hello") is None
+
+
+@pytest.mark.parametrize(
+    ("bound", "incoming", "expected"),
+    [
+        (0, f"00-{TRACE}-{PARENT}-03", f"00-{TRACE}-{PARENT}-02"),  # always off: never, other flag bits kept
+        (None, f"00-{TRACE}-{PARENT}-00", f"00-{TRACE}-{PARENT}-01"),  # always on: always
+        (0, "00-garbage", "00-garbage"),  # invalid: the SDK starts a new trace, our sampler decides there
+    ],
+)
+def test_redecided(monkeypatch: pytest.MonkeyPatch, bound: int | None, incoming: str, expected: str) -> None:
+    monkeypatch.setattr(tracing, "_parent_based", True)
+    monkeypatch.setattr(tracing, "_root_bound", bound)
+    assert tracing.redecided(incoming) == expected
+    monkeypatch.setattr(tracing, "_parent_based", False)  # not parent-based: the flag decides nothing anyway
+    assert tracing.redecided(incoming) == incoming

@@ -413,6 +413,7 @@ def create_app() -> Ingestor:
     settings = Settings.from_env(os.environ)
     if _TRACING:  # in each worker: the exporter's thread does not survive a fork
         _tracing.setup(_tracing.INGESTOR_SERVICE)
+        callspans.configure(trust_incoming=settings.trace_trust_incoming)
     bus = NatsRequester(settings.nats_servers)
     routes = Routes(
         Defaults(

@@ -10,6 +10,25 @@ from typing import Any
 
 from lf_core import tracing
 
+_trust_incoming = False
+"""LF_TRACE_TRUST_INCOMING: follow a caller's sampled flag (true) or decide ourselves, keeping its ids (false)."""
+
+
+def configure(*, trust_incoming: bool) -> None:
+    """Set from the ingestor's settings in each worker (`http.app.create_app`)."""
+    global _trust_incoming
+    _trust_incoming = trust_incoming
+
+
+def _incoming(headers: Any) -> tuple[str, str]:
+    """The caller's (traceparent, tracestate), the sampled flag decided by us unless callers are trusted."""
+    traceparent = headers.get("traceparent", "")
+    if not traceparent:
+        return "", ""
+    if not _trust_incoming:
+        traceparent = tracing.redecided(traceparent)
+    return traceparent, headers.get("tracestate", "")
+
 
 class CallSpan:
     """The ingestor's SERVER span of one function call (sync, or an async submission), or of a call's status
@@ -22,7 +41,17 @@ class CallSpan:
 
     __slots__ = ("recording", "span")
 
-    def __init__(self, method: str, headers: Any, call_id: str, namespace: str, name: str, *, queued: bool = False):
+    def __init__(
+        self,
+        method: str,
+        headers: Any,
+        call_id: str,
+        namespace: str,
+        name: str,
+        *,
+        queued: bool = False,
+        incoming: tuple[str, str] | None = None,
+    ):
         attributes: dict[str, Any] = {
             "faas.invocation_id": call_id,
             "faas.trigger": "http",
@@ -33,34 +62,37 @@ class CallSpan:
         }
         if queued:  # POST /async-function/...: the runtime's CONSUMER span (trigger pubsub) will be its child
             attributes["litefunctions.async"] = True
-        self.span = _start_server_span(f"{method} {name}{' async' if queued else ''}", headers, attributes)
+        context = _incoming(headers) if incoming is None else incoming
+        self.span = _start_server_span(f"{method} {name}{' async' if queued else ''}", context, attributes)
         self.recording: bool = self.span.is_recording()
 
     @classmethod
     def start(
         cls, method: str, headers: Any, call_id: str, namespace: str, name: str, *, queued: bool = False
     ) -> CallSpan | None:
-        """The call's span; None when the incoming trace context is `sampled_out`; an `UnsampledRoot` for a new
-        trace the sampler would not record (decided here by its id, as the sampler does, without the SDK)."""
-        traceparent = headers.get("traceparent", "")
+        """The call's span; None when a trusted incoming trace context is `sampled_out`; an `UnsampledRoot` for a
+        new trace the sampler would not record (decided here by its id, as the sampler does, without the SDK), or for
+        an untrusted caller's trace we decided not to record (its trace id kept, see `tracing.redecided`)."""
+        incoming = _incoming(headers)  # decided once: the span below starts from this same context
+        traceparent = incoming[0]
         if traceparent and tracing.valid_traceparent(traceparent):
             if tracing.sampled_out(traceparent):
-                return None
+                return None if _trust_incoming else UnsampledRoot.continuing(traceparent)
         elif (drawn := tracing.draw_root()) is not None:  # a new trace, decided by its id
             trace_id, recorded = drawn
             if not recorded:
                 return UnsampledRoot(trace_id)
             return tracing.with_trace_id(
-                trace_id, lambda: cls(method, headers, call_id, namespace, name, queued=queued)
+                trace_id, lambda: cls(method, headers, call_id, namespace, name, queued=queued, incoming=incoming)
             )
-        return cls(method, headers, call_id, namespace, name, queued=queued)
+        return cls(method, headers, call_id, namespace, name, queued=queued, incoming=incoming)
 
     @classmethod
     def endpoint(cls, method: str, route: str, headers: Any, call_id: str) -> CallSpan:
         """The span of a request to one of the ingestor's own endpoints about a call (`/invocations/{id}`)."""
         span = cls.__new__(cls)
         attributes = {"faas.invocation_id": call_id, "http.request.method": method, "http.route": route}
-        span.span = _start_server_span(f"{method} {route}", headers, attributes)
+        span.span = _start_server_span(f"{method} {route}", _incoming(headers), attributes)
         span.recording = span.span.is_recording()
         return span
 
@@ -112,6 +144,15 @@ class UnsampledRoot(CallSpan):
         self.recording = False
         self._traceparent = f"00-{trace_id:032x}-{random.getrandbits(64) or 1:016x}-00"
 
+    @classmethod
+    def continuing(cls, traceparent: str) -> UnsampledRoot:
+        """A caller's trace we do not record: its context goes on as `traceparent` (sampled flag off) says."""
+        unsampled = cls.__new__(cls)
+        unsampled.span = None
+        unsampled.recording = False
+        unsampled._traceparent = traceparent
+        return unsampled
+
     def outgoing(self) -> tuple[str, str]:
         return self._traceparent, ""
 
@@ -125,10 +166,10 @@ class UnsampledRoot(CallSpan):
         pass
 
 
-def _start_server_span(name: str, headers: Any, attributes: dict[str, Any]) -> Any:
+def _start_server_span(name: str, incoming: tuple[str, str], attributes: dict[str, Any]) -> Any:
     from opentelemetry import trace
 
-    context = tracing.extract(headers.get("traceparent", ""), headers.get("tracestate", ""))
+    context = tracing.extract(*incoming)
     return tracing.tracer().start_span(name, context=context, kind=trace.SpanKind.SERVER, attributes=attributes)
 
 
