@@ -10,8 +10,14 @@
   either tier; old tier-2 entries expire by their TTL); a revision change seen in LF_ROUTES (every ingestor
   watches it over NATS) also drops the function's tier-1 entries at once (`drop_function`).
 
+The key: the function and its revision, the Host the request named (two hosts routed to one function are two
+entries), the method, path and query, the values of the request headers `spec.cache.vary` lists, and the body's
+hash for an opted-in method.
+
 What may be stored: answers to the methods the function caches (GET/HEAD unless it opts others in, their body
-hashed into the key), with a status cacheable by default (RFC 9111 §4.2.2), no Set-Cookie, no `Vary: *`, and no
+hashed into the key), with a status cacheable by default (RFC 9111 §4.2.2), no Set-Cookie, no `Vary: *`, no `Vary`
+naming a request header that `spec.cache.vary` does not list (RFC 9111 §4.1: a stored answer may only be reused
+for requests that match it in those headers, and ours are matched only on the listed ones), and no
 `Cache-Control: no-store | no-cache | private` from the function; `max-age` / `s-maxage` shorten the TTL. Requests
 carrying Authorization or Cookie are not served from the cache unless the function varies on that header.
 """
@@ -63,9 +69,10 @@ class CachePolicy:
                 return None
         if method == "HEAD":
             method = "GET"
+        host = (headers.get("host") or "").lower()  # HTTP/1.1 carries it; it is what the function sees
         if not self.vary and body is None:
-            return f"{self.prefix}{method} {rest}?{query}"
-        parts = [self.prefix, method, " ", rest, "?", query]
+            return f"{self.prefix}{host}\x1f{method} {rest}?{query}"
+        parts = [self.prefix, host, "\x1f", method, " ", rest, "?", query]
         for name in self.vary:
             parts.append("\x1f")
             parts.append(headers.get(name) or "")
@@ -75,8 +82,8 @@ class CachePolicy:
         return "".join(parts)
 
 
-def storable_ttl(status: int, headers: Iterable[Header], ttl_s: float) -> float:
-    """How long this answer may be kept (0: not at all)."""
+def storable_ttl(status: int, headers: Iterable[Header], ttl_s: float, vary: Iterable[str] = ()) -> float:
+    """How long this answer may be kept (0: not at all); `vary` the request headers the key is made of."""
     if status not in CACHEABLE_STATUSES:
         return 0.0
     max_age: float | None = None
@@ -85,8 +92,10 @@ def storable_ttl(status: int, headers: Iterable[Header], ttl_s: float) -> float:
         lname = name.lower()
         if lname == "set-cookie":
             return 0.0
-        if lname == "vary" and value.strip() == "*":
-            return 0.0
+        if lname == "vary":
+            named = {v.strip().lower() for v in value.split(",")} - {""}
+            if "*" in named or not named.issubset(vary):
+                return 0.0
         if lname == "cache-control":
             for directive in value.lower().split(","):
                 word, _, arg = directive.strip().partition("=")
@@ -228,7 +237,7 @@ class ResponseCache:
                 entry = None
             self.misses += 1
             status, headers, body = await call()
-            ttl = storable_ttl(status, headers, policy.ttl_s) if store else 0.0
+            ttl = storable_ttl(status, headers, policy.ttl_s, policy.vary) if store else 0.0
             if ttl > 0 and len(body) <= self.max_entry_bytes:
                 now = self._clock()
                 entry = Entry(status, list(headers), body, now, now + ttl)
