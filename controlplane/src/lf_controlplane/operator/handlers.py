@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
+import msgspec
+from lf_core.contract.routes import HttpTriggerRoute, claim_conflict, conflict_message, displaced_by
 
 from lf_controlplane.operator import manifests, specs, status
 from lf_controlplane.operator.config import OperatorConfig
@@ -25,6 +27,10 @@ log = logging.getLogger("lf_controlplane.operator")
 
 FINALIZER = "litefunctions.io/operator"
 RETRY_S = 10
+ROUTE_CONFLICT = "RouteConflict"
+"""The Valid/Ready reason of a Trigger refused because another namespace claimed its host or path prefix first."""
+CLAIM_RECHECK_S = 10.0
+"""How often a Trigger refused for a claim is looked at again (so it serves once the owner's Trigger is gone)."""
 
 
 @dataclass
@@ -175,6 +181,10 @@ async def deployment_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.M
 @kopf.on.update(GROUP, VERSION, "triggers")
 @METRICS.measured("Trigger")
 async def reconcile_trigger(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    await _reconcile_trigger(body, patch, memo)
+
+
+async def _reconcile_trigger(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
     ctx = _ctx(memo)
     try:
         tr = specs.parse_trigger(body)
@@ -194,7 +204,20 @@ async def reconcile_trigger(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
             status.trigger_status(body, phase="Pending", ready=False, reason="NotServed", message=message)
         )
         return
+    route = msgspec.structs.replace(route, created=_created(body))
+    others = await store.trigger_routes()
+    owner = claim_conflict(route, others)
+    if owner is not None:  # another namespace claimed the host (or any-host path prefix) first: refused, rechecked
+        await store.delete_trigger(tr.namespace, tr.name)
+        message = conflict_message(route, owner)
+        kopf.warn(body, reason=ROUTE_CONFLICT, message=message)
+        patch.status.update(
+            status.trigger_status(body, phase="Failed", ready=False, reason=ROUTE_CONFLICT, message=message)
+        )
+        return
     await store.put_trigger(route)
+    for loser in displaced_by(route, others):  # written before this older claim was seen: they lose it now
+        await _displace(ctx, store, loser, route)
     key = f"tr.{tr.namespace}.{tr.name}"
     if await ctx.kube.get("Function", tr.trigger.function, tr.namespace) is None:
         message = f"function {tr.trigger.function!r} not found in {tr.namespace}; the route serves once it exists"
@@ -205,6 +228,37 @@ async def reconcile_trigger(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
         )
         return
     patch.status.update(status.trigger_status(body, phase="Ready", ready=True, reason="Routed", message="", route=key))
+
+
+def _created(body: kopf.Body) -> str:
+    return str(body.get("metadata", {}).get("creationTimestamp") or "")
+
+
+async def _displace(ctx: Context, store: RouteStore, loser: HttpTriggerRoute, owner: HttpTriggerRoute) -> None:
+    """Take the route of `loser` (a younger claim of another namespace) out, and say so on its Trigger; the
+    recheck timer brings it back if `owner` goes away."""
+    await store.delete_trigger(loser.namespace, loser.name)
+    current = await ctx.kube.get("Trigger", loser.name, loser.namespace)
+    if current is None:
+        return
+    message = conflict_message(loser, owner)
+    refused = status.trigger_status(current, phase="Failed", ready=False, reason=ROUTE_CONFLICT, message=message)
+    await ctx.kube.patch_status("Trigger", loser.name, loser.namespace, refused)
+    log.warning("trigger %s/%s displaced: %s", loser.namespace, loser.name, message)
+
+
+def _refused_by_claim(status: kopf.Status, **_: Any) -> bool:
+    return any(
+        c.get("type") == "Valid" and c.get("status") == "False" and c.get("reason") == ROUTE_CONFLICT
+        for c in status.get("conditions") or []
+    )
+
+
+@kopf.timer(GROUP, VERSION, "triggers", interval=CLAIM_RECHECK_S, initial_delay=CLAIM_RECHECK_S, when=_refused_by_claim)
+@METRICS.measured("Trigger")
+async def recheck_trigger(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    """A Trigger refused for a claim another namespace holds is looked at again until that claim goes away."""
+    await _reconcile_trigger(body, patch, memo)
 
 
 @kopf.on.delete(GROUP, VERSION, "triggers")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 
+import msgspec
 from lf_core.contract.routes import (
     FunctionRoute,
     HttpTriggerRoute,
+    decode_trigger_route,
     encode_route,
     encode_trigger_route,
     route_key,
@@ -18,6 +20,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
+
+_TRIGGER_PREFIX = "tr."
 
 
 class RouteStore:
@@ -77,6 +81,25 @@ class RouteStore:
 
     async def delete_trigger(self, namespace: str, name: str) -> bool:
         return await self._delete(trigger_route_key(namespace, name))
+
+    async def trigger_routes(self) -> list[HttpTriggerRoute]:
+        """Every HTTP Trigger entry in the bucket (one watch over `tr.>`, read to its end); malformed ones are left
+        out, as the ingestors leave them out."""
+        routes: list[HttpTriggerRoute] = []
+        watcher = await self.kv.watch(f"{_TRIGGER_PREFIX}>", ignore_deletes=True)
+        try:
+            async for entry in watcher:
+                if entry is None:  # the end of the current content
+                    break
+                if entry.operation is not None or not entry.value:  # a delete marker
+                    continue
+                try:
+                    routes.append(decode_trigger_route(entry.value))
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    continue
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return routes
 
     async def get(self, key: str) -> bytes | None:
         try:
