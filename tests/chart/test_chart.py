@@ -238,6 +238,20 @@ def test_operator_runs_two_replicas_electing_a_leader_on_a_lease(objects: list[d
     assert cluster_binding["subjects"] == binding["subjects"]
 
 
+def test_the_namespace_replica_cap_comes_from_values(objects: list[dict[str, Any]], helm_binary: Path) -> None:
+    """Issue 14, item 11: LF_NAMESPACE_MAX_REPLICAS, 50 unless operator.namespaceMaxReplicas says otherwise."""
+
+    def cap(rendered: list[dict[str, Any]]) -> Any:
+        return env_of(find(rendered, "Deployment", "lf-operator")["spec"]["template"]["spec"]["containers"][0])[
+            "LF_NAMESPACE_MAX_REPLICAS"
+        ]
+
+    assert cap(objects) == "50"
+    assert cap(parse(chart.template(set_values=["operator.namespaceMaxReplicas=0"]))) == "0"
+    with pytest.raises(chart.HelmError, match="namespaceMaxReplicas"):
+        chart.template(set_values=["operator.namespaceMaxReplicas=-1"])
+
+
 # -- NATS and the stream replicas ---------------------------------------------------------------------------------
 
 
