@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,13 +48,14 @@ _TOKEN_BATCH = 341
 _tokens: list[int] = []
 
 
+_unpack_96 = struct.Struct("<QI").iter_unpack  # 12 bytes as a 64- and a 32-bit half: faster than int.from_bytes
+
+
 def new_token() -> int:
     """A random inbox token (96 bits from os.urandom): a reply cannot be aimed at it by guessing."""
     tokens = _tokens
     if not tokens:
-        raw = os.urandom(TOKEN_BYTES * _TOKEN_BATCH)
-        from_bytes = int.from_bytes
-        tokens.extend([from_bytes(raw[i : i + TOKEN_BYTES]) for i in range(0, len(raw), TOKEN_BYTES)])
+        tokens.extend([high << 32 | low for high, low in _unpack_96(os.urandom(TOKEN_BYTES * _TOKEN_BATCH))])
     return tokens.pop()
 
 
