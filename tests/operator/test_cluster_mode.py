@@ -85,12 +85,13 @@ def test_http_trigger_is_served_at_its_path(
     wait_for(lambda: httpx.post(url, json={}, timeout=5).status_code == 404, 10, "404 once the trigger is gone")
 
 
-def test_cron_trigger_is_accepted_but_not_served_yet(
-    kubectl: Kubectl, operator: OperatorProcess, namespace: str
-) -> None:
+def test_cron_trigger_is_refused_naming_the_field(kubectl: Kubectl, operator: OperatorProcess, namespace: str) -> None:
+    """Issue 14, item 12: nothing runs cron schedules yet, so a cron Trigger fails (it would call nothing)."""
     kubectl("apply", "-f", "-", input=trigger("nightly", namespace, function="hello", cron={"schedule": "0 3 * * *"}))
     status = wait_for(lambda: (kubectl.get("trigger", "nightly", namespace) or {}).get("status"), 60, "a status")
-    assert status["phase"] == "Pending"
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["status"], ready["reason"]) == ("Failed", "False", "Unsupported")
+    assert ready["message"].startswith("spec.cron: cron triggers are not served yet")
     refused = kubectl("apply", "-f", "-", input=trigger("both", namespace, function="hello",
                       cron={"schedule": "0 3 * * *"}, http={"path": "/x"}), check=False)  # fmt: skip
     assert refused.returncode != 0 and "exactly one of http, cron, nats" in refused.stderr

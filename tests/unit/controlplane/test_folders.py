@@ -37,6 +37,16 @@ def test_a_broken_manifest_is_reported_with_its_path(tmp_path: Path) -> None:
     assert "spec.timeout" in (by_name["spec"].error or "") and "function.yaml" in (by_name["spec"].error or "")
 
 
+def test_a_field_nothing_serves_stops_the_function_naming_the_field(tmp_path: Path) -> None:
+    """Issue 14, item 12: `lf dev` refuses (and reports) a function with `scaling.max`, which nothing acts on yet."""
+    make(tmp_path, "bounded", MANIFEST.format(name="bounded") + "spec: {scaling: {max: 5}}\n")
+    make(tmp_path, "other")
+    by_name = {f.path.name: f for f in discover(tmp_path)}
+    assert by_name["bounded"].function is None and by_name["other"].function is not None
+    error = by_name["bounded"].error or ""
+    assert "bounded/function.yaml: spec.scaling.max: not served yet" in error
+
+
 def test_fingerprint_changes_with_content_not_with_caches(tmp_path: Path) -> None:
     folder = make(tmp_path, "f")
     before = fingerprint(folder)

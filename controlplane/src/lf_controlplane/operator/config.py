@@ -18,6 +18,8 @@ RUNTIME_METRICS_PORT = 9091
 """The port of a function pod's `/metrics` (LF_METRICS_PORT of the runtime; containerPort `metrics`)."""
 RUNTIME_HEALTH_PORT = 8081
 """The port of a function pod's `/readyz` (LF_HEALTH_PORT of the runtime; containerPort `health`, readinessProbe)."""
+NAMESPACE_MAX_REPLICAS = 50
+"""The default of LF_NAMESPACE_MAX_REPLICAS: replicas all Functions of one namespace may ask for together."""
 METRICS_SCRAPERS = "kubernetes.io/metadata.name=monitoring"
 """Namespaces whose pods may scrape function pods: the conventional Prometheus namespace."""
 
@@ -63,6 +65,15 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ValueError(f"{name}={raw!r} is not a count (0 or more)")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     nats_url: str = "nats://127.0.0.1:4222"
@@ -85,6 +96,9 @@ class OperatorConfig:
     """LF_OPERATOR_METRICS_HOST."""
     stream_replicas: int = 1
     """LF_STREAM_REPLICAS: replicas of LF_ROUTES when the operator is the first to create it."""
+    namespace_max_replicas: int = NAMESPACE_MAX_REPLICAS
+    """LF_NAMESPACE_MAX_REPLICAS: the replicas the Functions of one namespace may ask for together (0: no cap). A
+    Function that would take its namespace over gets Valid=False and its Deployment is left as it is."""
 
     def __post_init__(self) -> None:
         if not 0 < self.runtime_health_port <= 65535:
@@ -103,8 +117,8 @@ class OperatorConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
-        """The settings; ValueError on a malformed port or selector, or the same port for the function pods'
-        `/readyz` and `/metrics` (the operator does not start)."""
+        """The settings; ValueError on a malformed port, selector or count, or the same port for the function
+        pods' `/readyz` and `/metrics` (the operator does not start)."""
         images = dict(DEFAULT_IMAGES)
         override = env.get("LF_RUNTIME_IMAGE_PYTHON")
         if override:
@@ -122,4 +136,5 @@ class OperatorConfig:
             metrics_port=_port(env, "LF_OPERATOR_METRICS_PORT", 0),
             metrics_host=env.get("LF_OPERATOR_METRICS_HOST", cls.metrics_host) or cls.metrics_host,
             stream_replicas=stream_replicas(env),
+            namespace_max_replicas=_count(env, "LF_NAMESPACE_MAX_REPLICAS", NAMESPACE_MAX_REPLICAS),
         )

@@ -1,24 +1,30 @@
 """kopf handlers: decorate, parse at the edge, build, apply, record. No manifests or API calls of their own.
 
 Functions: create/update/resume reconcile (children applied server-side, the route written, status patched);
-an invalid spec gets `Valid=False`, a Warning event and no retry (the previous children keep serving); delete
-removes the route (the finalizer holds the object until it is gone; children go with their owner). Deployments
-of ours: every change re-derives their Function's status. Triggers: HTTP ones become route entries.
+an invalid spec gets `Valid=False`, a Warning event and no retry (the previous children keep serving). A Function
+whose children's names are taken by objects it does not own (OwnershipConflict), or that would take its namespace
+over LF_NAMESPACE_MAX_REPLICAS (ReplicaCapExceeded), gets `Valid=False` too and touches nothing, until it changes
+(or the operator restarts). Delete removes the route (the finalizer holds the object until it is gone; children
+go with their owner); only children owned by the Function are ever deleted. Deployments of ours: every change
+re-derives their Function's status. Triggers: HTTP ones become route entries; the other kinds are refused naming
+the field.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 import msgspec
 from lf_core.contract.routes import HttpTriggerRoute, claim_conflict, conflict_message, displaced_by
+from lf_core.contract.specs import unsupported_trigger_fields
 
 from lf_controlplane.operator import manifests, specs, status
 from lf_controlplane.operator.config import OperatorConfig
-from lf_controlplane.operator.kube import Conflict, Kube
+from lf_controlplane.operator.kube import Conflict, Kube, describe, owned_by
 from lf_controlplane.operator.metrics import METRICS, mark_invalid
 from lf_controlplane.operator.routestore import RouteStore
 from lf_controlplane.operator.specs import GROUP, VERSION
@@ -38,6 +44,12 @@ class Context:
     config: OperatorConfig
     kube: Kube
     routes: RouteStore | None = None
+    namespace_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    """One per namespace: a replica cap is checked and the Deployment applied under it, so two Functions
+    reconciled at once cannot both take the last replicas."""
+
+    def namespace_lock(self, namespace: str) -> asyncio.Lock:
+        return self.namespace_locks.setdefault(namespace, asyncio.Lock())
 
     async def route_store(self) -> RouteStore:
         """The NATS connection, made on first use so the operator starts (and reports) without NATS."""
@@ -103,17 +115,38 @@ async def reconcile_function(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo
     except specs.InvalidSpec as exc:
         mark_invalid()
         kopf.warn(body, reason="InvalidSpec", message=str(exc))
-        current = await ctx.kube.get("Deployment", body.meta.name or "", body.meta.namespace or "")
+        current = await _own_deployment(ctx, body)
         _record_status(body, status.function_status(body, current, invalid=str(exc)), patch)
         return
     to_apply, to_delete = manifests.children(fn, ctx.config)
-    deployment = None
-    for obj in to_apply:
-        stored = await ctx.kube.apply(obj)
-        if obj["kind"] == "Deployment":
-            deployment = stored
-    for kind, name in to_delete:
-        await ctx.kube.delete(kind, name, fn.namespace)
+    # Never over someone else's object: a Function named like a NetworkPolicy, a PDB or a ConfigMap NAME-source
+    # that is not its own would rewrite it (and delete it later). Nothing is applied then.
+    foreign = [describe(found) for obj in to_apply if (found := await ctx.kube.foreign(obj, fn.uid)) is not None]
+    if foreign:
+        one = len(foreign) == 1
+        message = (
+            f"not owned by this Function: {', '.join(foreign)}. The operator applies nothing and leaves "
+            f"{'it as it is' if one else 'them as they are'} (rename the Function, or remove the other object)"
+        )
+        await _refuse(ctx, body, patch, "OwnershipConflict", message)
+        return
+    async with ctx.namespace_lock(fn.namespace):
+        if ctx.config.namespace_max_replicas:
+            deployments = await ctx.kube.list(
+                "Deployment", fn.namespace, labels={"app.kubernetes.io/managed-by": manifests.MANAGED_BY}
+            )
+            others, own = manifests.namespace_replicas(deployments, fn.name)
+            over = manifests.over_replica_cap(fn, others, ctx.config.namespace_max_replicas, own)
+            if over is not None:
+                await _refuse(ctx, body, patch, "ReplicaCapExceeded", over)
+                return
+        deployment = None
+        for obj in to_apply:
+            stored = await ctx.kube.apply(obj)
+            if obj["kind"] == "Deployment":
+                deployment = stored
+    for kind, name in to_delete:  # only if ours: a ConfigMap NAME-source or PDB NAME of someone else stays
+        await ctx.kube.delete_owned(kind, name, fn.namespace, fn.uid)
     asked = manifests.desired_replicas(fn)
     if asked is None and deployment is not None:  # KEDA's: the count the Deployment has as applied
         asked = deployment.get("spec", {}).get("replicas")
@@ -131,6 +164,21 @@ async def reconcile_function(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo
         raise
     _record_status(body, status.function_status(body, deployment, routed=True, **fields), patch)
     log.info("function %s/%s reconciled (revision %s)", fn.namespace, fn.name, fields["revision"])
+
+
+async def _own_deployment(ctx: Context, body: kopf.Body) -> dict[str, Any] | None:
+    """The Function's Deployment, if there is one and it is the Function's (not someone else's of that name)."""
+    current = await ctx.kube.get("Deployment", body.meta.name or "", body.meta.namespace or "")
+    return current if current is not None and owned_by(current, body.meta.uid or "") else None
+
+
+async def _refuse(ctx: Context, body: kopf.Body, patch: kopf.Patch, reason: str, message: str) -> None:
+    """`Valid=False` with `reason` and a Warning event, as for an invalid spec: nothing is applied, the previous
+    children (if any) keep serving, no retry (a change to the Function, or a restart's resume, tries again)."""
+    mark_invalid()
+    kopf.warn(body, reason=reason, message=message)
+    current = await _own_deployment(ctx, body)
+    _record_status(body, status.function_status(body, current, invalid=message, reason=reason), patch)
 
 
 def _record_status(body: kopf.Body, fields: dict[str, Any], patch: kopf.Patch) -> None:
@@ -158,8 +206,8 @@ async def deployment_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.M
     # The reconcile handler may patch the same status meanwhile: patch only the version read, never over it.
     for _attempt in range(5):
         function = await ctx.kube.get("Function", name, namespace)
-        if function is None:
-            return
+        if function is None or not owned_by(body, str(function["metadata"].get("uid", ""))):
+            return  # no such Function, or a Deployment with our labels that is not its own
         derived = status.derive_function_status(function, deployment)
         METRICS.set_phase(namespace, name, str(derived["phase"]))
         if not status.status_changed(function.get("status"), derived):
@@ -199,9 +247,13 @@ async def _reconcile_trigger(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo
     route = manifests.make_trigger_route(tr)
     if route is None:
         await store.delete_trigger(tr.namespace, tr.name)
-        message = f"{tr.trigger.kind} triggers are not served yet (HTTP triggers are)"
+        fields = ", ".join(unsupported_trigger_fields(tr.trigger))
+        message = (
+            f"{fields}: {tr.trigger.kind} triggers are not served yet (only http), nothing would call the function"
+        )
+        kopf.warn(body, reason="Unsupported", message=message)
         patch.status.update(
-            status.trigger_status(body, phase="Pending", ready=False, reason="NotServed", message=message)
+            status.trigger_status(body, phase="Failed", ready=False, reason="Unsupported", message=message, valid=False)
         )
         return
     route = msgspec.structs.replace(route, created=_created(body))

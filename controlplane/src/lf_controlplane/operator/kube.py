@@ -43,6 +43,18 @@ class Conflict(KubeError):  # noqa: N818 (the apiserver's word)
     """The object changed since it was read (409): read it again."""
 
 
+def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    """Whether `obj` has an ownerReference to the object of `uid` (what the operator's children all carry)."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return bool(uid) and any(ref.get("uid") == uid for ref in refs)
+
+
+def describe(obj: Mapping[str, Any]) -> str:
+    """`Kind namespace/name` of an object, for messages."""
+    meta = obj.get("metadata") or {}
+    return f"{obj.get('kind', '')} {meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
 def _as_dict(obj: Any) -> dict[str, Any]:
     if hasattr(obj, "to_dict"):
         return dict(obj.to_dict())
@@ -77,8 +89,19 @@ class Kube:
     async def close(self) -> None:
         await self.client.close()
 
+    async def foreign(self, obj: Mapping[str, Any], owner_uid: str) -> dict[str, Any] | None:
+        """The stored object of `obj`'s kind and name when it exists without an ownerReference to the object of
+        `owner_uid` (None: there is none, or it is that owner's). Someone else's object is never to be applied
+        over: a forced apply would rewrite its fields and add our ownerReference to it."""
+        meta = obj.get("metadata") or {}
+        current = await self.get(str(obj["kind"]), str(meta["name"]), str(meta.get("namespace", "")))
+        if current is None or owned_by(current, owner_uid):
+            return None
+        return current
+
     async def apply(self, obj: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
-        """Server-side apply (forced: the operator owns what it applies). Returns the object as stored."""
+        """Server-side apply (forced: the operator owns what it applies; callers check `foreign` first). Returns
+        the object as stored."""
         try:
             resource = from_dict(dict(obj))
             applied = await self.client.apply(resource, field_manager=self.field_manager, force=True, dry_run=dry_run)
@@ -92,6 +115,31 @@ class Kube:
             await self.client.delete(_KINDS[kind], name, namespace=namespace)
         except ApiError as exc:
             if exc.status.code == 404:
+                return False
+            raise _error(exc) from exc
+        return True
+
+    async def delete_owned(self, kind: str, name: str, namespace: str, owner_uid: str) -> bool:
+        """Delete the object if it is owned by the object of `owner_uid`; False when it is gone or someone else's
+        (then it is left as it is). The delete carries the uid read as a precondition, so an object replaced by
+        another of the same name in between is not deleted either."""
+        current = await self.get(kind, name, namespace)
+        if current is None or not owned_by(current, owner_uid):
+            return False
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": current["metadata"]["uid"]},
+        }
+        # lightkube's delete() takes no body: its request builder, with DeleteOptions as the body.
+        generic = self.client._client  # lightkube is pinned in uv.lock
+        request = generic.prepare_request("delete", res=_KINDS[kind], name=name, namespace=namespace)
+        request.data = options
+        try:
+            response = await generic.send(generic.build_adapter_request(request))  # type: ignore[no-untyped-call]
+            generic.handle_response("delete", response, request)
+        except ApiError as exc:
+            if exc.status.code in (404, 409):  # gone, or no longer the object read (precondition failed)
                 return False
             raise _error(exc) from exc
         return True
@@ -122,9 +170,10 @@ class Kube:
                 raise Conflict(str(exc.status.message)) from exc
             raise _error(exc) from exc
 
-    async def list(self, kind: str, namespace: str) -> list[dict[str, Any]]:
+    async def list(self, kind: str, namespace: str, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         try:
-            return [_as_dict(obj) async for obj in self.client.list(_KINDS[kind], namespace=namespace)]
+            selector: dict[str, Any] | None = dict(labels) if labels else None
+            return [_as_dict(obj) async for obj in self.client.list(_KINDS[kind], namespace=namespace, labels=selector)]
         except ApiError as exc:
             raise _error(exc) from exc
 

@@ -322,6 +322,43 @@ def children(fn: FunctionObject, config: OperatorConfig) -> tuple[list[dict[str,
     return apply, delete
 
 
+def replicas_asked(fn: FunctionObject) -> int:
+    """The replicas `fn` runs as applied (what counts against its namespace's cap)."""
+    desired = desired_replicas(fn)
+    return desired if desired is not None else fn.function.replicas
+
+
+def namespace_replicas(deployments: list[dict[str, Any]], name: str) -> tuple[int, int]:
+    """(the replicas the Deployments of the namespace's other Functions ask for, those of `name`'s own), counting
+    only Deployments of ours (our labels and a Function owner)."""
+    others = own = 0
+    for deployment in deployments:
+        meta = deployment.get("metadata") or {}
+        if not any(ref.get("kind") == "Function" for ref in meta.get("ownerReferences") or []):
+            continue
+        replicas = (deployment.get("spec") or {}).get("replicas")
+        count = 1 if replicas is None else int(replicas)
+        if (meta.get("labels") or {}).get(FUNCTION_LABEL) == name:
+            own += count
+        else:
+            others += count
+    return others, own
+
+
+def over_replica_cap(fn: FunctionObject, others: int, cap: int, current: int = 0) -> str | None:
+    """Why `fn` may not run as asked: its namespace's Functions would ask for more than `cap` replicas together
+    (LF_NAMESPACE_MAX_REPLICAS; 0: no cap). None when it fits, or when it asks for no more than the `current`
+    replicas of its Deployment (scaling down, or another change at the same count, is never refused)."""
+    asked = replicas_asked(fn)
+    if cap <= 0 or others + asked <= cap or asked <= current:
+        return None
+    return (
+        f"namespace {fn.namespace} may run at most {cap} replicas of Functions (LF_NAMESPACE_MAX_REPLICAS); "
+        f"its other Functions ask for {others}, this one for {asked} ({others + asked} in all): the Deployment is "
+        "left as it is"
+    )
+
+
 def make_route(fn: FunctionObject) -> FunctionRoute:
     return route_of(fn.function, revision(fn))
 

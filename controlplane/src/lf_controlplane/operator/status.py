@@ -132,6 +132,7 @@ def function_status(
     deployment: Mapping[str, Any] | None,
     *,
     invalid: str | None = None,
+    reason: str = "InvalidSpec",
     routed: bool | None = None,
     url: str | None = None,
     selector: str | None = None,
@@ -139,8 +140,9 @@ def function_status(
     image: str | None = None,
     at: str | None = None,
 ) -> dict[str, Any]:
-    """The whole status after a reconcile: `invalid` is why the spec was refused (None: valid), `routed` whether
-    the route entry is written (None: unchanged); the other fields are set when given."""
+    """The whole status after a reconcile: `invalid` is why the spec was refused (None: valid) and `reason` the
+    Valid condition's reason then (InvalidSpec, OwnershipConflict, ReplicaCapExceeded), `routed` whether the route
+    entry is written (None: unchanged); the other fields are set when given."""
     at = at or now()
     generation = int(function.get("metadata", {}).get("generation", 0))
     status = dict(function.get("status") or {})
@@ -148,7 +150,7 @@ def function_status(
     if invalid is None:
         conditions = set_condition(conditions, "Valid", True, "Valid", "", generation, at)
     else:
-        conditions = set_condition(conditions, "Valid", False, "InvalidSpec", invalid, generation, at)
+        conditions = set_condition(conditions, "Valid", False, reason, invalid, generation, at)
     if routed is not None:
         why = "" if routed else "the route could not be written to LF_ROUTES (NATS unreachable?)"
         conditions = set_condition(

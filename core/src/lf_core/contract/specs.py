@@ -396,7 +396,7 @@ def check_supported(spec: FunctionSpec) -> None:
         )
 
 
-def unsupported_trigger_fields(spec: TriggerSpec) -> list[str]:
+def unsupported_trigger_fields(spec: TriggerSpec | Trigger) -> list[str]:
     """The kinds of `spec` nothing serves yet, as paths (`spec.cron`): HTTP triggers are routes the ingestor
     serves; nothing runs cron schedules or subscribes to subjects for a Trigger yet."""
     return [f"spec.{kind}" for kind in ("cron", "nats") if getattr(spec, kind) is not None]
