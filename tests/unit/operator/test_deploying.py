@@ -50,6 +50,27 @@ def test_invalid_manifest_is_refused(tmp_path: Path) -> None:
         deploying.manifest_of(tmp_path, None, "default")
 
 
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ("{limits: {requestBody: 1Gi}}", "spec.limits.requestBody: '1Gi' is over the cap of 7340032 bytes"),
+        ("{timeout: 1200h}", "spec.timeout: '1200h' is over the platform's maximum"),
+        ("{scaling: {max: 5}}", "spec.scaling.max: not served yet"),
+        ("{auth: {mode: apiKey}}", "spec.auth.mode: not served yet"),
+    ],
+    ids=["item 5: body over the cap", "item 10: timeout", "item 12: scaling.max", "item 12: auth"],
+)
+def test_lf_deploy_refuses_what_the_platform_cannot_serve(tmp_path: Path, spec: str, field: str) -> None:
+    """Issue 14: `lf deploy` refuses before it reaches the cluster, with the message the operator would give."""
+    (tmp_path / "function.yaml").write_text(
+        f"apiVersion: litefunctions.io/v1alpha1\nkind: Function\nmetadata: {{name: f}}\nspec: {spec}\n"
+    )
+    (tmp_path / "handler.py").write_text("def handle(req): ...\n")
+    with pytest.raises(deploying.DeployError) as info:
+        deploying.manifest_of(tmp_path, None, "default")
+    assert field in str(info.value)
+
+
 def obj(generation: int, **status: object) -> dict[str, object]:
     return {"metadata": {"generation": generation}, "status": status}
 
