@@ -45,8 +45,19 @@ def test_every_error_kind_maps_to_status_code_and_layer(kind: int, status: int, 
     assert ("retry-after" in headers) == (status == 503)
 
 
-def test_the_runtime_message_is_kept() -> None:
-    assert hm.error_for_kind(ErrorKind.HANDLER, "ZeroDivisionError: boom").message == "ZeroDivisionError: boom"
+def test_the_handlers_message_reaches_callers_only_when_the_function_exposes_it() -> None:
+    """Issue 14, item 10: an exception's text may name files, queries or secrets; callers get a generic message
+    unless the function opts in (spec.errors.expose); the runtime's own messages are kept either way."""
+    for kind in (ErrorKind.HANDLER, ErrorKind.INTERNAL):
+        hidden = hm.error_for_kind(kind, "KeyError: 'postgres://admin:pw@db/x'")
+        assert "postgres" not in hidden.message and "X-Call-Id" in hidden.message
+        assert hidden.message.startswith(hm.ERROR_KINDS[kind][3])
+        shown = hm.error_for_kind(kind, "KeyError: 'postgres://admin:pw@db/x'", expose=True)
+        assert shown.message == "KeyError: 'postgres://admin:pw@db/x'"
+    timeout = hm.error_for_kind(ErrorKind.TIMEOUT, "the handler did not answer within the call's budget (5 ms)")
+    assert timeout.message == "the handler did not answer within the call's budget (5 ms)"
+    too_large = hm.error_for_kind(ErrorKind.RESPONSE_TOO_LARGE, "response body of 9 bytes exceeds the limit of 8")
+    assert too_large.message == "response body of 9 bytes exceeds the limit of 8"
 
 
 def test_every_error_kind_but_none_is_in_the_table() -> None:

@@ -32,6 +32,8 @@ class FunctionRoute(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit: RateRule | None = None
     runtime: str = ""
     """The function's runtime ("" in older entries: treated as one that takes async calls)."""
+    expose_errors: bool = False
+    """spec.errors.expose: the ingestor passes the handler's exception text to callers (else a generic message)."""
 
 
 # Runtimes whose replicas pull async calls from LF_ASYNC. An async call to any other is refused (501) rather
@@ -52,6 +54,7 @@ def route_of(function: Function, revision: str = "") -> FunctionRoute:
         cache=function.cache,
         rate_limit=function.rate_limit,
         runtime=function.runtime,
+        expose_errors=function.expose_errors,
     )
 
 

@@ -105,6 +105,13 @@ class Cache(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=
     methods: list[_CACHEABLE_METHODS] = msgspec.field(default_factory=lambda: ["GET", "HEAD"])
 
 
+class Errors(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """What callers learn when the handler fails: by default a generic message (the exception's text, which may name
+    files, queries or secrets, stays in the function's logs and its async call records); `expose: true` sends it."""
+
+    expose: bool = False
+
+
 class RateLimit(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """Token bucket in the ingestor: `rps` sustained calls per second, `burst` the bucket size (default: rps
     rounded up), `key` what is limited: each client IP or the function as a whole."""
@@ -232,6 +239,7 @@ class FunctionSpec(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_
     limits: Limits = msgspec.field(default_factory=Limits)
     cache: Cache | None = None
     rate_limit: RateLimit | None = None
+    errors: Errors | None = None
     resources: Resources | None = None
     auth: Auth | None = None
     async_: AsyncOptions | None = msgspec.field(default=None, name="async")
@@ -270,6 +278,8 @@ class Function(msgspec.Struct, frozen=True, kw_only=True):
     cache: CacheRule | None = None
     rate_limit: RateRule | None = None
     async_: AsyncRule = msgspec.field(default_factory=AsyncRule)
+    expose_errors: bool = False
+    """spec.errors.expose: callers get the handler's exception text (else a generic message)."""
 
 
 def async_env(function: Function) -> dict[str, str]:
@@ -338,6 +348,7 @@ def resolve(manifest: FunctionManifest) -> Function:
         cache=_cache_rule(spec.cache),
         rate_limit=_rate_rule(spec.rate_limit),
         async_=_async_rule(spec.async_),
+        expose_errors=spec.errors is not None and spec.errors.expose,
     )
 
 

@@ -400,7 +400,7 @@ class Ingestor:
 
 def _reply_of(response: Any, target: FunctionTarget) -> Reply:
     if response.error_kind:
-        raise hm.error_for_kind(response.error_kind, response.error)
+        raise hm.error_for_kind(response.error_kind, response.error, expose=target.expose_errors)
     body = response.body
     if len(body) > target.max_response_bytes:
         raise hm.response_too_large(len(body), target.max_response_bytes)

@@ -285,13 +285,24 @@ ERROR_KINDS: Final[dict[int, tuple[int, str, str, str]]] = {
 }
 
 
-def error_for_kind(kind: int, message: str = "") -> HttpError:
-    """The answer for a response envelope whose `error_kind` is not NONE (docs/protocol.md, "Error kinds")."""
+# Kinds whose message is the handler's (an exception's text, a value that would not encode): what it says may name
+# files, queries or secrets, so callers get the generic message unless the function exposes its errors.
+_PRIVATE_MESSAGES: Final = frozenset({ErrorKind.HANDLER, ErrorKind.INTERNAL})
+SEE_LOGS: Final = " (its message is in the function's logs, under this call's X-Call-Id)"
+
+
+def error_for_kind(kind: int, message: str = "", *, expose: bool = False) -> HttpError:
+    """The answer for a response envelope whose `error_kind` is not NONE (docs/protocol.md, "Error kinds").
+
+    A handler's own message reaches the caller only with `expose` (the function's `spec.errors.expose`); else the
+    caller gets the kind's generic message, and the text stays in the replica's log and the async call record."""
     known = ERROR_KINDS.get(kind)
     if known is None:
         return bad_response(f"the runtime answered with unknown error kind {kind}")
     status, code, layer, default = known
     retry_after = RETRY_AFTER_S if status == 503 else None
+    if kind in _PRIVATE_MESSAGES and not expose:
+        message = default + SEE_LOGS
     return HttpError(status, code, message or default, layer, retry_after=retry_after)
 
 
