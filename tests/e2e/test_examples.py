@@ -7,7 +7,7 @@ import subprocess
 import httpx
 import pytest
 
-from tests.e2e.conftest import LfDev
+from tests.e2e.conftest import LfDev, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +58,14 @@ def test_a_raising_handler_is_a_500_from_the_function_layer(lf_dev: LfDev) -> No
     assert response.status_code == 500
     error = response.json()["error"]
     assert error["layer"] == "function"
-    assert "InventoryError" in error["message"] and "no stock for /widgets" in error["message"]
+    # the exception's text is for the function's owner (its log), not the caller (issue 14, item 10)
+    assert error["message"].startswith("the function raised an exception") and "InventoryError" not in response.text
+    call_id = response.headers["x-call-id"]
+    wait_for(
+        lambda: any(call_id in line and "no stock for /widgets" in line for line in lf_dev.output().splitlines()),
+        30,
+        "the exception's text in lf dev's output",
+    )
     assert_platform_headers(response)
     assert httpx.get(lf_dev.url("hello")).status_code == 200
 
