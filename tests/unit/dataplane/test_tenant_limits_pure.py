@@ -26,7 +26,7 @@ def test_a_namespace_takes_at_most_its_share_and_leaves_the_rest_to_others() -> 
     assert (gate.inflight, gate.by_namespace) == (4, {"a": 2, "b": 2})
     for ns in ("a", "a", "b", "b"):
         gate.leave(ns)
-    assert (gate.inflight, gate.by_namespace) == (0, {})
+    assert (gate.inflight, gate.by_namespace) == (0, {"a": 0, "b": 0})
 
 
 async def test_freed_slots_go_round_robin_across_namespaces_not_first_come() -> None:
@@ -47,7 +47,7 @@ async def test_freed_slots_go_round_robin_across_namespaces_not_first_come() -> 
     await asyncio.gather(*waiters)
     assert order == ["a", "b", "c", "a", "a"]  # a's three waiters came first, yet b and c were served second and third
     gate.leave("a")
-    assert (gate.inflight, gate.waiting, gate.queues, gate.by_namespace) == (0, 0, {}, {})
+    assert (gate.inflight, gate.waiting, gate.queues, set(gate.by_namespace.values())) == (0, 0, {}, {0})
 
 
 async def test_a_waiter_over_its_share_stays_queued_while_others_pass() -> None:
@@ -59,7 +59,7 @@ async def test_a_waiter_over_its_share_stays_queued_while_others_pass() -> None:
     gate.leave("b")
     assert not waiting.done()
     gate.leave("a")
-    assert await waiting and gate.by_namespace == {"a": 1}
+    assert await waiting and (gate.held("a"), gate.held("b")) == (1, 0)
     assert not await gate.enter("a", 0.01)  # an expired wait is a refusal, counted
     assert gate.refused == 1 and gate.waiting == 0
 
@@ -98,7 +98,7 @@ async def test_no_slot_is_lost_to_cancelled_or_expired_waiters() -> None:
     assert await live
     gate.leave("b")
     gate.leave("c")
-    assert (gate.inflight, gate.waiting, gate.queues, gate.by_namespace) == (0, 0, {}, {})
+    assert (gate.inflight, gate.waiting, gate.queues, set(gate.by_namespace.values())) == (0, 0, {}, {0})
 
 
 def test_resize_lets_waiters_in() -> None:
@@ -167,6 +167,10 @@ async def test_a_stalled_body_times_out_with_408_and_holds_nothing() -> None:
     assert (declared.value.status, declared.value.code) == (408, "body_timeout")
     assert chunked.value.status == 408
     assert budget.held == 0 and budget.timed_out == 2
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0  # the watchdog's cancellations were taken back
+    await asyncio.sleep(0.05)
+    assert budget._watchdog is None  # idle: no task left behind
 
 
 async def test_a_streamed_body_is_counted_as_it_arrives_and_released_on_refusal_or_cancel() -> None:

@@ -107,7 +107,7 @@ class FairGate:
         self.refused = 0
         self.waiting = 0
         self.by_namespace: dict[str, int] = {}
-        """Calls in flight per namespace (a namespace with none has no entry)."""
+        """Calls in flight per namespace (0 once a namespace's calls are done)."""
         self.queues: dict[str, deque[asyncio.Future[bool]]] = {}
         """Waiters per namespace, in the order the namespaces are served next (a served one moves to the end)."""
 
@@ -116,9 +116,10 @@ class FairGate:
 
         Nobody of `namespace` can be waiting then: every freed slot is handed to an eligible waiter at once."""
         if self.inflight < self.limit:
-            held = self.by_namespace.get(namespace, 0)
+            by_namespace = self.by_namespace
+            held = by_namespace.get(namespace, 0)
             if held < self.namespace_limit:
-                self.by_namespace[namespace] = held + 1
+                by_namespace[namespace] = held + 1
                 self.inflight += 1
                 return True
         return False
@@ -160,11 +161,7 @@ class FairGate:
 
     def leave(self, namespace: str) -> None:
         """Give the slot back; with waiters, the freed capacity goes round-robin to the namespaces under their cap."""
-        held = self.by_namespace[namespace] - 1
-        if held:
-            self.by_namespace[namespace] = held
-        else:
-            del self.by_namespace[namespace]
+        self.by_namespace[namespace] -= 1  # (kept at 0: one entry per namespace seen, no delete and insert per call)
         self.inflight -= 1
         if self.waiting:
             self._dispatch()
