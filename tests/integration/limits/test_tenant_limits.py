@@ -328,3 +328,30 @@ async def test_a_namespaces_async_backlog_is_capped(
     again = await wait_until_async(admitted, "room in the backlog after a cancel", timeout=5)
     for call_id in [*accepted[1:], again.json()["callId"]]:
         await client.delete(f"{ingestor.url}/invocations/{call_id}")
+
+
+async def test_a_client_gone_mid_body_gives_its_reservation_back(
+    ingestor: Ingestor, nats_url: str, routes: Routes, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    ns = namespace("gone")
+    await routes.put(function_route("echo", namespace=ns, max_request_bytes=1 << 20))
+    url = f"{ingestor.url}/function/echo.{ns}"
+    with replica(nats_url, tmp_path, ns, "echo"):
+        await wait_routed(client, url)
+        started = time.monotonic()
+        pending = await asyncio.to_thread(open_body, ingestor.port, f"/function/echo.{ns}", BODY_BUDGET - 4096, b"a")
+
+        async def refused() -> httpx.Response | None:
+            response = await client.post(url, content=b"s" * 8192)
+            return response if response.status_code == 503 else None
+
+        await wait_until_async(refused, "the budget to be taken by the pending body")
+        pending.close()  # the client leaves before its body is complete
+
+        async def served() -> httpx.Response | None:
+            response = await client.post(url, content=b"s" * 8192)
+            return response if response.status_code == 200 else None
+
+        # at once, not when the body timeout would have cut it
+        await wait_until_async(served, "the reservation to be given back", timeout=BODY_TIMEOUT_S / 2)
+        assert time.monotonic() - started < BODY_TIMEOUT_S
