@@ -315,8 +315,13 @@ class Ingestor:
         target = call.target
         held = 0
         if body is None:
-            body = await self.bodies.read(call.scope, call.proto, call.scope.headers, target.max_request_bytes)
-            held = len(body)
+            scope = call.scope
+            headers = scope.headers
+            if "content-length" in headers or "transfer-encoding" in headers or scope.http_version == "2":
+                body = await self.bodies.read(scope, call.proto, headers, target.max_request_bytes)
+                held = len(body)
+            else:  # HTTP/1.x without either has no body: no read, no coroutine (the GET hot path)
+                body = b""
         try:
             fgate = target.gate
             if fgate is not None and not fgate.try_enter():
