@@ -483,10 +483,15 @@ fn catch_alls_do_not_capture_reserved_paths() {
 fn dot_segments_match_nothing() {
     let t = build(
         &[("default", "hello")],
-        &[("*", "", "/files/{*rest}", "files")],
+        &[
+            ("*", "", "/files/{*rest}", "files"),
+            ("*", "", "/u/{id}/x", "param"),
+        ],
     )
     .unwrap();
     for path in [
+        "/u/../x",
+        "/u/./x",
         "/files/../secret",
         "/files/a/..",
         "/files/./x",
