@@ -96,13 +96,22 @@ def test_any_host_triggers_own_their_first_segment_and_a_leading_parameter_claim
     assert claim_conflict(tr("b", "h", "/{*rest}", host="b.example.com", created="2"), [everything]) is None
 
 
-def test_a_claim_lost_owns_nothing_and_ties_break_by_namespace_then_name() -> None:
+def test_a_claim_lost_owns_nothing() -> None:
     first = tr("a", "x", host="h.example.com", created="1")
     loser = tr("b", "x", "/blog", host="h.example.com", created="2")
     third = tr("c", "x", "/blog", host="h.example.com", created="3")
     assert claim_conflict(third, [first, loser]) == first
-    same_second = [tr("b", "x", host="t.example.com", created="5"), tr("a", "y", host="t.example.com", created="5")]
-    assert claim_conflict(same_second[0], same_second) == same_second[1]
+
+
+def test_within_one_second_the_written_claim_wins_and_only_two_written_ones_tie_by_name() -> None:
+    # creationTimestamp has one-second resolution: a namespace sorting first must not win by its name.
+    held = tr("z-victim", "site", host="t.example.com", created="5")
+    newcomer = tr("a-attacker", "grab", host="t.example.com", created="5")
+    assert claim_conflict(newcomer, [held]) == held
+    assert displaced_by(newcomer, [held]) == []
+    both_written = [held, newcomer]  # only by a race: every reader still decides alike
+    assert claim_conflict(held, both_written) == newcomer
+    assert claim_conflict(newcomer, both_written) is None
 
 
 def test_the_table_serves_the_first_claim_whatever_the_order_of_entries() -> None:

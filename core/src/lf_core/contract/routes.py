@@ -175,26 +175,40 @@ class Claims:
             self._segments.setdefault(first, route)
 
 
+def _before(other: HttpTriggerRoute, route: HttpTriggerRoute, stored: bool) -> bool:
+    """Whether `other` (an entry of the bucket) claimed before `route`. Creation times have one-second resolution:
+    within the same second an entry already in the bucket keeps its claim against a Trigger not yet written (the
+    operator saw it first), and only between two written entries do namespace and name decide."""
+    if other.created != route.created:
+        return other.created < route.created
+    return not stored or claim_order(other) < claim_order(route)
+
+
 def claim_conflict(route: HttpTriggerRoute, others: Iterable[HttpTriggerRoute]) -> HttpTriggerRoute | None:
-    """The route of another namespace that claimed `route`'s host (or any-host path prefix) before it did, if any:
-    then `route` must not be served. Entries under `route`'s own key are ignored."""
+    """The entry of another namespace that claimed `route`'s host (or any-host path prefix) before it did, if any:
+    then `route` must not be served. `others` are the bucket's entries; one under `route`'s own key means `route`
+    is already written (see `_before`)."""
     mine = (route.namespace, route.name)
+    stored = any((o.namespace, o.name) == mine for o in others)
     claims = Claims()
     for other in sorted((o for o in others if (o.namespace, o.name) != mine), key=claim_order):
-        if claim_order(other) >= claim_order(route):
-            break
+        if not _before(other, route, stored):
+            continue
         if claims.conflict(other) is None:  # an entry that itself lost its claim owns nothing
             claims.add(other)
     return claims.conflict(route)
 
 
 def displaced_by(route: HttpTriggerRoute, others: Iterable[HttpTriggerRoute]) -> list[HttpTriggerRoute]:
-    """The later routes of other namespaces that overlap `route`'s claim (they lose it to `route`)."""
+    """The entries of other namespaces that overlap `route`'s claim and claimed after it (they lose it to `route`);
+    `others` as for `claim_conflict`."""
+    mine = (route.namespace, route.name)
+    stored = any((o.namespace, o.name) == mine for o in others)
     claims = Claims()
     claims.add(route)
     return [
         o for o in others
-        if o.namespace != route.namespace and claim_order(o) > claim_order(route) and claims.conflict(o) is route
+        if o.namespace != route.namespace and not _before(o, route, stored) and claims.conflict(o) is route
     ]  # fmt: skip
 
 
