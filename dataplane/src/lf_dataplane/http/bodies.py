@@ -16,6 +16,7 @@ A request without a body (a GET: no Content-Length, no Transfer-Encoding) costs 
 from __future__ import annotations
 
 import asyncio
+from time import monotonic
 from typing import Any
 
 from lf_dataplane.http.mapping import body_budget_exceeded, body_timeout, body_too_large, check_content_length
@@ -26,9 +27,10 @@ class BodyBudget:
     budget below a function's limit slows it down instead of refusing it for ever), each read within `timeout_s`.
 
     The timeout is not a timer per request (`asyncio.timeout` costs ~7 µs a call, as much as the rest of a small
-    POST's Python): a read notes its task and deadline in a dict, and one watchdog task per worker, running while
-    there are reads, wakes every quarter of the timeout and cancels the reads past their deadline, which answer
-    408. A stalled body is thus cut between `timeout_s` and 1.25 × `timeout_s` after its read began.
+    POST's Python). A read notes what it waits on and its deadline in a dict: granian's read future for a body with
+    a Content-Length (cancelling it ends just that await), the task for a streamed body. One watchdog task per
+    worker, alive while there are reads, wakes every quarter of the timeout and cancels the reads past their
+    deadline, which answer 408. A stalled body is thus cut between `timeout_s` and 1.25 × `timeout_s`.
     """
 
     __slots__ = ("_deadlines", "_expired", "_watchdog", "held", "limit", "refused", "timed_out", "timeout_s")
@@ -39,8 +41,9 @@ class BodyBudget:
         self.held = 0
         self.refused = 0
         self.timed_out = 0
-        self._deadlines: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
+        self._deadlines: dict[Any, float] = {}
+        """What each read waits on (a future, or a streaming read's task) -> its deadline (`time.monotonic`)."""
+        self._expired: set[Any] = set()
         self._watchdog: asyncio.Task[None] | None = None
 
     def reserve(self, size: int) -> None:
@@ -65,17 +68,27 @@ class BodyBudget:
         if declared is not None:
             if not declared:
                 return b""
-            self.reserve(declared)
-            task = self._watch()
+            held = self.held  # self.reserve(declared), inlined: this is every POST's path
+            if held + declared > self.limit and held:
+                self.refused += 1
+                raise body_budget_exceeded()
+            self.held = held + declared
+            reading = proto()  # granian: a future, whose cancel() ends this await alone
+            if not hasattr(reading, "cancel"):  # a plain coroutine (tests' fakes)
+                reading = asyncio.ensure_future(reading)
+            deadlines = self._deadlines
+            deadlines[reading] = monotonic() + self.timeout_s
+            if self._watchdog is None:
+                self._start_watchdog()
             try:
-                body: bytes = await proto()
+                body: bytes = await reading
             except BaseException as exc:
                 self.held -= declared
-                if task in self._expired:
-                    self._timed_out(task, exc)
+                if reading in self._expired:
+                    self._timed_out(reading, exc)
                 raise
             finally:
-                del self._deadlines[task]
+                del deadlines[reading]
             if len(body) != declared:  # a short read (the client went away): hold what there is
                 self.held -= declared - len(body)
             return body
@@ -86,7 +99,10 @@ class BodyBudget:
     async def _stream(self, proto: Any, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
-        task = self._watch()
+        task = asyncio.current_task()  # one await per chunk: the watchdog cancels the task
+        self._deadlines[task] = monotonic() + self.timeout_s
+        if self._watchdog is None:
+            self._start_watchdog()
         try:
             async for chunk in proto:
                 self.reserve(len(chunk))
@@ -103,36 +119,31 @@ class BodyBudget:
             del self._deadlines[task]
         return b"".join(chunks)
 
-    def _watch(self) -> asyncio.Task[Any]:
-        """Note the current task's read and its deadline; start the watchdog unless it runs."""
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
-        assert task is not None
-        self._deadlines[task] = loop.time() + self.timeout_s
-        if self._watchdog is None:
-            self._watchdog = loop.create_task(self._watch_reads())
-        return task
+    def _start_watchdog(self) -> None:
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch_reads())
 
-    def _timed_out(self, task: asyncio.Task[Any], exc: BaseException) -> None:
-        """Raise the 408 for a read the watchdog cancelled, its cancellation taken back (not when someone else
-        cancelled the task too: then the caller re-raises `exc`)."""
-        self._expired.discard(task)
-        if isinstance(exc, asyncio.CancelledError) and task.uncancel() == 0:
-            self.timed_out += 1
-            raise body_timeout(self.timeout_s) from None
+    def _timed_out(self, reading: Any, exc: BaseException) -> None:
+        """Raise the 408 for a read the watchdog cancelled (a task's cancellation taken back; not when someone
+        else cancelled the task too: then the caller re-raises `exc`)."""
+        self._expired.discard(reading)
+        if not isinstance(exc, asyncio.CancelledError):
+            return
+        if isinstance(reading, asyncio.Task) and reading is asyncio.current_task() and reading.uncancel():
+            return
+        self.timed_out += 1
+        raise body_timeout(self.timeout_s) from None
 
     async def _watch_reads(self) -> None:
-        loop = asyncio.get_running_loop()
         interval = self.timeout_s / 4
         try:
             while True:  # idle for a whole interval: it ends, and the next read starts another
                 await asyncio.sleep(interval)
                 if not self._deadlines:
                     return
-                now = loop.time()
-                for task, deadline in list(self._deadlines.items()):
-                    if deadline <= now and task not in self._expired:
-                        self._expired.add(task)
-                        task.cancel()
+                now = monotonic()
+                for reading, deadline in list(self._deadlines.items()):
+                    if deadline <= now and reading not in self._expired:
+                        self._expired.add(reading)
+                        reading.cancel()
         finally:
             self._watchdog = None
