@@ -198,4 +198,9 @@ func TestResolveTarget(t *testing.T) {
 	if _, err := ResolveTarget(ctx, "http://127.0.0.1:9/x", true, resolver); err != nil {
 		t.Errorf("allowPrivate: %v", err)
 	}
+	// the refusal goes into the call record the caller reads: it names the host, never the private address
+	if _, err := ResolveTarget(ctx, "http://mixed.test/", false, resolver); err == nil ||
+		!strings.Contains(err.Error(), "mixed.test") || strings.Contains(err.Error(), "10.0.0.1") {
+		t.Errorf("mixed: %v", err)
+	}
 }

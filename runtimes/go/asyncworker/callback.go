@@ -193,7 +193,8 @@ func ResolveTarget(ctx context.Context, raw string, allowPrivate bool, resolve R
 	}
 	for _, a := range addresses {
 		if !allowPrivate && !IsPublic(a) {
-			return nil, unsafeURL("callback host '%s' resolves to a non-public address (%s)", host, a.WithZone(""))
+			// not the address: the message becomes the callback outcome in the call record, which the caller reads
+			return nil, unsafeURL("callback host '%s' resolves to a non-public address", host)
 		}
 	}
 	return &Target{Scheme: u.Scheme, Host: host, Port: port, Addresses: addresses}, nil

@@ -254,8 +254,9 @@ pub async fn resolve_target(url: &str, allow_private: bool) -> Result<Target, St
     };
     for address in &addresses {
         if !allow_private && !is_public(*address) {
+            // not the address: the message becomes the callback outcome in the call record, which the caller reads
             return Err(format!(
-                "callback host '{host}' resolves to a non-public address ({address})"
+                "callback host '{host}' resolves to a non-public address"
             ));
         }
     }
@@ -383,6 +384,20 @@ pub async fn deliver(url: &str, body: &[u8], call_id: &str, allow_private: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refused_host_is_named_without_the_address_it_resolves_to() {
+        // the message becomes the callback outcome in the call record, which the caller reads
+        let refused = resolve_target("http://localhost:9/hook", false)
+            .await
+            .err()
+            .expect("localhost is refused");
+        assert!(refused.contains("'localhost'"), "{refused}");
+        assert!(
+            !refused.contains("127.0.0.1") && !refused.contains("::1"),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn public_addresses() {
