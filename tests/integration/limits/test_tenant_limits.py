@@ -119,6 +119,30 @@ def open_body(port: int, path: str, declared: int, sent: bytes) -> socket.socket
     return sock
 
 
+async def hold_budget(
+    client: httpx.AsyncClient, port: int, path: str, size: int, probe_url: str
+) -> tuple[socket.socket, httpx.Response]:
+    """A request to `path` whose body of `size` bytes is still arriving, once the worker holds it in its budget,
+    and the 503 a small body to `probe_url` got for that. A probe that came first may take the budget from the
+    pending request (then answered 503 at once): that one is closed and the pair tried again."""
+    for _ in range(10):
+        pending = await asyncio.to_thread(open_body, port, path, size, b"a" * 1000)
+        deadline = time.monotonic() + BODY_TIMEOUT_S - 1
+        while time.monotonic() < deadline:
+            probe = await client.post(probe_url, content=b"s" * 8192)
+            if probe.status_code == 503:
+                return pending, probe
+            try:
+                lost = pending.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # answered already: it lost
+            except BlockingIOError:
+                lost = b""
+            if lost:
+                break
+            await asyncio.sleep(0.02)
+        pending.close()
+    raise AssertionError(f"the worker never held the body of {path} in its budget")
+
+
 def answer_of(sock: socket.socket) -> bytes:
     """Everything the server sends until it closes or has sent a whole JSON answer (or 10 s pass)."""
     data = b""
@@ -196,17 +220,10 @@ async def test_bodies_share_one_byte_budget_sync_and_async_and_what_was_accepted
         await wait_routed(client, sync_url)
         assert (await client.post(sync_url, content=b"s" * 8192)).status_code == 200  # alone, a small body passes
         # an async submission whose body is still arriving holds `big` bytes of the budget
-        pending = await asyncio.to_thread(open_body, ingestor.port, f"/async-function/echo.{ns}", big, b"a" * 1000)
+        pending, sync_refusal = await hold_budget(client, ingestor.port, f"/async-function/echo.{ns}", big, sync_url)
         try:
-            small = b"s" * 8192
-
-            async def refused() -> httpx.Response | None:
-                response = await client.post(sync_url, content=small)
-                return response if response.status_code == 503 else None
-
-            sync_refusal = await wait_until_async(refused, "the budget to be taken by the pending body")
             assert error_code(sync_refusal) == "body_budget" and sync_refusal.headers["retry-after"] == "1"
-            async_refusal = await client.post(async_url, content=small)
+            async_refusal = await client.post(async_url, content=b"s" * 8192)
             assert (async_refusal.status_code, error_code(async_refusal)) == (503, "body_budget")
             assert async_refusal.headers["retry-after"] == "1"
             assert (await client.get(sync_url)).status_code == 200  # no body, no budget: still served
@@ -338,14 +355,8 @@ async def test_a_client_gone_mid_body_gives_its_reservation_back(
     url = f"{ingestor.url}/function/echo.{ns}"
     with replica(nats_url, tmp_path, ns, "echo"):
         await wait_routed(client, url)
+        pending, _ = await hold_budget(client, ingestor.port, f"/function/echo.{ns}", BODY_BUDGET - 4096, url)
         started = time.monotonic()
-        pending = await asyncio.to_thread(open_body, ingestor.port, f"/function/echo.{ns}", BODY_BUDGET - 4096, b"a")
-
-        async def refused() -> httpx.Response | None:
-            response = await client.post(url, content=b"s" * 8192)
-            return response if response.status_code == 503 else None
-
-        await wait_until_async(refused, "the budget to be taken by the pending body")
         pending.close()  # the client leaves before its body is complete
 
         async def served() -> httpx.Response | None:

@@ -127,10 +127,11 @@ class SlowProto:
         self.chunks = chunks
         self.stall = stall
 
-    async def __call__(self) -> bytes:
-        if self.stall:
-            await asyncio.Event().wait()
-        return b"".join(self.chunks)
+    def __call__(self) -> asyncio.Future[bytes]:  # a future, as granian's proto() returns
+        reading: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        if not self.stall:
+            reading.set_result(b"".join(self.chunks))
+        return reading
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self.chunks:

@@ -16,7 +16,6 @@ A request without a body (a GET: no Content-Length, no Transfer-Encoding) costs 
 from __future__ import annotations
 
 import asyncio
-from time import monotonic
 from typing import Any
 
 from lf_dataplane.http.mapping import body_budget_exceeded, body_timeout, body_too_large, check_content_length
@@ -27,13 +26,14 @@ class BodyBudget:
     budget below a function's limit slows it down instead of refusing it for ever), each read within `timeout_s`.
 
     The timeout is not a timer per request (`asyncio.timeout` costs ~7 µs a call, as much as the rest of a small
-    POST's Python). A read notes what it waits on and its deadline in a dict: granian's read future for a body with
-    a Content-Length (cancelling it ends just that await), the task for a streamed body. One watchdog task per
-    worker, alive while there are reads, wakes every quarter of the timeout and cancels the reads past their
-    deadline, which answer 408. A stalled body is thus cut between `timeout_s` and 1.25 × `timeout_s`.
+    POST's Python), nor a clock read: a read notes what it waits on in a dict, with the watchdog's tick it began
+    in: granian's read future for a body with a Content-Length (its `cancel()` ends just that await; `proto()` must
+    return a future, as granian's does), the task for a streamed body. One watchdog task per worker, alive while
+    there are reads, ticks every quarter of the timeout and cancels the reads begun five ticks ago or more, which
+    answer 408. A stalled body is thus cut between `timeout_s` and 1.25 × `timeout_s` after its read began.
     """
 
-    __slots__ = ("_deadlines", "_expired", "_watchdog", "held", "limit", "refused", "timed_out", "timeout_s")
+    __slots__ = ("_began", "_expired", "_tick", "_watchdog", "held", "limit", "refused", "timed_out", "timeout_s")
 
     def __init__(self, limit: int, timeout_s: float) -> None:
         self.limit = limit
@@ -41,8 +41,9 @@ class BodyBudget:
         self.held = 0
         self.refused = 0
         self.timed_out = 0
-        self._deadlines: dict[Any, float] = {}
-        """What each read waits on (a future, or a streaming read's task) -> its deadline (`time.monotonic`)."""
+        self._began: dict[Any, int] = {}
+        """What each read waits on (a future, or a streaming read's task) -> the watchdog's tick it began in."""
+        self._tick = 0
         self._expired: set[Any] = set()
         self._watchdog: asyncio.Task[None] | None = None
 
@@ -74,10 +75,8 @@ class BodyBudget:
                 raise body_budget_exceeded()
             self.held = held + declared
             reading = proto()  # granian: a future, whose cancel() ends this await alone
-            if not hasattr(reading, "cancel"):  # a plain coroutine (tests' fakes)
-                reading = asyncio.ensure_future(reading)
-            deadlines = self._deadlines
-            deadlines[reading] = monotonic() + self.timeout_s
+            began = self._began
+            began[reading] = self._tick
             if self._watchdog is None:
                 self._start_watchdog()
             try:
@@ -88,7 +87,7 @@ class BodyBudget:
                     self._timed_out(reading, exc)
                 raise
             finally:
-                del deadlines[reading]
+                del began[reading]
             if len(body) != declared:  # a short read (the client went away): hold what there is
                 self.held -= declared - len(body)
             return body
@@ -100,7 +99,7 @@ class BodyBudget:
         chunks: list[bytes] = []
         size = 0
         task = asyncio.current_task()  # one await per chunk: the watchdog cancels the task
-        self._deadlines[task] = monotonic() + self.timeout_s
+        self._began[task] = self._tick
         if self._watchdog is None:
             self._start_watchdog()
         try:
@@ -116,7 +115,7 @@ class BodyBudget:
                 self._timed_out(task, exc)
             raise
         finally:
-            del self._deadlines[task]
+            del self._began[task]
         return b"".join(chunks)
 
     def _start_watchdog(self) -> None:
@@ -138,12 +137,14 @@ class BodyBudget:
         try:
             while True:  # idle for a whole interval: it ends, and the next read starts another
                 await asyncio.sleep(interval)
-                if not self._deadlines:
+                if not self._began:
                     return
-                now = monotonic()
-                for reading, deadline in list(self._deadlines.items()):
-                    if deadline <= now and reading not in self._expired:
-                        self._expired.add(reading)
-                        reading.cancel()
+                self._tick = tick = self._tick + 1
+                for reading, began in list(self._began.items()):
+                    if tick - began >= 5 and reading not in self._expired:  # at least 4 intervals ago
+                        cancel = getattr(reading, "cancel", None)
+                        if cancel is not None:  # (a proto() that returns a bare coroutine cannot be cut)
+                            self._expired.add(reading)
+                            cancel()
         finally:
             self._watchdog = None
