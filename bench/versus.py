@@ -18,27 +18,18 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.chains import lf_dev
-from bench.harness import BenchError, Result, measure
+from bench.harness import BenchError, measure
+from bench.observability import Runs
 from bench.scenarios import SCENARIOS
 
 SIDES = ("baseline", "this")
 
 
-@dataclass
-class Side:
-    results: list[Result] = field(default_factory=list)
-
-    @property
-    def rps(self) -> float:
-        return statistics.median(r.rps for r in self.results)
-
-    @property
-    def cpu_us(self) -> float:
-        return statistics.median(sum(r.cpu_us_per_call.values()) for r in self.results)
+class Side(Runs):
+    """One side's runs: the medians of `Runs`, and CPU per call by role."""
 
     def role_us(self, role: str) -> float:
         return statistics.median(r.cpu_us_per_call.get(role, 0.0) for r in self.results)
