@@ -8,8 +8,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from lf_dataplane.calls.backlogs import Backlogs
 from lf_dataplane.calls.overload import FairGate
+from lf_dataplane.http.backlogs import Backlogs
 from lf_dataplane.http.bodies import BodyBudget
 from lf_dataplane.http.mapping import HttpError
 from lf_dataplane.settings import Settings, SettingsError

@@ -37,12 +37,12 @@ from lf_dataplane.calls.caching import ResponseCache
 from lf_dataplane.calls.callids import CallIds
 from lf_dataplane.calls.forwarding import BadResponse, Bus, invoke
 from lf_dataplane.calls.overload import FairGate
-from lf_dataplane.calls.ratelimits import RateLimits
 from lf_dataplane.calls.replies import Header, Reply
 from lf_dataplane.calls.routetable import Defaults, FunctionTarget, Routes, watch_routes
 from lf_dataplane.http import mapping as hm
 from lf_dataplane.http.asyncapi import AsyncCalls
 from lf_dataplane.http.bodies import BodyBudget
+from lf_dataplane.http.ratelimits import RateLimits
 from lf_dataplane.observability import callspans
 from lf_dataplane.observability.functionlogs import ensure_logs_stream
 from lf_dataplane.observability.metrics import WorkerStats

@@ -12,8 +12,8 @@ claim stores a digest of the request (method, path, query, body) next to the id:
 is refused with 422 and does not learn the first call's id.
 
 A submission passes the same limits as a sync call where they apply before the function runs: the function's
-`rateLimit` (the same buckets, `calls.ratelimits`: 429), the worker's body budget and body timeout
-(`http.bodies`: 503, 408), and the namespace's async backlog cap (`calls.backlogs`, LF_NAMESPACE_ASYNC_BACKLOG:
+`rateLimit` (the same buckets, `http.ratelimits`: 429), the worker's body budget and body timeout
+(`http.bodies`: 503, 408), and the namespace's async backlog cap (`http.backlogs`, LF_NAMESPACE_ASYNC_BACKLOG:
 429). The in-flight gates do not apply: a submission waits for a PubAck, not for a replica, and the calls run
 as the function's consumer pulls them.
 """
@@ -37,11 +37,11 @@ from lf_core.bus.errors import BusError
 from lf_core.ssrf import UnsafeUrl, resolve_target, system_resolver
 from lf_native import MethodNotAllowed, RouteNotFound, encode_request
 
-from lf_dataplane.calls.backlogs import Backlogs
-from lf_dataplane.calls.ratelimits import RateLimits
 from lf_dataplane.calls.replies import Header, Reply
 from lf_dataplane.http import mapping as hm
+from lf_dataplane.http.backlogs import Backlogs
 from lf_dataplane.http.bodies import BodyBudget
+from lf_dataplane.http.ratelimits import RateLimits
 from lf_dataplane.observability import callspans
 
 ASYNC_PREFIX = "/async-function/"
