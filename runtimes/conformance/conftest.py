@@ -17,10 +17,12 @@ from tests.harness.routes import put_routes
 
 @pytest.fixture(scope="session")
 def ingestor(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
-    """The ingestor's base URL, every runtime's function routed (test_async's callbacks go to a local server)."""
+    """The ingestor's base URL, every runtime's function routed (test_async's callbacks go to a local server; the
+    suite's callers are trusted to decide sampling, as test_observability's traces need)."""
     put_routes(nats_server.url, *(route_of(load_function(r)) for r in RUNTIMES))
     log = tmp_path_factory.mktemp("ingestor") / "ingestor.log"
-    started = start_ingestor(nats_server.url, log, LF_CALLBACK_ALLOW_PRIVATE="true")
+    trusted = {"LF_CALLBACK_ALLOW_PRIVATE": "true", "LF_TRACE_TRUST_INCOMING": "true"}
+    started = start_ingestor(nats_server.url, log, **trusted)
     try:
         yield started.url
     finally:

@@ -4,8 +4,8 @@ stdout/stderr to LF_LOGS, and continues the caller's trace with its own span (do
 Each runtime gets a replica of its conformance function of its own (`obs-{runtime}`, its own route), started like
 the suite's (same binary, `runtime_env`) plus LF_METRICS_PORT and the standard OTEL_* variables pointing at an
 in-process OTLP/HTTP collector (tests/harness/otlpcollector.py), so its counts and spans are this module's alone. The
-ingestor of the suite has no tracing: the envelope carries the caller's `traceparent` as it came, which is then the
-runtime span's parent.
+ingestor of the suite has no tracing and trusts its callers (LF_TRACE_TRUST_INCOMING): the envelope carries the
+caller's `traceparent` as it came, which is then the runtime span's parent.
 """
 
 from __future__ import annotations

@@ -208,6 +208,16 @@ def redecided(traceparent: str) -> str:
     return f"00-{match[1]}-{match[2]}-{flags:02x}"
 
 
+def unsampled(traceparent: str) -> str:
+    """An untrusted caller's W3C `traceparent` as an ingestor that does not trace passes it on: the ids kept (the
+    runtime's spans join the caller's trace), the sampled flag cleared, so a runtime's parent-based sampler does not
+    record the call on the caller's word. An invalid header is returned as it came (a runtime starts a new trace)."""
+    match = _valid(traceparent)
+    if match is None:
+        return traceparent
+    return f"00-{match[1]}-{match[2]}-{int(match[3], 16) & ~1:02x}"
+
+
 def unsampled_context(traceparent: str, tracestate: str) -> Any:
     """The OTel context of a `sampled_out` parent: a non-recording span, so spans a handler starts under it are
     dropped like their parent and propagate its trace."""

@@ -9,6 +9,7 @@ import sys
 import pytest
 from lf_core.tracing import configured
 from lf_dataplane.http import app as app_module
+from lf_dataplane.observability import callspans
 from lf_native import decode_request, encode_response
 
 from tests.unit.dataplane.test_ingestor_app import Bus, Scope, app_with, call
@@ -42,12 +43,23 @@ def test_tracing_is_on_only_when_an_exporter_is_configured(env: dict[str, str], 
 
 
 @pytest.mark.skipif(app_module._TRACING, reason="OTEL_* set in the test environment")
-async def test_with_tracing_off_the_incoming_trace_context_is_passed_on_as_is() -> None:
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_with_tracing_off_the_incoming_trace_context_is_passed_on_its_flag_cleared_unless_trusted(
+    trusted: bool,
+) -> None:
+    """Untrusted, the caller's ids go on (the runtime's spans join its trace) but its sampled flag does not: a
+    tracing runtime's parent-based sampler would otherwise record every call a client marks sampled."""
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     bus = Bus(encode_response(200, [], b""), encode_response(200, [], b""))
     app = app_with(bus)
-    await call(app, Scope("GET", "/function/echo", headers=[("traceparent", traceparent), ("tracestate", "v=1")]))
-    await call(app, Scope("GET", "/function/echo", headers=[("tracestate", "v=1")]))  # tracestate alone means nothing
+    callspans.configure(trust_incoming=trusted)
+    try:
+        headers = [("traceparent", traceparent), ("tracestate", "v=1")]
+        await call(app, Scope("GET", "/function/echo", headers=headers))
+        await call(app, Scope("GET", "/function/echo", headers=[("tracestate", "v=1")]))  # tracestate alone: nothing
+    finally:
+        callspans.configure(trust_incoming=False)
     first, second = (decode_request(r) for r in bus.requests)
-    assert (first.traceparent, first.tracestate) == (traceparent, "v=1")
+    passed = traceparent if trusted else traceparent[:-2] + "00"
+    assert (first.traceparent, first.tracestate) == (passed, "v=1")
     assert (second.traceparent, second.tracestate) == ("", "")

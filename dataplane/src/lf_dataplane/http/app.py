@@ -351,9 +351,8 @@ class Ingestor:
         headers = scope.headers
         if _TRACING:  # the call's span's context (a child of the incoming one)
             traceparent, tracestate = callspans.outgoing(call.span, headers)
-        else:  # passed on as it came
-            traceparent = headers.get("traceparent", "")
-            tracestate = headers.get("tracestate", "") if traceparent else ""
+        else:  # the caller's, its sampled flag cleared unless trusted
+            traceparent, tracestate = callspans.untraced(headers)
         call_id, method, rest, query, items, params = (
             call.call_id, scope.method, call.rest, scope.query_string, call.items, call.params
         )  # fmt: skip
@@ -418,7 +417,7 @@ def create_app() -> Ingestor:
     settings = Settings.from_env(os.environ)
     if _TRACING:  # in each worker: the exporter's thread does not survive a fork
         _tracing.setup(_tracing.INGESTOR_SERVICE)
-        callspans.configure(trust_incoming=settings.trace_trust_incoming)
+    callspans.configure(trust_incoming=settings.trace_trust_incoming)  # traced or not: the caller's sampled flag
     bus = NatsRequester(settings.nats_servers)
     routes = Routes(
         Defaults(

@@ -219,7 +219,9 @@ class AsyncCalls:
                 if duplicate and await self._known(call_id):
                     return self._accepted(call_id, ns, fn, duplicate=True)
             items = [(k, v) for k, v in headers.items() if k not in (CALLBACK_HEADER, IDEMPOTENCY_HEADER)]
-            traceparent, tracestate = callspans.outgoing(span, headers) if span is not None else _incoming(headers)
+            traceparent, tracestate = (
+                callspans.outgoing(span, headers) if span is not None else callspans.untraced(headers)
+            )
             envelope = encode_request(
                 call_id, method, rest or "/", scope.query_string, items, body, int(target.timeout_s * 1000), params,
                 traceparent, tracestate,
@@ -401,11 +403,6 @@ def request_digest(method: str, path: str, query: str, body: bytes) -> str:
         digest.update(part)
     digest.update(body)
     return digest.hexdigest()
-
-
-def _incoming(headers: Any) -> tuple[str, str]:
-    traceparent = headers.get("traceparent", "")
-    return traceparent, headers.get("tracestate", "") if traceparent else ""
 
 
 def _error(code: str, message: str) -> dict[str, Any]:

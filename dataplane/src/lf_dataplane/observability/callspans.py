@@ -1,6 +1,6 @@
 """The ingestor's spans: the SERVER span of each function call (sync, or an async submission) and of a call's status
 endpoint, and the trace context the request envelope carries on. Set-up, sampling and context helpers are
-lf_core.tracing's, shared with the runtimes. Off (`lf_core.tracing.ENABLED` false), nothing here is called.
+lf_core.tracing's, shared with the runtimes. Off (`lf_core.tracing.ENABLED` false), only `untraced` is called.
 """
 
 from __future__ import annotations
@@ -27,6 +27,18 @@ def _incoming(headers: Any) -> tuple[str, str]:
         return "", ""
     if not _trust_incoming:
         traceparent = tracing.redecided(traceparent)
+    return traceparent, headers.get("tracestate", "")
+
+
+def untraced(headers: Any) -> tuple[str, str]:
+    """(traceparent, tracestate) for the envelope when the ingestor does not trace (or records no span): the
+    caller's, with the sampled flag cleared unless callers are trusted, so no caller can make a tracing runtime
+    record its call."""
+    traceparent = headers.get("traceparent", "")
+    if not traceparent:
+        return "", ""
+    if not _trust_incoming:
+        traceparent = tracing.unsampled(traceparent)
     return traceparent, headers.get("tracestate", "")
 
 
