@@ -90,7 +90,8 @@ def _reconciled_by(proc: OperatorProcess, name: str, namespace: str) -> bool:
 
 def _wait_reconciled(proc: OperatorProcess, name: str, namespace: str) -> None:
     try:
-        wait_for(lambda: _reconciled_by(proc, name, namespace), 60, f"{name} reconciled by the leader")
+        # 30 s: an operator narrowed with -n once spent ~54 s retrying a namespace list its RBAC does not grant
+        wait_for(lambda: _reconciled_by(proc, name, namespace), 30, f"{name} reconciled by the leader")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- its log:\n{proc.logs()[-4000:]}") from None
 

@@ -418,8 +418,18 @@ def operator(
     except ValueError as exc:
         raise _fail(str(exc)) from None
     kopf.configure(verbose=os.environ.get("LF_LOG_LEVEL", "") == "debug")
+    settings = kopf.OperatorSettings()
+    # -n: the given namespaces only. Without this kopf first tries to list namespaces, which the chart's RBAC does not
+    # grant, and retries for about a minute before it serves anything.
+    settings.scanning.disabled = bool(namespace)
     if election is None:
-        kopf.run(standalone=True, clusterwide=not namespace, namespaces=namespace or (), liveness_endpoint=liveness)
+        kopf.run(
+            standalone=True,
+            clusterwide=not namespace,
+            namespaces=namespace or (),
+            liveness_endpoint=liveness,
+            settings=settings,
+        )
         return
 
     async def lead(stop_flag: asyncio.Event) -> None:
@@ -429,6 +439,7 @@ def operator(
             namespaces=namespace or (),
             liveness_endpoint=liveness,
             stop_flag=stop_flag,
+            settings=settings,
         )
 
     async def elected() -> int:
