@@ -6,6 +6,7 @@ lf_core.tracing's, shared with the runtimes. Off (`lf_core.tracing.ENABLED` fals
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from lf_core import tracing
@@ -20,26 +21,26 @@ def configure(*, trust_incoming: bool) -> None:
     _trust_incoming = trust_incoming
 
 
-def _incoming(headers: Any) -> tuple[str, str]:
-    """The caller's (traceparent, tracestate), the sampled flag decided by us unless callers are trusted."""
+def _callers(headers: Any, untrusted: Callable[[str], str]) -> tuple[str, str]:
+    """The caller's (traceparent, tracestate), its traceparent passed through `untrusted` unless callers are."""
     traceparent = headers.get("traceparent", "")
     if not traceparent:
         return "", ""
     if not _trust_incoming:
-        traceparent = tracing.redecided(traceparent)
+        traceparent = untrusted(traceparent)
     return traceparent, headers.get("tracestate", "")
+
+
+def _incoming(headers: Any) -> tuple[str, str]:
+    """The caller's trace context for our span: the sampled flag decided by us unless callers are trusted."""
+    return _callers(headers, tracing.redecided)
 
 
 def untraced(headers: Any) -> tuple[str, str]:
     """(traceparent, tracestate) for the envelope when the ingestor does not trace (or records no span): the
     caller's, with the sampled flag cleared unless callers are trusted, so no caller can make a tracing runtime
     record its call."""
-    traceparent = headers.get("traceparent", "")
-    if not traceparent:
-        return "", ""
-    if not _trust_incoming:
-        traceparent = tracing.unsampled(traceparent)
-    return traceparent, headers.get("tracestate", "")
+    return _callers(headers, tracing.unsampled)
 
 
 class CallSpan:
