@@ -249,9 +249,26 @@ impl Capture {
             return;
         }
         entry.size += bytes.len();
+        let mut rest = bytes;
+        if !matches!(entry.chunks.last(), Some((last, _)) if *last == stream) {
+            // A line this stream left open (an unbuffered `eprintln!` writes its pieces one by one) goes on where
+            // it began, even if the other stream wrote in between: up to its newline, the rest after.
+            let open = entry.chunks.iter_mut().rev().find(|(s, _)| *s == stream);
+            if let Some((_, text)) = open.filter(|(_, text)| !text.ends_with(b"\n")) {
+                let end = rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |i| i + 1);
+                text.extend_from_slice(&rest[..end]);
+                rest = &rest[end..];
+            }
+        }
+        if rest.is_empty() {
+            return;
+        }
         match entry.chunks.last_mut() {
-            Some((last, text)) if *last == stream => text.extend_from_slice(bytes),
-            _ => entry.chunks.push((stream, bytes.to_vec())),
+            Some((last, text)) if *last == stream => text.extend_from_slice(rest),
+            _ => entry.chunks.push((stream, rest.to_vec())),
         }
     }
 
@@ -538,6 +555,34 @@ mod tests {
         ];
         assert_eq!(lines, expect.map(|(s, t)| (s.to_owned(), t.to_owned())));
         assert!(capture.end(1).is_none(), "forgotten once taken");
+    }
+
+    #[test]
+    fn a_line_written_in_pieces_stays_one_line_when_the_other_stream_writes_between() {
+        let capture = Arc::new(Capture::new("ns", "f"));
+        capture.begin(1, "pieces");
+        capture.add(1, Stream::Stderr, b"stderr ");
+        capture.add(1, Stream::Stdout, b"output t\n");
+        capture.add(1, Stream::Stderr, b"t\nnext ");
+        capture.add(1, Stream::Stderr, b"line\n");
+        let record = parse(&capture.end(1).unwrap());
+        let lines: Vec<(String, String)> = record["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["stream"].as_str().unwrap().to_owned(),
+                    l["text"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let want = [
+            ("stderr", "stderr t"),
+            ("stdout", "output t"),
+            ("stderr", "next line"),
+        ];
+        assert_eq!(lines, want.map(|(s, t)| (s.to_owned(), t.to_owned())));
     }
 
     #[test]
