@@ -508,6 +508,22 @@ mod tests {
         serde_json::from_slice(record).unwrap()
     }
 
+    /// A record's lines as (stream, text) pairs.
+    fn lines_of(record: &Value) -> Vec<(String, String)> {
+        let line = |l: &Value| {
+            (
+                l["stream"].as_str().unwrap().to_owned(),
+                l["text"].as_str().unwrap().to_owned(),
+            )
+        };
+        record["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(line)
+            .collect()
+    }
+
     #[test]
     fn record_has_the_python_shape() {
         let capture = Arc::new(Capture::new("default", "hello"));
@@ -535,17 +551,7 @@ mod tests {
             .unwrap()
             .ends_with(&format!("/{}", std::process::id())));
         assert!(record["ts"].as_f64().unwrap() > 1.7e9);
-        let lines: Vec<(String, String)> = record["lines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                (
-                    l["stream"].as_str().unwrap().to_owned(),
-                    l["text"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
+        let lines = lines_of(&record);
         let expect = [
             ("stdout", "first"),
             ("stdout", "second"),
@@ -566,17 +572,7 @@ mod tests {
         capture.add(1, Stream::Stderr, b"t\nnext ");
         capture.add(1, Stream::Stderr, b"line\n");
         let record = parse(&capture.end(1).unwrap());
-        let lines: Vec<(String, String)> = record["lines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                (
-                    l["stream"].as_str().unwrap().to_owned(),
-                    l["text"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
+        let lines = lines_of(&record);
         let want = [
             ("stderr", "stderr t"),
             ("stdout", "output t"),
