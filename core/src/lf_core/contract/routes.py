@@ -11,7 +11,7 @@ from typing import Literal
 
 import msgspec
 
-from lf_core.contract.specs import CacheRule, Function, RateRule
+from lf_core.contract.specs import AsyncRule, CacheRule, Function, RateRule
 from lf_core.contract.subjects import function_route_key, trigger_route_key
 
 
@@ -34,6 +34,12 @@ class FunctionRoute(msgspec.Struct, frozen=True, kw_only=True):
     """The function's runtime ("" in older entries: treated as one that takes async calls)."""
     expose_errors: bool = False
     """spec.errors.expose: the ingestor passes the handler's exception text to callers (else a generic message)."""
+    concurrency: int = 0
+    """Calls one replica runs at once (spec.concurrency; 0 in older entries)."""
+    replicas: int = 0
+    """Replicas the function is meant to run (spec.replicas; 0 in older entries)."""
+    async_rule: AsyncRule = msgspec.field(default_factory=AsyncRule, name="async")
+    """spec.async resolved: what the dispatcher acts on (attempts, backoff, max age, result TTL, concurrency)."""
 
 
 # Runtimes whose replicas pull async calls from LF_ASYNC. An async call to any other is refused (501) rather
@@ -55,6 +61,9 @@ def route_of(function: Function, revision: str = "") -> FunctionRoute:
         rate_limit=function.rate_limit,
         runtime=function.runtime,
         expose_errors=function.expose_errors,
+        concurrency=function.concurrency,
+        replicas=function.replicas,
+        async_rule=function.async_,
     )
 
 

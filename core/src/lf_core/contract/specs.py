@@ -138,7 +138,7 @@ class RateRule(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AsyncRule(msgspec.Struct, frozen=True, kw_only=True):
-    """A resolved `async` (the defaults when the spec has none): what the runtime's async worker acts on."""
+    """A resolved `async` (the defaults when the spec has none): what the dispatcher acts on."""
 
     max_attempts: int = 3
     backoff_s: float = 1.0
