@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from lf_core.bus.errors import BusTimeout, NoResponders
+from lf_core.bus.invoking import BUSY_RETRY_MIN_S, BadResponse, invoke
 from lf_core.contract.protocol import ErrorKind
-from lf_dataplane.calls.forwarding import BUSY_RETRY_MIN_S, BadResponse, invoke
 from lf_native import decode_request, encode_request, encode_response
 
 
@@ -107,3 +107,12 @@ async def test_a_spent_deadline_is_a_timeout_without_sending() -> None:
     with pytest.raises(BusTimeout):
         await invoke(bus, "s", encoder, clock.now, clock=clock)
     assert bus.sent == []
+
+
+async def test_without_busy_retries_the_first_busy_answer_is_returned() -> None:
+    clock = FakeClock()
+    bus = FakeBus(clock, [BUSY, OK])
+    response = await invoke(bus, "lf.invoke.default.echo", encoder, clock.now + 2.0, clock=clock, sleep=clock.sleep,
+                            retry_busy=False)  # fmt: skip
+    assert response.error_kind == ErrorKind.BUSY
+    assert len(bus.sent) == 1  # the dispatcher's back-pressure: no second try here

@@ -6,7 +6,7 @@ the route table was built. A function with a `rateLimit` adds one token-bucket t
 buckets are synced in the background), one with a `cache` a key build and a dict lookup that answers a hit
 before any gate, body read or bus request. Calls then pass the function's in-flight gate and the worker's
 (`overload.Gate`: fast path a counter, beyond the cap a bounded queue, beyond that 429 / 503).
-The decisions live in pure modules: `http.mapping` (what to answer), `calls.forwarding` (how to reach a replica),
+The decisions live in pure modules: `http.mapping` (what to answer), `lf_core.bus.invoking` (how to reach a replica),
 `calls.routetable` (which function). granian loads it with `create_app` (factory, RSGI, uvloop).
 
 Shutdown, as granian 2.8 does it: the main process turns SIGTERM into SIGTERM for each worker; a worker stops
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from lf_core import tracing as _tracing
 from lf_core.bus.errors import AuthorizationError, BrokerUnavailable, BusTimeout, NoResponders, PayloadTooLarge
+from lf_core.bus.invoking import BadResponse, Bus, invoke
 from lf_core.bus.requester import NatsRequester
 from lf_core.stores.interface import RateLimiter
 from lf_core.stores.local import LocalRateLimiter
@@ -35,7 +36,6 @@ from nats.errors import AuthorizationError as NatsAuthorizationError
 
 from lf_dataplane.calls.caching import ResponseCache
 from lf_dataplane.calls.callids import CallIds
-from lf_dataplane.calls.forwarding import BadResponse, Bus, invoke
 from lf_dataplane.calls.overload import FairGate
 from lf_dataplane.calls.replies import Header, Reply
 from lf_dataplane.calls.routetable import Defaults, FunctionTarget, Routes, watch_routes

@@ -1,9 +1,11 @@
-"""Forwarding a call to a function's replicas: the narrow `Bus` the ingestor depends on and `invoke`, which sends
-one call and retries "busy" answers until the deadline.
+"""Invoking a function over the request/reply subject its replicas serve (`lf.invoke.{ns}.{fn}`): the narrow `Bus`
+its callers depend on and `invoke`, which sends one call and (for a sync call) retries "busy" answers until the
+deadline. One copy for the two callers: the ingestor (sync calls) and the dispatcher (async calls, which take a
+busy answer back as back-pressure instead: `retry_busy=False`).
 
 The boundary is `Bus.request(subject, payload, timeout) -> bytes`, raising only the errors of
-`lf_core.bus.errors`; the ingestor's implementation is `lf_core.bus.requester.NatsRequester` (one reply inbox, a
-dict of futures, writes batched per loop turn; docs/performance.md), and tests pass fakes.
+`lf_core.bus.errors`; the implementation is `lf_core.bus.requester.NatsRequester` (one reply inbox, a dict of
+futures, writes batched per loop turn; docs/performance.md), and tests pass fakes.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from lf_native import EnvelopeError, ResponseEnvelope, decode_response
+
 from lf_core.bus.errors import BusTimeout
 from lf_core.bus.jetstream import Headers
 from lf_core.contract.protocol import ErrorKind
-from lf_native import EnvelopeError, ResponseEnvelope, decode_response
 
 log = logging.getLogger(__name__)
 
 GRACE_S = 0.25
-"""How long past the call's deadline the ingestor still waits for a reply. The runtime answers its own 504 up to
+"""How long past the call's deadline the caller still waits for a reply. The runtime answers its own 504 up to
 50 ms before the deadline (docs/protocol.md, "Timeouts"), so only a lost or stuck replica runs into this."""
 
 BUSY_BACKOFF_FIRST_S = 0.002
@@ -38,7 +41,7 @@ class BadResponse(Exception):  # noqa: N818 (named like lf_native's RouteNotFoun
 
 
 class Bus(Protocol):
-    """What the ingestor needs from a message broker: requests, with headers for JetStream."""
+    """What a caller needs from a message broker: requests, with headers for JetStream."""
 
     @property
     def connected(self) -> bool: ...
@@ -64,12 +67,13 @@ async def invoke(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    retry_busy: bool = True,
 ) -> ResponseEnvelope:
     """Send one call and return the replica's response envelope.
 
     A "busy" answer is retried, with a short randomized backoff, until the deadline: the queue group hands each
     retry to any replica, and another may be free. If the deadline passes first, the last busy envelope is
-    returned for the caller to answer 503.
+    returned for the caller to answer 503. With `retry_busy` False the first busy envelope is returned at once.
 
     Args:
         bus: the broker.
@@ -94,7 +98,7 @@ async def invoke(
             response = decode_response(reply)
         except EnvelopeError as exc:
             raise BadResponse(str(exc)) from None
-        if response.error_kind != ErrorKind.BUSY:
+        if response.error_kind != ErrorKind.BUSY or not retry_busy:
             return response
         busy = response
         pause = min(backoff * (0.5 + random.random()), deadline - clock())  # noqa: S311 (jitter, not crypto)
