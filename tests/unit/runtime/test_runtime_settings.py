@@ -131,10 +131,3 @@ def test_health_listener() -> None:
     assert (off.health_port, off.health_host) == (0, "127.0.0.1")
     on = Settings.from_env({**BASE, "LF_HEALTH_PORT": "8081", "LF_HEALTH_HOST": "0.0.0.0", "LF_METRICS_PORT": "9091"})
     assert (on.health_port, on.health_host, on.metrics_port) == (8081, "0.0.0.0", 9091)
-
-
-def test_stream_replica_limit_is_the_cores() -> None:
-    from lf_core.asynccalls import streams
-    from lf_runtime import settings
-
-    assert settings.MAX_STREAM_REPLICAS == streams.MAX_STREAM_REPLICAS

@@ -2,10 +2,7 @@
 
 A call costs the replica a list increment for its outcome, one `bisect` of its duration (integer nanoseconds)
 into the ingestor's buckets and an integer addition; nothing else per request (docs/performance.md). In-flight,
-stuck handlers and the cold start are read from the replica's own state at scrape time, the async counters from
-`AsyncWorker.counts`, and `litefunctions_async_pending` from the last pulled message's JetStream ack subject
-(`$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, or the v2 form with domain and account
-hash): the consumer's pending count as of that delivery, so nothing is asked of the server.
+stuck handlers and the cold start are read from the replica's own state at scrape time.
 
 The listener is a tiny asyncio HTTP/1.1 server (lf_runtime.listener: one request per connection, `GET /metrics`
 only) on LF_METRICS_HOST (127.0.0.1) : LF_METRICS_PORT; every label value is bounded (namespace, function, a
@@ -36,18 +33,6 @@ class RuntimeStats:
         self.calls = [0] * len(OUTCOMES)
         self.dur = [0] * (len(BUCKETS_NS) + 1)
         self.dur_sum_ns = 0
-
-
-def pending_from_ack(reply: str) -> int | None:
-    """The consumer's pending count in a JetStream ack subject (v1 or v2 layout), None if it is not one."""
-    tokens = reply.split(".")
-    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-        token = tokens[8]
-    elif len(tokens) >= 11:  # $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>...
-        token = tokens[10]
-    else:
-        return None
-    return int(token) if token.isdigit() else None
 
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -91,22 +76,6 @@ def render(replica: Any) -> tuple[bytes, str]:
         out, "litefunctions_runtime_stuck_handlers", "gauge",
         "Sync handler threads still running past their call's deadline", base, r.stuck,
     )  # fmt: skip
-    worker = r.async_worker
-    if worker is not None:
-        counts = worker.counts
-        for key, help_text in (
-            ("runs", "Async calls this replica ran (each attempt)"),
-            ("retries", "Async attempts that failed and were scheduled again"),
-            ("dead", "Async calls dead-lettered by this replica"),
-            ("zombie_results_dropped", "Async results dropped because another delivery of the call moved on"),
-        ):
-            _one(out, f"litefunctions_async_{key}", "counter", help_text, base, counts.get(key, 0))
-        last = worker.last_reply
-        pending = pending_from_ack(last) if last else 0
-        _one(
-            out, "litefunctions_async_pending", "gauge",
-            "The function's async calls not yet delivered, as of this replica's last pulled call", base, pending or 0,
-        )  # fmt: skip
     out.append("")
     return "\n".join(out).encode(), CONTENT_TYPE
 

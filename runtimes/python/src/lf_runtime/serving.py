@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib
 import logging
 import signal
 import time
 import traceback
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 from lf_core.bus.errors import PayloadTooLarge
@@ -76,13 +75,11 @@ class Call:
     """One admitted call, owned by the event loop thread."""
 
     __slots__ = (
-        "cold", "deadline", "done", "envelope", "outcome", "reply", "started_ns", "state", "stuck", "task", "timer",
+        "cold", "deadline", "envelope", "outcome", "reply", "started_ns", "state", "stuck", "task", "timer",
     )  # fmt: skip
 
     def __init__(self, reply: str, envelope: RequestEnvelope, started_ns: int, deadline: float) -> None:
         self.reply = reply
-        self.done: Callable[[bytes], None] | None = None
-        """An async call's answer goes here instead of to `reply` (lf_runtime.asyncworker)."""
         self.envelope = envelope
         self.started_ns = started_ns
         self.deadline = deadline
@@ -157,8 +154,6 @@ class Replica:
         """With tracing on: each running call's span (lf_runtime.tracing), until the call is answered."""
         self.stats = RuntimeStats()
         """Plain counters for `/metrics` (lf_runtime.metrics), kept whether or not the listener runs."""
-        self.async_worker: Any = None
-        """The AsyncWorker once it started (its counts are exported)."""
         # Readiness (`not_ready`, lf_runtime.health): the subscription is confirmed once `_sid` is set after the
         # first round trip, and again after each reconnect when `_confirmed` catches up with `_links`.
         self._sid: int | None = None
@@ -218,18 +213,8 @@ class Replica:
         self._log.event("ready", subject=subject, queue=group, concurrency=self._limit, queue_depth=self._depth)
         if metrics_server is not None:
             self._log.event("metrics_listening", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
-        worker = None
-        if settings.async_concurrency > 0:
-            # Imported on a thread after `ready` (msgspec and ssl take tens of ms): sync calls don't wait for it.
-            module = await loop.run_in_executor(None, importlib.import_module, "lf_runtime.asyncworker")
-            worker = self.async_worker = module.AsyncWorker(settings, self, self._log)
-            worker.start()
         code = await self._stopped
-        if worker is not None:
-            worker.stop_pulling()
         await self._drain(sid)
-        if worker is not None:
-            await worker.close(self._settings.drain_timeout_s)
         await conn.close()
         if metrics_server is not None:
             metrics_server.close()
@@ -295,7 +280,7 @@ class Replica:
             self.stats.calls[_metrics.INTERNAL] += 1
             if _TRACING:
                 _tracing.end(self._spans.pop(call, None), payload, "drain_timeout")
-            self._deliver(call, payload)
+            self._publish(call.reply, payload)
 
     # ------------------------------------------------------------------------------------------ admission
 
@@ -341,22 +326,6 @@ class Replica:
             settings = self._settings
             _tracing.refused(self._tracer, envelope, settings.namespace, settings.function, payload, error)
         self._publish(reply, payload)
-
-    @property
-    def free_slots(self) -> int:
-        """Handlers that could start now without queueing: an async puller's window."""
-        return self._limit - self._running - len(self._waiting)
-
-    def run_async_call(self, envelope: RequestEnvelope, done: Callable[[bytes], None]) -> None:
-        """Run an async call (pulled from JetStream) like a sync one; its response envelope goes to `done`."""
-        budget_s = usable_budget_s(envelope.budget_ms)
-        call = Call("", envelope, _perf_ns(), _monotonic() + max(budget_s, 0.001))
-        call.done = done
-        if self._running < self._limit:
-            self._start(call)
-        else:
-            call.timer = self._loop.call_later(max(budget_s, 0.001), self._expire, call)
-            self._waiting.append(call)
 
     def _start(self, call: Call) -> None:
         self._running += 1
@@ -483,10 +452,7 @@ class Replica:
         stats.dur_sum_ns += duration
         if _TRACING:
             _tracing.end(self._spans.pop(call, None), payload)
-        if call.done is None:
-            self._publish(call.reply, payload)
-        else:
-            call.done(payload)
+        self._publish(call.reply, payload)
         self._release(call)
 
     def _expire(self, call: Call) -> None:
@@ -507,7 +473,7 @@ class Replica:
         payload = replies.error(call.envelope.call_id, ErrorKind.TIMEOUT, message, duration, call.cold)
         if _TRACING:
             _tracing.end(self._spans.pop(call, None), payload, "timeout")
-        self._deliver(call, payload)
+        self._publish(call.reply, payload)
         if self._capture is not None and self._capture.pending:
             self._publish_output(call.envelope.call_id)
         if state == _QUEUED:
@@ -569,20 +535,8 @@ class Replica:
         """Start the call's span, current in the handler's context (on the loop, or on a worker thread)."""
         settings = self._settings
         self._spans[call] = _tracing.start(
-            self._tracer,
-            context,
-            call.envelope,
-            settings.namespace,
-            settings.function,
-            call.cold,
-            call.done is not None,
+            self._tracer, context, call.envelope, settings.namespace, settings.function, call.cold
         )
-
-    def _deliver(self, call: Call, payload: bytes) -> None:
-        if call.done is None:
-            self._publish(call.reply, payload)
-        else:
-            call.done(payload)
 
     def _publish_output(self, call_id: str) -> None:
         """What the handler printed during the call, to LF_LOGS (best effort: logs never fail a call)."""

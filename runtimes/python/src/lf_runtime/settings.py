@@ -24,10 +24,6 @@ DEFAULT_STUCK_LIMIT = 3
 DEFAULT_DRAIN_TIMEOUT_S = 30.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 MAX_CONCURRENCY = 10_000  # the Function spec's upper bound
-MAX_STREAM_REPLICAS = 5
-"""JetStream's replica limit, lf_core.asynccalls.streams.MAX_STREAM_REPLICAS (the same value, checked by
-tests/unit/runtime/test_runtime_settings.py): importing that module here would load msgspec, and with it
-typing_extensions, into every replica at start (tests/integration/runtime/test_runtime_startup.py)."""
 
 _NATS_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -55,27 +51,12 @@ class Settings:
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     secrets_dir: Path | None = None
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
-    timeout_s: float = 60.0
-    """The function's timeout (LF_TIMEOUT): async calls get it as their budget, the consumer's ack wait adds a grace."""
-    async_concurrency: int = DEFAULT_CONCURRENCY
-    """Async calls this replica runs at once (LF_ASYNC_CONCURRENCY, at most `concurrency`; 0: pull none)."""
-    async_max_inflight: int = 1000
-    """Async calls of the function delivered and not finished, over all replicas (the consumer's max_ack_pending)."""
-    async_max_attempts: int = 3
-    async_backoff_s: float = 1.0
-    async_max_age_s: float = 0.0
-    """0: no limit."""
-    async_result_ttl_s: float = 24 * 3600.0
-    async_ack_grace_s: float = 5.0
-    callback_allow_private: bool = False
     metrics_port: int = 0
     """LF_METRICS_PORT: serve `GET /metrics` on this port (0: no listener)."""
     metrics_host: str = "127.0.0.1"
     health_port: int = 0
     """LF_HEALTH_PORT: serve `GET /readyz` on this port (0: no listener; lf_runtime.health)."""
     health_host: str = "127.0.0.1"
-    stream_replicas: int = 1
-    """LF_STREAM_REPLICAS: replicas of the async streams and buckets when this replica is the first to create them."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -108,20 +89,10 @@ class Settings:
             drain_timeout_s=get.seconds("LF_DRAIN_TIMEOUT", DEFAULT_DRAIN_TIMEOUT_S),
             secrets_dir=Path(secrets) if secrets else None,
             connect_timeout_s=get.seconds("LF_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT_S),
-            timeout_s=get.seconds("LF_TIMEOUT", 60.0) or 60.0,
-            async_concurrency=min(get.integer("LF_ASYNC_CONCURRENCY", concurrency, low=0), concurrency),
-            async_max_inflight=get.integer("LF_ASYNC_MAX_INFLIGHT", 1000, low=1, high=1_000_000),
-            async_max_attempts=get.integer("LF_ASYNC_MAX_ATTEMPTS", 3, low=1, high=100),
-            async_backoff_s=get.seconds("LF_ASYNC_BACKOFF", 1.0),
-            async_max_age_s=get.seconds("LF_ASYNC_MAX_AGE", 0.0),
-            async_result_ttl_s=get.seconds("LF_ASYNC_RESULT_TTL", 24 * 3600.0) or 24 * 3600.0,
-            async_ack_grace_s=get.seconds("LF_ASYNC_ACK_GRACE", 5.0),
-            callback_allow_private=get.text("LF_CALLBACK_ALLOW_PRIVATE", "false").lower() == "true",
             metrics_port=get.integer("LF_METRICS_PORT", 0, low=0, high=65535),
             metrics_host=get.text("LF_METRICS_HOST", "127.0.0.1"),
             health_port=get.integer("LF_HEALTH_PORT", 0, low=0, high=65535),
             health_host=get.text("LF_HEALTH_HOST", "127.0.0.1"),
-            stream_replicas=get.integer("LF_STREAM_REPLICAS", 1, low=1, high=MAX_STREAM_REPLICAS),
         )._checked()
 
     def _checked(self) -> Settings:

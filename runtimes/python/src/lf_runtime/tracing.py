@@ -24,7 +24,7 @@ from lf_core.tracing import (
 __all__ = ["ENABLED", "RUNTIME_SERVICE", "end", "fail", "missing_sdk", "refused", "setup", "shutdown", "start"]
 
 
-def start(tracer: Any, context: Any, envelope: Any, namespace: str, function: str, cold: bool, queued: bool) -> Any:
+def start(tracer: Any, context: Any, envelope: Any, namespace: str, function: str, cold: bool) -> Any:
     """Start the call's span (current inside `context`, the contextvars copy the handler runs in); None when the
     caller's trace is sampled out, whose non-recording context is made current instead."""
     from opentelemetry import context as otel_context
@@ -34,7 +34,7 @@ def start(tracer: Any, context: Any, envelope: Any, namespace: str, function: st
         context.run(otel_context.attach, unsampled_context(envelope.traceparent, envelope.tracestate))
         return None
     parent = extract(envelope.traceparent, envelope.tracestate)
-    span = _span(tracer, parent, envelope, namespace, function, cold, queued)
+    span = _span(tracer, parent, envelope, namespace, function, cold)
     context.run(otel_context.attach, trace.set_span_in_context(span, parent))  # the copy is dropped after the call
     return span
 
@@ -46,19 +46,19 @@ def refused(tracer: Any, envelope: Any, namespace: str, function: str, payload: 
     if sampled_out(envelope.traceparent):
         return
     parent = extract(envelope.traceparent, envelope.tracestate)
-    end(_span(tracer, parent, envelope, namespace, function, False, False), payload, error)
+    end(_span(tracer, parent, envelope, namespace, function, False), payload, error)
 
 
-def _span(tracer: Any, parent: Any, envelope: Any, namespace: str, function: str, cold: bool, queued: bool) -> Any:
+def _span(tracer: Any, parent: Any, envelope: Any, namespace: str, function: str, cold: bool) -> Any:
     from opentelemetry import trace
 
     return tracer.start_span(
         function,
         context=parent,
-        kind=trace.SpanKind.CONSUMER if queued else trace.SpanKind.SERVER,
+        kind=trace.SpanKind.SERVER,
         attributes={
             "faas.invocation_id": envelope.call_id,
-            "faas.trigger": "pubsub" if queued else "http",
+            "faas.trigger": "http",
             "faas.coldstart": cold,
             "faas.name": function,
             "litefunctions.namespace": namespace,
