@@ -53,9 +53,6 @@ type Metrics struct {
 	calls [outcomes]atomic.Uint64
 	dur   [len(DurationBuckets) + 1]atomic.Uint64 // per bucket (not cumulative); the last is +Inf
 	durNS atomic.Uint64
-
-	asyncRuns, asyncRetries, asyncDead, asyncZombies atomic.Uint64
-	asyncPending                                     atomic.Int64
 }
 
 // Call counts one answered call by its outcome.
@@ -79,41 +76,6 @@ func (m *Metrics) Ran(outcome Outcome, took time.Duration) {
 	m.durNS.Add(uint64(max(took, 0)))
 }
 
-// AsyncRun counts an async attempt this replica ran.
-func (m *Metrics) AsyncRun() {
-	if m != nil {
-		m.asyncRuns.Add(1)
-	}
-}
-
-// AsyncRetry counts an async attempt that failed and was scheduled again.
-func (m *Metrics) AsyncRetry() {
-	if m != nil {
-		m.asyncRetries.Add(1)
-	}
-}
-
-// AsyncDead counts an async call this replica dead-lettered.
-func (m *Metrics) AsyncDead() {
-	if m != nil {
-		m.asyncDead.Add(1)
-	}
-}
-
-// AsyncZombie counts an async result dropped because another delivery of the call moved its record on.
-func (m *Metrics) AsyncZombie() {
-	if m != nil {
-		m.asyncZombies.Add(1)
-	}
-}
-
-// SetAsyncPending records the consumer's pending count as of the last pulled call.
-func (m *Metrics) SetAsyncPending(n int) {
-	if m != nil {
-		m.asyncPending.Store(int64(n))
-	}
-}
-
 // Gauges are what the collector reads from the replica at scrape time.
 type Gauges struct {
 	Inflight, Stuck int
@@ -126,8 +88,7 @@ type collector struct {
 	gauges func() Gauges
 	labels []string // namespace, function
 
-	calls, duration, inflight, cold, stuck                    *prometheus.Desc
-	asyncRuns, asyncRetries, asyncDead, asyncZombies, pending *prometheus.Desc
+	calls, duration, inflight, cold, stuck *prometheus.Desc
 }
 
 func newCollector(m *Metrics, namespace, function string, gauges func() Gauges) *collector {
@@ -137,25 +98,16 @@ func newCollector(m *Metrics, namespace, function string, gauges func() Gauges) 
 	}
 	return &collector{
 		m: m, gauges: gauges, labels: []string{namespace, function},
-		calls:     desc("litefunctions_runtime_calls_total", "Calls this replica answered, by outcome", "outcome"),
-		duration:  desc("litefunctions_runtime_handler_duration_seconds", "Time from a call's arrival in the replica to its answer (calls that ran, timeouts included)"),
-		inflight:  desc("litefunctions_runtime_inflight", "Calls running or queued"),
-		cold:      desc("litefunctions_runtime_cold_starts_total", "Cold starts of this replica (0 or 1)"),
-		stuck:     desc("litefunctions_runtime_stuck_handlers", "Sync handler threads still running past their call's deadline"),
-		asyncRuns: desc("litefunctions_async_runs_total", "Async calls this replica ran (each attempt)"),
-		asyncRetries: desc("litefunctions_async_retries_total",
-			"Async attempts that failed and were scheduled again"),
-		asyncDead: desc("litefunctions_async_dead_total", "Async calls dead-lettered by this replica"),
-		asyncZombies: desc("litefunctions_async_zombie_results_dropped_total",
-			"Async results dropped because another delivery of the call moved on"),
-		pending: desc("litefunctions_async_pending",
-			"The function's async calls not yet delivered, as of this replica's last pulled call"),
+		calls:    desc("litefunctions_runtime_calls_total", "Calls this replica answered, by outcome", "outcome"),
+		duration: desc("litefunctions_runtime_handler_duration_seconds", "Time from a call's arrival in the replica to its answer (calls that ran, timeouts included)"),
+		inflight: desc("litefunctions_runtime_inflight", "Calls running or queued"),
+		cold:     desc("litefunctions_runtime_cold_starts_total", "Cold starts of this replica (0 or 1)"),
+		stuck:    desc("litefunctions_runtime_stuck_handlers", "Sync handler threads still running past their call's deadline"),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.calls, c.duration, c.inflight, c.cold, c.stuck,
-		c.asyncRuns, c.asyncRetries, c.asyncDead, c.asyncZombies, c.pending} {
+	for _, d := range []*prometheus.Desc{c.calls, c.duration, c.inflight, c.cold, c.stuck} {
 		ch <- d
 	}
 }
@@ -181,11 +133,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(g.Inflight), lv...)
 	ch <- prometheus.MustNewConstMetric(c.cold, prometheus.CounterValue, cold, lv...)
 	ch <- prometheus.MustNewConstMetric(c.stuck, prometheus.GaugeValue, float64(g.Stuck), lv...)
-	ch <- prometheus.MustNewConstMetric(c.asyncRuns, prometheus.CounterValue, float64(m.asyncRuns.Load()), lv...)
-	ch <- prometheus.MustNewConstMetric(c.asyncRetries, prometheus.CounterValue, float64(m.asyncRetries.Load()), lv...)
-	ch <- prometheus.MustNewConstMetric(c.asyncDead, prometheus.CounterValue, float64(m.asyncDead.Load()), lv...)
-	ch <- prometheus.MustNewConstMetric(c.asyncZombies, prometheus.CounterValue, float64(m.asyncZombies.Load()), lv...)
-	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(m.asyncPending.Load()), lv...)
 }
 
 // metricsHandler is the /metrics handler of one collector, on a registry of its own (no Go or process

@@ -34,12 +34,6 @@ func TestCollectorExportsThePythonRuntimesFamilies(t *testing.T) {
 	m.Ran(OutcomeHandlerError, 20*time.Millisecond)
 	m.Ran(OutcomeTimeout, 400*time.Second) // past the last bound: +Inf only
 	m.Call(OutcomeBusy)
-	m.AsyncRun()
-	m.AsyncRun()
-	m.AsyncRetry()
-	m.AsyncDead()
-	m.AsyncZombie()
-	m.SetAsyncPending(7)
 	gauges := func() Gauges { return Gauges{Inflight: 3, Stuck: 1, ColdStarted: true} }
 	text := scrape(t, newCollector(m, "default", "hello", gauges))
 
@@ -49,16 +43,11 @@ func TestCollectorExportsThePythonRuntimesFamilies(t *testing.T) {
 		t.Fatalf("%v\n%s", err, text)
 	}
 	want := map[string]string{
-		"litefunctions_runtime_calls_total":                "COUNTER",
-		"litefunctions_runtime_handler_duration_seconds":   "HISTOGRAM",
-		"litefunctions_runtime_inflight":                   "GAUGE",
-		"litefunctions_runtime_cold_starts_total":          "COUNTER",
-		"litefunctions_runtime_stuck_handlers":             "GAUGE",
-		"litefunctions_async_runs_total":                   "COUNTER",
-		"litefunctions_async_retries_total":                "COUNTER",
-		"litefunctions_async_dead_total":                   "COUNTER",
-		"litefunctions_async_zombie_results_dropped_total": "COUNTER",
-		"litefunctions_async_pending":                      "GAUGE",
+		"litefunctions_runtime_calls_total":              "COUNTER",
+		"litefunctions_runtime_handler_duration_seconds": "HISTOGRAM",
+		"litefunctions_runtime_inflight":                 "GAUGE",
+		"litefunctions_runtime_cold_starts_total":        "COUNTER",
+		"litefunctions_runtime_stuck_handlers":           "GAUGE",
 	}
 	if len(families) != len(want) {
 		t.Errorf("%d families, want %d:\n%s", len(families), len(want), text)
@@ -88,11 +77,6 @@ func TestCollectorExportsThePythonRuntimesFamilies(t *testing.T) {
 		`litefunctions_runtime_inflight{function="hello",namespace="default"} 3`,
 		`litefunctions_runtime_cold_starts_total{function="hello",namespace="default"} 1`,
 		`litefunctions_runtime_stuck_handlers{function="hello",namespace="default"} 1`,
-		`litefunctions_async_runs_total{function="hello",namespace="default"} 2`,
-		`litefunctions_async_retries_total{function="hello",namespace="default"} 1`,
-		`litefunctions_async_dead_total{function="hello",namespace="default"} 1`,
-		`litefunctions_async_zombie_results_dropped_total{function="hello",namespace="default"} 1`,
-		`litefunctions_async_pending{function="hello",namespace="default"} 7`,
 		`# HELP litefunctions_runtime_calls_total Calls this replica answered, by outcome`,
 	}
 	for _, line := range lines {
@@ -116,11 +100,6 @@ func TestNilMetricsMethodsDoNotPanic(t *testing.T) {
 	var m *Metrics
 	m.Call(OutcomeOK)
 	m.Ran(OutcomeTimeout, time.Second)
-	m.AsyncRun()
-	m.AsyncRetry()
-	m.AsyncDead()
-	m.AsyncZombie()
-	m.SetAsyncPending(1)
 }
 
 func TestMetricsAreSafeFromManyGoroutines(t *testing.T) {
@@ -130,7 +109,6 @@ func TestMetricsAreSafeFromManyGoroutines(t *testing.T) {
 		go func() {
 			for range 1000 {
 				m.Ran(OutcomeOK, time.Millisecond)
-				m.AsyncRun()
 			}
 			done <- struct{}{}
 		}()
@@ -138,8 +116,8 @@ func TestMetricsAreSafeFromManyGoroutines(t *testing.T) {
 	for range 8 {
 		<-done
 	}
-	if m.calls[OutcomeOK].Load() != 8000 || m.asyncRuns.Load() != 8000 || m.dur[1].Load() != 8000 {
-		t.Fatalf("lost counts: %d %d %d", m.calls[OutcomeOK].Load(), m.asyncRuns.Load(), m.dur[1].Load())
+	if m.calls[OutcomeOK].Load() != 8000 || m.dur[1].Load() != 8000 || m.durNS.Load() != 8000*uint64(time.Millisecond) {
+		t.Fatalf("lost counts: %d %d %d", m.calls[OutcomeOK].Load(), m.dur[1].Load(), m.durNS.Load())
 	}
 }
 

@@ -75,7 +75,7 @@ func TestOTLPExportDecodesWithTheOfficialTypes(t *testing.T) {
 	provider := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
 	tr := &tracing{provider: provider, tracer: provider.Tracer(tracerName)}
 	req := &envelope.Request{CallID: "c1", Method: "GET", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceState: "vendor=x"}
-	span := tr.start(req, "default", "hello", true, false)
+	span := tr.start(req, "default", "hello", true)
 	span.SetAttributes(attribute.StringSlice("tags", []string{"a", "b"}), attribute.Float64("ratio", 0.5))
 	failSpan(span, errors.New("boom"))
 	endSpan(span, errorReply("c1", envelope.ErrHandler, "boom", 0, true), "")

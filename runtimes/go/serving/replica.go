@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/trace"
 
-	"litefunctions.io/runtime/asyncworker"
 	"litefunctions.io/runtime/envelope"
 	"litefunctions.io/runtime/lf"
 	"litefunctions.io/runtime/settings"
@@ -59,7 +58,6 @@ func UsableBudget(budgetMS uint32) time.Duration {
 
 type call struct {
 	reply   string
-	done    func([]byte) // an async call's answer goes here instead of to reply (package asyncworker)
 	req     *envelope.Request
 	started time.Time
 	state   atomic.Int32
@@ -98,8 +96,6 @@ type Replica struct {
 	ready   readiness // what /readyz says (health.go)
 	capture *capture  // nil with LF_LOG_CAPTURE=0 (capture.go)
 	tracing *tracing  // nil unless OTEL_* configure it (tracing.go)
-	// Events counts the async worker's events (asyncworker.Nop unless set before Run).
-	Events asyncworker.Events
 }
 
 // NewReplica prepares a replica; Run connects and serves.
@@ -192,15 +188,8 @@ func (r *Replica) Run() (int, error) {
 	if metricsSrv != nil {
 		r.log.Info("metrics_listening", "url", metricsSrv.URL)
 	}
-	worker := r.startAsync()
 	code := <-r.stopped
-	if worker != nil {
-		worker.StopPulling() // what the last pull delivered is admitted by now, and drained below
-	}
 	r.drain(sub, subDone)
-	if worker != nil {
-		worker.Close(s.DrainTimeout) // results stored and acked, callbacks sent
-	}
 	if r.tracing != nil {
 		if err := r.tracing.shutdown(5 * time.Second); err != nil {
 			r.log.Warning("tracing_shutdown_failed", "error", err.Error())
@@ -257,49 +246,6 @@ func (r *Replica) connect() (*nats.Conn, error) {
 	}
 }
 
-// startAsync starts pulling async calls (package asyncworker) unless LF_ASYNC_CONCURRENCY is 0.
-func (r *Replica) startAsync() *asyncworker.Worker {
-	s := r.settings
-	if s.AsyncConcurrency <= 0 {
-		return nil
-	}
-	if r.Events == nil && r.metrics != nil { // the async counters of /metrics
-		r.Events = r.metrics
-	}
-	worker, err := asyncworker.New(r.nc, asyncworker.Options{
-		Namespace: s.Namespace, Function: s.Function, Timeout: s.Timeout, AckGrace: s.AsyncAckGrace,
-		Concurrency: s.AsyncConcurrency, MaxInflight: s.AsyncMaxInflight, AllowPrivateCallbacks: s.CallbackAllowPrivate,
-		Policy: asyncworker.Policy{
-			MaxAttempts: s.AsyncMaxAttempts, Backoff: s.AsyncBackoff, MaxBackoff: asyncworker.DefaultMaxBackoff,
-			Jitter: asyncworker.DefaultJitter, MaxAge: s.AsyncMaxAge, ResultTTL: s.AsyncResultTTL,
-		},
-	}, r, r.log, r.Events)
-	if err != nil {
-		r.log.Error("async_worker_failed", "error", err.Error())
-		return nil
-	}
-	worker.Start()
-	return worker
-}
-
-// FreeSlots is how many handlers could start now without queueing: the async puller's window.
-func (r *Replica) FreeSlots() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.settings.Concurrency - r.running - r.queued
-}
-
-// RunAsync runs an async call (pulled from JetStream) like a sync one; its response envelope goes to done.
-// It waits in the queue when every slot is taken, whatever LF_QUEUE_DEPTH (the puller asked only for free
-// slots; a sync call may have taken one since).
-func (r *Replica) RunAsync(req *envelope.Request, done func([]byte)) {
-	started := time.Now()
-	budget := max(UsableBudget(req.BudgetMS), time.Millisecond)
-	r.mu.Lock()
-	r.admitLocked(r.newCall(req, "", done, started, budget))
-	r.mu.Unlock()
-}
-
 // ------------------------------------------------------------------------------------------------ admission
 
 func (r *Replica) onMsg(msg *nats.Msg) {
@@ -334,16 +280,16 @@ func (r *Replica) onMsg(msg *nats.Msg) {
 		r.refuse(msg.Reply, req, errorReply(req.CallID, envelope.ErrBusy, message, time.Since(started), false), "busy")
 		return
 	}
-	r.admitLocked(r.newCall(req, msg.Reply, nil, started, budget))
+	r.admitLocked(r.newCall(req, msg.Reply, started, budget))
 	r.mu.Unlock()
 }
 
 // newCall is a call with `budget` to run from `started`: its context and deadline timer, and its output capture.
 // The caller holds r.mu, so the timer's expire cannot act before admitLocked has counted the call.
-func (r *Replica) newCall(req *envelope.Request, reply string, done func([]byte), started time.Time, budget time.Duration) *call {
-	c := &call{reply: reply, req: req, started: started, done: done}
+func (r *Replica) newCall(req *envelope.Request, reply string, started time.Time, budget time.Duration) *call {
+	c := &call{reply: reply, req: req, started: started}
 	c.ctx.deadline = started.Add(budget)
-	if r.capture != nil { // the handler's context (lf.Stdout(ctx) & co.), sync or async
+	if r.capture != nil { // the handler's context (lf.Stdout(ctx) & co.)
 		c.out = callOutput{Context: &c.ctx, capture: r.capture, id: req.CallID}
 		c.out.writers = [2]streamWriter{{o: &c.out, stream: streamStdout}, {o: &c.out, stream: streamStderr}}
 	}
@@ -501,7 +447,7 @@ func (c *call) endSpanOnce(payload []byte, errType string) {
 func (r *Replica) execute(c *call, next chan *call) {
 	var span trace.Span
 	if r.tracing != nil { // started here, not under r.mu in startLocked
-		span = r.tracing.start(c.req, r.settings.Namespace, r.settings.Function, c.cold, c.done != nil)
+		span = r.tracing.start(c.req, r.settings.Namespace, r.settings.Function, c.cold)
 		c.setSpan(span)
 	}
 	if r.capture != nil {
@@ -698,12 +644,8 @@ func (r *Replica) publishOutput(c *call, record []byte) {
 	}
 }
 
-// respond sends a call's answer: to its reply subject, or to an async call's done.
+// respond sends a call's answer to its reply subject.
 func (r *Replica) respond(c *call, payload []byte) {
-	if c.done != nil {
-		c.done(payload)
-		return
-	}
 	r.publish(c.reply, payload)
 }
 

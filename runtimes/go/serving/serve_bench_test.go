@@ -87,8 +87,7 @@ func BenchmarkServeNATS(b *testing.B) {
 
 func benchServe(b *testing.B, capture, metrics bool) {
 	url := startNats(b)
-	environ := []string{"LF_NATS_URL=" + url, "LF_FUNCTION=hello", "LF_NAMESPACE=default", "LF_CONCURRENCY=64",
-		"LF_ASYNC_CONCURRENCY=0"}
+	environ := []string{"LF_NATS_URL=" + url, "LF_FUNCTION=hello", "LF_NAMESPACE=default", "LF_CONCURRENCY=64"}
 	s, err := settings.New(environ)
 	if err != nil {
 		b.Fatal(err)

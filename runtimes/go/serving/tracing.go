@@ -106,22 +106,17 @@ func traceExporter(env map[string]string, warn func(event string, fields ...any)
 	return newOTLPExporter(env) // endpoint, headers, timeout, compression: OTEL_EXPORTER_OTLP_* (otlp.go)
 }
 
-// start begins a call's span (the handler's ctx gets it in Replica.invoke). queued: an async call pulled from
-// JetStream (a CONSUMER span, trigger pubsub).
-func (t *tracing) start(req *envelope.Request, namespace, function string, cold, queued bool) trace.Span {
+// start begins a call's span (the handler's ctx gets it in Replica.invoke).
+func (t *tracing) start(req *envelope.Request, namespace, function string, cold bool) trace.Span {
 	parent := context.Background()
 	if req.TraceParent != "" {
 		parent = propagation.TraceContext{}.Extract(parent, &traceCarrier{req.TraceParent, req.TraceState})
 	}
-	kind, trigger := trace.SpanKindServer, "http"
-	if queued {
-		kind, trigger = trace.SpanKindConsumer, "pubsub"
-	}
 	_, span := t.tracer.Start(parent, function,
-		trace.WithSpanKind(kind),
+		trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(
 			attribute.String("faas.invocation_id", req.CallID),
-			attribute.String("faas.trigger", trigger),
+			attribute.String("faas.trigger", "http"),
 			attribute.Bool("faas.coldstart", cold),
 			attribute.String("faas.name", function),
 			attribute.String("litefunctions.namespace", namespace),
@@ -151,7 +146,7 @@ func (c *traceCarrier) Keys() []string { return []string{"traceparent", "tracest
 // refused is the span of a call answered before any handler ran (errType "busy", or "timeout": no time
 // left), begun and ended at once, so the trace shows which replica refused it and why.
 func (t *tracing) refused(req *envelope.Request, namespace, function string, payload []byte, errType string) {
-	endSpan(t.start(req, namespace, function, false, false), payload, errType)
+	endSpan(t.start(req, namespace, function, false), payload, errType)
 }
 
 // failSpan records what the handler returned or panicked with.

@@ -53,7 +53,7 @@ func TestTheCallsSpanContinuesTheEnvelopesTraceWithFaaSAttributes(t *testing.T) 
 		CallID: "c1", Method: "POST", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		TraceState: "vendor=x",
 	}
-	span := tr.start(req, "default", "hello", true, false)
+	span := tr.start(req, "default", "hello", true)
 	failSpan(span, errors.New("boom"))
 	endSpan(span, errorReply("c1", envelope.ErrHandler, "boom", 0, true), "")
 	ended := recorder.Ended()
@@ -83,7 +83,7 @@ func TestRefusedAndTimedOutCallsAreErrorSpans(t *testing.T) {
 	tr, recorder := recorded(t)
 	req := &envelope.Request{CallID: "c2", Method: "GET"}
 	tr.refused(req, "default", "hello", errorReply("c2", envelope.ErrBusy, "busy", 0, false), "busy")
-	ok := tr.start(req, "default", "hello", false, true)
+	ok := tr.start(req, "default", "hello", false)
 	endSpan(ok, encode(&envelope.Response{Status: 200, CallID: "c2"}), "")
 	ended := recorder.Ended()
 	if len(ended) != 2 {
@@ -94,8 +94,8 @@ func TestRefusedAndTimedOutCallsAreErrorSpans(t *testing.T) {
 		attrs(busy)["http.response.status_code"].AsInt64() != 503 || busy.Parent().IsValid() {
 		t.Errorf("busy span: status %v attrs %v", busy.Status(), attrs(busy))
 	}
-	if done.Status().Code == codes.Error || done.SpanKind() != trace.SpanKindConsumer || attrs(done)["faas.trigger"].AsString() != "pubsub" {
-		t.Errorf("async call's span: status %v kind %v attrs %v", done.Status(), done.SpanKind(), attrs(done))
+	if done.Status().Code == codes.Error || done.SpanKind() != trace.SpanKindServer || attrs(done)["faas.trigger"].AsString() != "http" {
+		t.Errorf("answered call's span: status %v kind %v attrs %v", done.Status(), done.SpanKind(), attrs(done))
 	}
 }
 
@@ -109,9 +109,9 @@ func TestATimedOutCallsSpanEndsOnceWhicheverComesFirst(t *testing.T) {
 		payload := errorReply("c1", envelope.ErrTimeout, "late", 0, false)
 		if expireFirst {
 			c.endSpanOnce(payload, "timeout")
-			c.setSpan(tr.start(req, "default", "hello", false, false))
+			c.setSpan(tr.start(req, "default", "hello", false))
 		} else {
-			c.setSpan(tr.start(req, "default", "hello", false, false))
+			c.setSpan(tr.start(req, "default", "hello", false))
 			c.endSpanOnce(payload, "timeout")
 		}
 		ended := recorder.Ended()

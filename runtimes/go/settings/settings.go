@@ -23,12 +23,6 @@ const (
 	DefaultDrainTimeout     = 30 * time.Second
 	DefaultConnectTimeout   = 10 * time.Second
 	MaxConcurrency          = 10_000
-	DefaultTimeout          = 60 * time.Second
-	DefaultAsyncMaxInflight = 1000
-	DefaultAsyncMaxAttempts = 3
-	DefaultAsyncBackoff     = time.Second
-	DefaultAsyncResultTTL   = 24 * time.Hour
-	DefaultAsyncAckGrace    = 5 * time.Second
 )
 
 var label = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
@@ -55,23 +49,6 @@ type Settings struct {
 	HealthHost string
 	// LogCapture (LF_LOG_CAPTURE, on unless "0"): the handler's stdout/stderr per call to LF_LOGS.
 	LogCapture bool
-
-	// Timeout is the function's timeout (LF_TIMEOUT): async calls get it as their budget, the consumer's ack
-	// wait adds AsyncAckGrace.
-	Timeout time.Duration
-	// AsyncConcurrency is how many async calls this replica runs at once (LF_ASYNC_CONCURRENCY, at most
-	// Concurrency; 0: pull none).
-	AsyncConcurrency int
-	// AsyncMaxInflight caps the function's async calls delivered and not finished, over all replicas (the
-	// consumer's max_ack_pending).
-	AsyncMaxInflight int
-	AsyncMaxAttempts int
-	AsyncBackoff     time.Duration
-	AsyncMaxAge      time.Duration // 0: no limit
-	AsyncResultTTL   time.Duration
-	AsyncAckGrace    time.Duration
-	// CallbackAllowPrivate lets callbacks go to private and loopback addresses (LF_CALLBACK_ALLOW_PRIVATE=true).
-	CallbackAllowPrivate bool
 }
 
 // New parses "KEY=value" entries (os.Environ()); variables set to "" count as unset.
@@ -109,21 +86,6 @@ func New(environ []string) (*Settings, error) {
 	}
 	s.QueueDepth = r.integer("LF_QUEUE_DEPTH", s.Concurrency, 0, 1_000_000)
 	s.MaxResponseBytes = r.integer("LF_MAX_RESPONSE_BYTES", DefaultMaxResponseBytes, 0, math.MaxInt32)
-	s.Timeout = r.seconds("LF_TIMEOUT", DefaultTimeout)
-	if s.Timeout == 0 {
-		s.Timeout = DefaultTimeout
-	}
-	s.AsyncConcurrency = min(r.integer("LF_ASYNC_CONCURRENCY", s.Concurrency, 0, math.MaxInt32), s.Concurrency)
-	s.AsyncMaxInflight = r.integer("LF_ASYNC_MAX_INFLIGHT", DefaultAsyncMaxInflight, 1, 1_000_000)
-	s.AsyncMaxAttempts = r.integer("LF_ASYNC_MAX_ATTEMPTS", DefaultAsyncMaxAttempts, 1, 100)
-	s.AsyncBackoff = r.seconds("LF_ASYNC_BACKOFF", DefaultAsyncBackoff)
-	s.AsyncMaxAge = r.seconds("LF_ASYNC_MAX_AGE", 0)
-	s.AsyncResultTTL = r.seconds("LF_ASYNC_RESULT_TTL", DefaultAsyncResultTTL)
-	if s.AsyncResultTTL == 0 {
-		s.AsyncResultTTL = DefaultAsyncResultTTL
-	}
-	s.AsyncAckGrace = r.seconds("LF_ASYNC_ACK_GRACE", DefaultAsyncAckGrace)
-	s.CallbackAllowPrivate = strings.ToLower(env["LF_CALLBACK_ALLOW_PRIVATE"]) == "true"
 	if r.err != nil {
 		return nil, r.err
 	}

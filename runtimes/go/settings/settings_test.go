@@ -48,9 +48,6 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		"LF_CONNECT_TIMEOUT=soon":  "LF_CONNECT_TIMEOUT",
 		"LF_METRICS_PORT=70000":    "LF_METRICS_PORT",
 		"LF_HEALTH_PORT=70000":     "LF_HEALTH_PORT",
-		"LF_ASYNC_MAX_ATTEMPTS=0":  "LF_ASYNC_MAX_ATTEMPTS",
-		"LF_ASYNC_BACKOFF=x":       "LF_ASYNC_BACKOFF",
-		"LF_TIMEOUT=-2":            "LF_TIMEOUT",
 	} {
 		environ := []string{"LF_FUNCTION=ok", env}
 		if _, err := New(environ); err == nil || !strings.Contains(err.Error(), variable) {
@@ -71,28 +68,5 @@ func TestHealthListener(t *testing.T) {
 	_, err = New([]string{"LF_FUNCTION=hello", "LF_HEALTH_PORT=9091", "LF_METRICS_PORT=9091"})
 	if err == nil || !strings.Contains(err.Error(), "LF_HEALTH_PORT") || !strings.Contains(err.Error(), "own ports") {
 		t.Fatalf("the same port for both listeners: %v", err)
-	}
-}
-
-func TestAsyncSettings(t *testing.T) {
-	s, err := New([]string{"LF_FUNCTION=hello", "LF_CONCURRENCY=4"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.Timeout != time.Minute || s.AsyncConcurrency != 4 || s.AsyncMaxInflight != 1000 || s.AsyncMaxAttempts != 3 ||
-		s.AsyncBackoff != time.Second || s.AsyncMaxAge != 0 || s.AsyncResultTTL != 24*time.Hour ||
-		s.AsyncAckGrace != 5*time.Second || s.CallbackAllowPrivate {
-		t.Fatalf("unexpected async defaults %+v", s)
-	}
-	s, err = New([]string{
-		"LF_FUNCTION=hello", "LF_CONCURRENCY=4", "LF_ASYNC_CONCURRENCY=9", "LF_TIMEOUT=2s", "LF_ASYNC_BACKOFF=0.3s",
-		"LF_ASYNC_RESULT_TTL=0", "LF_CALLBACK_ALLOW_PRIVATE=True", "LF_ASYNC_MAX_AGE=60",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.AsyncConcurrency != 4 || s.Timeout != 2*time.Second || s.AsyncBackoff != 300*time.Millisecond ||
-		s.AsyncResultTTL != 24*time.Hour || !s.CallbackAllowPrivate || s.AsyncMaxAge != time.Minute {
-		t.Fatalf("unexpected async values %+v", s)
 	}
 }
