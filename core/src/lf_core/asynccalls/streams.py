@@ -131,6 +131,8 @@ class CallRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     callback: str = ""
     """"" none, "pending", "delivered", "failed: ...\""""
     redrives: int = 0
+    sink: str = ""
+    """spec.async.sink's CloudEvent: "" none, "pending", "delivered", "failed: ..." (lf_dispatcher.callbacks)"""
 
 
 _record_decoder = msgspec.json.Decoder(CallRecord)
@@ -161,6 +163,8 @@ def record_view(record: CallRecord) -> dict[str, Any]:
         view["nextAttemptAt"] = record.next_attempt_at
     if record.callback:
         view["callback"] = record.callback
+    if record.sink:
+        view["sink"] = record.sink
     if record.result is not None:
         result: dict[str, Any] = {"status": record.result.status, "headers": [list(h) for h in record.result.headers]}
         try:
