@@ -14,6 +14,7 @@ import msgspec
 
 from lf_core.contract.names import DEFAULT_NAMESPACE, InvalidName, check_name
 from lf_core.contract.paths import reserved_path_error
+from lf_core.ssrf import UnsafeUrl, check_url
 
 API_VERSION = "litefunctions.io/v1alpha1"
 
@@ -145,6 +146,8 @@ class AsyncRule(msgspec.Struct, frozen=True, kw_only=True):
     max_age_s: float | None = None
     result_ttl_s: float = 24 * 3600.0
     max_concurrency: int | None = None
+    sink: str = ""
+    """spec.async.sink: where each final result goes as a CloudEvent ("" none)."""
 
 
 _DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -201,7 +204,8 @@ class AsyncOptions(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_
     """Async calls: `retries` after the first attempt on retryable failures, or `maxAttempts` in total (set one;
     default 3 in total), backoff doubling from `backoff`, calls older than `maxAge` dropped to the dead letters,
     results kept `resultTTL`, at most `maxConcurrency` running at once over all replicas (default: unbounded but
-    for each replica's `concurrency` and the runtime's 1,000 in flight)."""
+    for each replica's `concurrency` and the runtime's 1,000 in flight). `sink`: an http(s) URL each final result
+    (succeeded or dead) is POSTed to as a CloudEvent, signed like a callback (docs/protocol.md, "CloudEvents out")."""
 
     retries: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=21)] | None = None
@@ -209,6 +213,7 @@ class AsyncOptions(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_
     max_age: Duration | None = None
     result_ttl: Duration = msgspec.field(default="24h", name="resultTTL")
     max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+    sink: Annotated[str, msgspec.Meta(min_length=1, max_length=2048, pattern="^https?://")] | None = None
 
 
 class Version(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -444,7 +449,20 @@ def _async_rule(options: AsyncOptions | None) -> AsyncRule:
         max_age_s=parse_duration(options.max_age, "spec.async.maxAge") if options.max_age is not None else None,
         result_ttl_s=parse_duration(options.result_ttl, "spec.async.resultTTL"),
         max_concurrency=options.max_concurrency,
+        sink=_sink(options.sink),
     )
+
+
+def _sink(url: str | None) -> str:
+    """A well-formed http(s) URL; whether its host is public is checked at each delivery (the dispatcher's
+    LF_CALLBACK_ALLOW_PRIVATE decides, and a name's addresses may change)."""
+    if url is None:
+        return ""
+    try:
+        check_url(url, allow_private=True)
+    except UnsafeUrl as exc:
+        raise ManifestError(f"spec.async.sink: {str(exc).replace('callback URL', 'sink URL')}") from None
+    return url
 
 
 def _rate_rule(limit: RateLimit | None) -> RateRule | None:
