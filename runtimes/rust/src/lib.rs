@@ -4,7 +4,6 @@
 //! `lf dev` and the image build generate a binary crate whose `main` is `lf_runtime::main(handler::handle)`.
 //! The envelope codec is `lf-native`'s pure-Rust core.
 
-pub mod asyncworker;
 pub mod capture;
 pub mod handlers;
 pub mod health;

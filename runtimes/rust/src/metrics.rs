@@ -8,10 +8,6 @@
 //! crate never runs per call. The one difference in the text: prometheus-client writes bucket bounds the way Go
 //! does (`le="1"`, where Python writes `le="1.0"`); Prometheus parses both to the same number.
 //!
-//! The async counters (`litefunctions_async_*`) are exported at 0 from the start; the async puller counts
-//! through [`Metrics::async_run`], [`Metrics::async_retry`], [`Metrics::async_dead`], [`Metrics::async_zombie`]
-//! and [`AsyncCounters::set_async_pending`] (any thread).
-//!
 //! The listener is a minimal HTTP/1.1 responder on a tokio `TcpListener` (one request per connection, `GET` or
 //! `HEAD /metrics` only, 5 s to send the request head), like the Python runtime's asyncio one: nothing in the
 //! runtime's dependency tree serves HTTP, and a scrape endpoint does not justify hyper's.
@@ -27,8 +23,6 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-use crate::asyncworker::AsyncCounters;
 
 /// Label values of `litefunctions_runtime_calls_total{outcome}`, indexed by [`Outcome`].
 pub const OUTCOMES: [&str; 7] = [
@@ -84,7 +78,7 @@ const BUCKETS_NS: [u64; 18] = [
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_HEAD: usize = 8192;
 
-/// The replica's counters; shared (`Arc`) between the serving tasks, the async puller and the listener.
+/// The replica's counters; shared (`Arc`) between the serving tasks and the listener.
 #[derive(Debug)]
 pub struct Metrics {
     namespace: String,
@@ -98,11 +92,6 @@ pub struct Metrics {
     pub(crate) cold_started: AtomicBool,
     /// Sync handlers still running past their call's deadline (the serving code keeps it).
     pub(crate) stuck: AtomicUsize,
-    async_runs: AtomicU64,
-    async_retries: AtomicU64,
-    async_dead: AtomicU64,
-    async_zombies: AtomicU64,
-    async_pending: AtomicU64,
 }
 
 impl Metrics {
@@ -116,11 +105,6 @@ impl Metrics {
             inflight: AtomicUsize::new(0),
             cold_started: AtomicBool::new(false),
             stuck: AtomicUsize::new(0),
-            async_runs: AtomicU64::new(0),
-            async_retries: AtomicU64::new(0),
-            async_dead: AtomicU64::new(0),
-            async_zombies: AtomicU64::new(0),
-            async_pending: AtomicU64::new(0),
         }
     }
 
@@ -159,34 +143,6 @@ impl Metrics {
 
 fn load(value: &AtomicU64) -> u64 {
     value.load(Ordering::Relaxed)
-}
-
-/// The async worker's events (`crate::asyncworker`) are these counters.
-impl AsyncCounters for Metrics {
-    /// An async attempt ran (`litefunctions_async_runs_total`).
-    fn async_run(&self) {
-        self.async_runs.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// An async attempt failed and was scheduled again (`litefunctions_async_retries_total`).
-    fn async_retry(&self) {
-        self.async_retries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// An async call was dead-lettered (`litefunctions_async_dead_total`).
-    fn async_dead(&self) {
-        self.async_dead.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// An async result was dropped: another delivery moved the call on (`..._zombie_results_dropped_total`).
-    fn async_zombie(&self) {
-        self.async_zombies.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The consumer's pending count as of the last pulled call (`litefunctions_async_pending`).
-    fn set_async_pending(&self, pending: u64) {
-        self.async_pending.store(pending, Ordering::Relaxed);
-    }
 }
 
 impl Collector for Metrics {
@@ -252,44 +208,6 @@ impl Collector for Metrics {
             "Sync handler threads still running past their call's deadline",
             &labels,
             self.stuck.load(Ordering::Relaxed),
-        )?;
-        for (name, help, value) in [
-            (
-                "runs",
-                "Async calls this replica ran (each attempt)",
-                &self.async_runs,
-            ),
-            (
-                "retries",
-                "Async attempts that failed and were scheduled again",
-                &self.async_retries,
-            ),
-            (
-                "dead",
-                "Async calls dead-lettered by this replica",
-                &self.async_dead,
-            ),
-            (
-                "zombie_results_dropped",
-                "Async results dropped because another delivery of the call moved on",
-                &self.async_zombies,
-            ),
-        ] {
-            counter(
-                &mut encoder,
-                &format!("litefunctions_async_{name}"),
-                help,
-                &labels,
-                load(value),
-            )?;
-        }
-        let pending = usize::try_from(load(&self.async_pending)).unwrap_or(usize::MAX);
-        gauge(
-            &mut encoder,
-            "litefunctions_async_pending",
-            "The function's async calls not yet delivered, as of this replica's last pulled call",
-            &labels,
-            pending,
         )
     }
 }
@@ -441,10 +359,6 @@ mod tests {
         metrics.count(Outcome::Busy);
         metrics.admitted();
         metrics.cold_started.store(true, Ordering::Relaxed);
-        metrics.async_run();
-        metrics.async_run();
-        metrics.async_dead();
-        metrics.set_async_pending(7);
         let text = metrics.render();
         let l = r#"{namespace="default",function="hello""#;
         let expect = [
@@ -487,14 +401,6 @@ mod tests {
             (format!("litefunctions_runtime_inflight{l}}}"), 1.0),
             (format!("litefunctions_runtime_cold_starts_total{l}}}"), 1.0),
             (format!("litefunctions_runtime_stuck_handlers{l}}}"), 0.0),
-            (format!("litefunctions_async_runs_total{l}}}"), 2.0),
-            (format!("litefunctions_async_retries_total{l}}}"), 0.0),
-            (format!("litefunctions_async_dead_total{l}}}"), 1.0),
-            (
-                format!("litefunctions_async_zombie_results_dropped_total{l}}}"),
-                0.0,
-            ),
-            (format!("litefunctions_async_pending{l}}}"), 7.0),
         ];
         for (name, value) in expect {
             let got = sample(&text, &name).unwrap_or_else(|| panic!("no {name} in:\n{text}"));
@@ -517,7 +423,6 @@ mod tests {
             "# TYPE litefunctions_runtime_inflight gauge",
             "# TYPE litefunctions_runtime_cold_starts_total counter",
             "# TYPE litefunctions_runtime_stuck_handlers gauge",
-            "# TYPE litefunctions_async_pending gauge",
             "# HELP litefunctions_runtime_calls_total Calls this replica answered, by outcome",
         ] {
             assert!(

@@ -23,10 +23,9 @@ use _native::envelope::{error_kind, RequestRef, ResponseRef};
 use async_nats::{Client, Event, Message, Subject, Subscriber};
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinError;
 
-use crate::asyncworker::{AsyncWorker, Runner};
 use crate::capture::Capture;
 use crate::handlers::{panic_message, Handler};
 use crate::health::{self, Readiness};
@@ -72,19 +71,6 @@ pub fn usable_budget(budget_ms: u32) -> Duration {
     budget.saturating_sub(budget.mul_f64(MARGIN_FRACTION).min(MARGIN_MAX))
 }
 
-/// A handler slot held by a running call; freeing it (on drop, however the call ended) notifies `freed`.
-struct Slot<'a> {
-    permit: Option<OwnedSemaphorePermit>,
-    freed: &'a Notify,
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        drop(self.permit.take()); // released first: whoever wakes counts this slot as free
-        self.freed.notify_one();
-    }
-}
-
 fn status_of(kind: u8) -> u16 {
     match kind {
         error_kind::HANDLER => 500,
@@ -120,10 +106,6 @@ struct Call {
     cold: AtomicBool,
     /// With tracing on: the call's span from its handler's start until it is answered.
     span: Mutex<Option<CallSpan>>,
-    /// An async call's answer goes here instead of to `reply` (`crate::asyncworker`).
-    done: Mutex<Option<oneshot::Sender<Vec<u8>>>>,
-    /// An async call (`done` was given): its span is a CONSUMER one.
-    is_async: bool,
 }
 
 impl Call {
@@ -160,8 +142,6 @@ struct Shared<H, M> {
     next_id: AtomicU64,
     calls: Mutex<HashMap<u64, Arc<Call>>>,
     idle: Notify,
-    /// Notified whenever a handler slot is freed (`Slot`): the async puller waits on it when no slot is free.
-    slot_freed: Arc<Notify>,
     stop: mpsc::UnboundedSender<(i32, String)>,
     stopping: OnceLock<()>,
     _marker: std::marker::PhantomData<fn() -> M>,
@@ -241,7 +221,6 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
             next_id: AtomicU64::new(0),
             calls: Mutex::new(HashMap::new()),
             idle: Notify::new(),
-            slot_freed: Arc::new(Notify::new()),
             stop: stop_tx,
             stopping: OnceLock::new(),
             _marker: std::marker::PhantomData,
@@ -261,7 +240,6 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
             let url = format!("http://{}:{}/metrics", s.metrics_host, s.metrics_port);
             self.log.info("metrics_listening", &[("url", json!(url))]);
         }
-        let mut worker = start_async(s, &self.log, &client, shared.clone(), self.metrics.clone());
         let code = loop {
             tokio::select! {
                 biased;
@@ -278,13 +256,7 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
                 },
             }
         };
-        if let Some(worker) = worker.as_mut() {
-            worker.stop_pulling().await;
-        }
         shared.drain(&mut sub).await;
-        if let Some(worker) = &worker {
-            worker.close(self.settings.drain_timeout).await;
-        }
         if let Err(error) = round_trip(&client).await {
             self.log.warning("flush_failed", &[("error", json!(error))]);
         }
@@ -296,28 +268,6 @@ impl<H: Handler<M>, M: 'static> Replica<H, M> {
         self.log.info("stopped", &[("exit_code", json!(code))]);
         Ok(code)
     }
-}
-
-/// The replica's async puller (`crate::asyncworker`), unless `LF_ASYNC_CONCURRENCY` is 0.
-fn start_async(
-    s: &Settings,
-    log: &Log,
-    client: &Client,
-    runner: Arc<dyn Runner>,
-    metrics: Arc<Metrics>,
-) -> Option<AsyncWorker> {
-    (s.async_work.concurrency > 0).then(|| {
-        let settings = s.async_work.clone();
-        AsyncWorker::start(
-            settings,
-            &s.namespace,
-            &s.function,
-            client.clone(),
-            runner,
-            metrics,
-            log.clone(),
-        )
-    })
 }
 
 /// The `/readyz` listener (`LF_HEALTH_PORT` > 0), until the returned guard is dropped.
@@ -497,23 +447,14 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                 return;
             }
         };
-        self.launch(
-            req.to_owned(),
-            reply,
-            None,
-            started,
-            started + budget,
-            permit,
-        );
+        self.launch(req.to_owned(), reply, started, started + budget, permit);
     }
 
-    /// Count a call in (`calls`, in-flight) and run it in its own task: a sync call answering `reply`, or an async
-    /// one answering `done`.
+    /// Count a call in (`calls`, in-flight) and run it in its own task, answering `reply`.
     fn launch(
         self: &Arc<Self>,
         envelope: _native::envelope::Request,
         reply: Subject,
-        done: Option<oneshot::Sender<Vec<u8>>>,
         started: Instant,
         deadline: Instant,
         permit: Option<OwnedSemaphorePermit>,
@@ -527,8 +468,6 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             started,
             cold: AtomicBool::new(false),
             span: Mutex::new(None),
-            is_async: done.is_some(),
-            done: Mutex::new(done),
         });
         let request = Request {
             call_id: envelope.call_id,
@@ -579,10 +518,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
         deadline: tokio::time::Instant,
     ) {
         let permit = if let Some(permit) = permit {
-            Slot {
-                permit: Some(permit),
-                freed: &self.slot_freed,
-            }
+            permit
         } else {
             let acquired = tokio::select! {
                 permit = self.permits.clone().acquire_owned() => permit.ok(),
@@ -594,10 +530,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
                     .await;
                 return;
             };
-            Slot {
-                permit: Some(permit),
-                freed: &self.slot_freed,
-            }
+            permit
         };
         if call
             .state
@@ -616,13 +549,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
         }
         if let Some(tracing) = &self.tracing {
             let s = &self.settings;
-            let span = tracing.start(
-                &s.namespace,
-                &s.function,
-                &mut request,
-                call.cold(),
-                call.is_async,
-            );
+            let span = tracing.start(&s.namespace, &s.function, &mut request, call.cold());
             *call.span.lock().unwrap() = Some(span);
         }
         let started = self.handler.clone().start(request);
@@ -696,12 +623,7 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             } else {
                 self.metrics.count(outcome);
             }
-            let done = call.done.lock().unwrap().take();
-            if let Some(done) = done {
-                let _ = done.send(payload);
-            } else {
-                self.publish(call.reply.clone(), payload).await;
-            }
+            self.publish(call.reply.clone(), payload).await;
         }
         self.forget(call);
     }
@@ -913,40 +835,6 @@ impl<H: Handler<M>, M: 'static> Shared<H, M> {
             );
             self.finish(call, payload, Outcome::Internal, false).await;
         }
-    }
-}
-
-impl<H: Handler<M>, M: 'static> Runner for Shared<H, M> {
-    fn free_slots(&self) -> usize {
-        let waiting = self.waiting.load(Ordering::Relaxed);
-        self.permits.available_permits().saturating_sub(waiting)
-    }
-
-    fn slot_freed(&self) -> Arc<Notify> {
-        self.slot_freed.clone()
-    }
-
-    /// An async call (`crate::asyncworker`) runs like a sync one, never answered BUSY: it waits for a slot.
-    fn run_call(
-        self: Arc<Self>,
-        envelope: _native::envelope::Request,
-    ) -> oneshot::Receiver<Vec<u8>> {
-        let (done, answered) = oneshot::channel();
-        let started = Instant::now();
-        let deadline = started + usable_budget(envelope.budget_ms).max(Duration::from_millis(1));
-        let permit = self.permits.clone().try_acquire_owned().ok();
-        if permit.is_none() {
-            self.waiting.fetch_add(1, Ordering::Relaxed);
-        }
-        self.launch(
-            envelope,
-            Subject::from(""),
-            Some(done),
-            started,
-            deadline,
-            permit,
-        );
-        answered
     }
 }
 

@@ -10,8 +10,6 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 pub const MAX_CONCURRENCY: usize = 10_000;
 pub const MAX_WORKER_THREADS: usize = 1024;
-/// `LF_ASYNC_RESULT_TTL`'s default, also the TTL of the idempotency bucket.
-pub const DEFAULT_ASYNC_RESULT_TTL_S: f64 = 24.0 * 3600.0;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -39,8 +37,6 @@ pub struct Settings {
     /// current-thread scheduler, which answers a burst of calls with one socket write (docs/performance.md);
     /// more is the multi-thread scheduler with that many workers. Sync handlers run on the blocking pool either way.
     pub worker_threads: usize,
-    /// `LF_TIMEOUT` and `LF_ASYNC_*` (`crate::asyncworker`).
-    pub async_work: AsyncSettings,
 }
 
 impl Settings {
@@ -95,58 +91,6 @@ impl Settings {
             health_host: get("LF_HEALTH_HOST").unwrap_or("127.0.0.1").to_owned(),
             log_capture: get("LF_LOG_CAPTURE") != Some("0"),
             worker_threads: integer(get, "LF_WORKER_THREADS", 1, 1, MAX_WORKER_THREADS)?,
-            async_work: AsyncSettings::from_env(get, concurrency)?,
-        })
-    }
-}
-
-/// The `LF_ASYNC_*` variables (and `LF_TIMEOUT`), as the Python runtime reads them.
-#[derive(Debug, Clone)]
-pub struct AsyncSettings {
-    /// The function's timeout: the consumer's ack wait adds `ack_grace`.
-    pub timeout: Duration,
-    /// Async calls this replica runs at once (at most `LF_CONCURRENCY`; 0: pull none).
-    pub concurrency: usize,
-    /// The consumer's `max_ack_pending`: the function's async calls in flight over all replicas.
-    pub max_inflight: usize,
-    pub max_attempts: u32,
-    pub backoff: Duration,
-    /// Zero: no limit.
-    pub max_age: Duration,
-    pub result_ttl: Duration,
-    pub ack_grace: Duration,
-    /// `LF_CALLBACK_ALLOW_PRIVATE=true`: callbacks may go to private addresses (tests, closed networks).
-    pub callback_allow_private: bool,
-}
-
-impl AsyncSettings {
-    pub(crate) fn from_env<'a>(
-        get: impl Fn(&str) -> Option<&'a str> + Copy,
-        concurrency: usize,
-    ) -> Result<Self, String> {
-        let or = |value: Duration, default: f64| {
-            if value.is_zero() {
-                Duration::from_secs_f64(default)
-            } else {
-                value
-            }
-        };
-        Ok(Self {
-            timeout: or(seconds(get, "LF_TIMEOUT", 60.0)?, 60.0),
-            concurrency: integer(get, "LF_ASYNC_CONCURRENCY", concurrency, 0, usize::MAX)?
-                .min(concurrency),
-            max_inflight: integer(get, "LF_ASYNC_MAX_INFLIGHT", 1000, 1, 1_000_000)?,
-            max_attempts: u32::try_from(integer(get, "LF_ASYNC_MAX_ATTEMPTS", 3, 1, 100)?)
-                .unwrap_or(3),
-            backoff: seconds(get, "LF_ASYNC_BACKOFF", 1.0)?,
-            max_age: seconds(get, "LF_ASYNC_MAX_AGE", 0.0)?,
-            result_ttl: or(
-                seconds(get, "LF_ASYNC_RESULT_TTL", DEFAULT_ASYNC_RESULT_TTL_S)?,
-                DEFAULT_ASYNC_RESULT_TTL_S,
-            ),
-            ack_grace: seconds(get, "LF_ASYNC_ACK_GRACE", 5.0)?,
-            callback_allow_private: get("LF_CALLBACK_ALLOW_PRIVATE")
-                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
         })
     }
 }
@@ -312,30 +256,6 @@ mod tests {
             err.contains("LF_HEALTH_PORT") && err.contains("own ports"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn async_settings_default_like_python() {
-        let s = AsyncSettings::from_env(|_| None, 16).unwrap();
-        assert_eq!(s.concurrency, 16);
-        assert_eq!((s.max_inflight, s.max_attempts), (1000, 3));
-        assert_eq!(s.timeout, Duration::from_mins(1));
-        assert_eq!(s.result_ttl, Duration::from_hours(24));
-        let capped = AsyncSettings::from_env(
-            |k| match k {
-                "LF_ASYNC_CONCURRENCY" => Some("99"),
-                "LF_TIMEOUT" => Some("2s"),
-                _ => None,
-            },
-            4,
-        )
-        .unwrap();
-        assert_eq!(
-            (capped.concurrency, capped.timeout),
-            (4, Duration::from_secs(2))
-        );
-        let err = AsyncSettings::from_env(|k| (k == "LF_ASYNC_MAX_ATTEMPTS").then_some("0"), 4);
-        assert!(err.unwrap_err().contains("LF_ASYNC_MAX_ATTEMPTS"));
     }
 
     #[test]

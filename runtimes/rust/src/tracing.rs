@@ -10,9 +10,8 @@
 //! The exporter's HTTP client is the tiny blocking HTTP/1.1 one below (plain `http://`, as an in-cluster
 //! collector is): no reqwest, hyper or TLS stack in the runtime for it.
 //!
-//! One span per call, named after the function, kind SERVER (CONSUMER for an async call), its parent the
-//! envelope's W3C `traceparent`/`tracestate`; attributes `faas.invocation_id`, `faas.trigger` (`http`, `pubsub`
-//! for an async call), `faas.coldstart`, `faas.name`, `litefunctions.namespace`, `http.request.method`, and at
+//! One span per call, named after the function, kind SERVER, its parent the envelope's W3C
+//! `traceparent`/`tracestate`; attributes `faas.invocation_id`, `faas.trigger` (`http`), `faas.coldstart`, `faas.name`, `litefunctions.namespace`, `http.request.method`, and at
 //! the end `http.response.status_code` (and `error.type`: `timeout`, `drain_timeout`). A call refused before any
 //! handler ran (busy, no budget left) gets a span begun and ended at once, `error.type` `busy` or `timeout`. Status ERROR for any
 //! runtime error kind or a 5xx; a handler's error or panic is recorded as an `exception` event with the status
@@ -78,14 +77,7 @@ mod disabled {
             Err("this binary was built without the `otel` feature of lf-runtime".to_owned())
         }
 
-        pub fn start(
-            &self,
-            _: &str,
-            _: &str,
-            _: &mut crate::types::Request,
-            _: bool,
-            _: bool,
-        ) -> CallSpan {
+        pub fn start(&self, _: &str, _: &str, _: &mut crate::types::Request, _: bool) -> CallSpan {
             CallSpan(())
         }
 
@@ -179,7 +171,6 @@ mod enabled {
             function: &str,
             req: &mut crate::types::Request,
             cold: bool,
-            queued: bool,
         ) -> CallSpan {
             let envelope = super::Envelope {
                 call_id: &req.call_id,
@@ -187,7 +178,7 @@ mod enabled {
                 traceparent: &req.traceparent,
                 tracestate: &req.tracestate,
             };
-            let span = self.span(namespace, function, &envelope, cold, queued);
+            let span = self.span(namespace, function, &envelope, cold);
             let context = Context::new().with_remote_span_context(span.span_context().clone());
             let mut outgoing = HashMap::new();
             TraceContextPropagator::new().inject_context(&context, &mut outgoing);
@@ -208,11 +199,7 @@ mod enabled {
             payload: &[u8],
             error: &str,
         ) {
-            CallSpan(
-                self.span(namespace, function, envelope, false, false),
-                false,
-            )
-            .end(payload, error);
+            CallSpan(self.span(namespace, function, envelope, false), false).end(payload, error);
         }
 
         fn span(
@@ -221,7 +208,6 @@ mod enabled {
             function: &str,
             req: &super::Envelope<'_>,
             cold: bool,
-            queued: bool,
         ) -> Span {
             let mut carrier = HashMap::new();
             if !req.traceparent.is_empty() {
@@ -231,14 +217,10 @@ mod enabled {
             let parent = TraceContextPropagator::new().extract(&carrier);
             self.tracer
                 .span_builder(function.to_owned())
-                .with_kind(if queued {
-                    SpanKind::Consumer
-                } else {
-                    SpanKind::Server
-                })
+                .with_kind(SpanKind::Server)
                 .with_attributes([
                     KeyValue::new("faas.invocation_id", req.call_id.to_owned()),
-                    KeyValue::new("faas.trigger", if queued { "pubsub" } else { "http" }),
+                    KeyValue::new("faas.trigger", "http"),
                     KeyValue::new("faas.coldstart", cold),
                     KeyValue::new("faas.name", function.to_owned()),
                     KeyValue::new("litefunctions.namespace", namespace.to_owned()),
@@ -454,7 +436,7 @@ mod enabled {
                 deadline: std::time::Instant::now(),
                 output: crate::capture::Output::default(),
             };
-            let mut span = tracing.start("ns", "hello", &mut req, true, false);
+            let mut span = tracing.start("ns", "hello", &mut req, true);
             span.fail("boom");
             let payload = _native::envelope::ResponseRef {
                 status: 500,
