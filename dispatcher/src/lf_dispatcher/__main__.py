@@ -1,0 +1,48 @@
+"""`python -m lf_dispatcher` (script `lf-dispatcher`; `lf dispatcher`, and `lf dev` starts one): run until SIGTERM or
+SIGINT, then drain (`service.Dispatcher.stop`). Exit codes: 0 after a clean stop, 1 when NATS refuses the
+credentials, 2 for a bad `LF_*` variable (the message names it)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+import uvloop
+
+from lf_dispatcher.callbacks import CallbackSettingsError
+from lf_dispatcher.logs import configure_logging
+from lf_dispatcher.service import Dispatcher
+from lf_dispatcher.settings import Settings, SettingsError
+
+EX_CONFIG = 2
+log = logging.getLogger("lf_dispatcher")
+
+
+async def serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    dispatcher = Dispatcher(settings)
+    await dispatcher.start()
+    # (triggers start here, next to the async calls)
+    await stop.wait()
+    await dispatcher.stop()
+
+
+def main() -> None:
+    try:
+        settings = Settings.from_env(os.environ)
+    except (SettingsError, CallbackSettingsError) as exc:
+        configure_logging("info")
+        log.error("bad_settings", extra={"fields": {"error": str(exc)}})
+        sys.exit(EX_CONFIG)
+    configure_logging(settings.log_level)
+    uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
