@@ -498,3 +498,84 @@ def version() -> None:
     console.print(
         f"lf {package_version('lf-controlplane')} (native {lf_native.__version__}, {lf_native.build_profile})"
     )
+
+
+# -- lf callbacks: the keys callbacks are signed with ---------------------------------------------------------------
+
+callbacks_app = typer.Typer(
+    help="Signed callbacks: the keys a receiver verifies Lf-Signature with (docs/operations.md).", no_args_is_help=True
+)
+app.add_typer(callbacks_app, name="callbacks")
+
+KeysDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir", envvar="LF_CALLBACK_KEYS_DIR", help="The keys folder (default: lf dev's, STATE_DIR/callback-keys)."
+    ),
+]
+StateDir = Annotated[Path, typer.Option(envvar="LF_STATE_DIR", help="lf dev's state folder.")]
+
+
+def _keys_path(namespace: str, keys_dir: Path | None, state_dir: Path) -> Path:
+    from lf_core import callbackkeys
+
+    try:
+        return callbackkeys.path_for(keys_dir or state_dir / "callback-keys", namespace)
+    except callbackkeys.CallbackKeyError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+@callbacks_app.command("key")
+def callbacks_key(
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = DEFAULT_NAMESPACE,
+    keys_dir: KeysDir = None,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+) -> None:
+    """Print the key(s) that sign the namespace's callbacks now, for a receiver to verify with (two during a
+    rotation's overlap: accept either). Under lf dev a namespace without one gets one."""
+    from lf_core import callbackkeys
+
+    path = _keys_path(namespace, keys_dir, state_dir)
+    try:
+        keys = callbackkeys.KeyRing(path.parent).signing_keys(namespace)
+    except callbackkeys.NoSigningKey as exc:
+        raise _fail(f"{exc} in {path.parent}") from None
+    if output is not Output.table:
+        view = {"namespace": namespace, "keys": msgspec.json.decode(callbackkeys.encode(keys))["keys"]}
+        typer.echo(json.dumps(view, indent=2) if output is Output.json else yaml.safe_dump(view, sort_keys=False))
+        return
+    for key in keys:
+        until = f"until {callbackkeys.rfc3339(key.not_after)}" if key.not_after is not None else "no end"
+        typer.echo(f"{key.id}  {key.secret}  {until}")
+
+
+@callbacks_app.command("rotate")
+def callbacks_rotate(
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = DEFAULT_NAMESPACE,
+    overlap: Annotated[
+        str, typer.Option(help="How long the current key(s) keep signing beside the new one (0: stop at once).")
+    ] = "24h",
+    keys_dir: KeysDir = None,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+) -> None:
+    """Add a new signing key; the current one keeps signing for --overlap, so receivers can move to the new key
+    (`lf callbacks key` shows both) before the old one stops."""
+    from lf_core import callbackkeys
+    from lf_core.contract.specs import ManifestError, parse_duration
+
+    try:
+        overlap_s = 0.0 if overlap.strip() in ("0", "0s") else parse_duration(overlap, "--overlap")
+    except ManifestError as exc:
+        raise _fail(str(exc), 2) from None
+    path = _keys_path(namespace, keys_dir, state_dir)
+    try:
+        fresh, keys = callbackkeys.rotate(path, overlap_s=overlap_s)
+    except callbackkeys.CallbackKeyError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot write {path}: {exc.strerror} (a mounted Secret is changed in the cluster)") from None
+    typer.echo(f"new key {fresh.id} signs {namespace}'s callbacks from now")
+    for key in keys:
+        if key is not fresh and key.not_after is not None:
+            typer.echo(f"key {key.id} signs too until {callbackkeys.rfc3339(key.not_after)}")

@@ -39,7 +39,7 @@ class NoSigningKey(LookupError):  # noqa: N818 (a refusal, named for what is mis
     """No key signs for the namespace now (and none could be created): the callback is not sent."""
 
 
-class _KeyJson(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+class _KeyJson(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
     id: str
     secret: str
     created: str
