@@ -141,9 +141,7 @@ def test_curl_sees_the_202(dev: LfDev) -> None:
 def test_an_async_call_to_a_compiled_function_runs_on_its_runtime(
     lf_dev: LfDev, function: str, language: str, build_s: float
 ) -> None:
-    # The Go and Rust runtimes pull from LF_ASYNC like the Python one (runtimes/go/asyncworker/,
-    # runtimes/rust/src/asyncworker/); a runtime that does not is answered 501
-    # (tests/unit/dataplane/test_route_table.py).
+    # Every runtime takes async calls through the dispatcher, which invokes them like sync calls.
     lf_dev.wait_serving(function, timeout=build_s)
     response = submit(lf_dev, function, "?name=Async", content=b"{}", headers=HEADERS)
     assert response.status_code == 202, response.text

@@ -72,20 +72,13 @@ def test_loaded_with_no_entries_is_an_empty_table() -> None:
     assert routes.loaded and routes.table is not None and len(routes.table) == 0
 
 
-def test_route_entries_say_which_runtimes_take_async_calls() -> None:
+def test_route_entries_keep_their_runtime_and_old_entries_still_decode() -> None:
     from lf_core.contract.routes import FunctionRoute, decode_route, encode_route
     from lf_dataplane.calls.routetable import Defaults, target_of
 
-    def entry(runtime: str) -> FunctionRoute:
-        return FunctionRoute(
-            namespace="default", name="f", timeout_ms=1000, max_request_bytes=1, max_response_bytes=1,
-            runtime=runtime,
-        )  # fmt: skip
-
-    assert target_of(entry("python"), Defaults()).accepts_async
-    assert target_of(entry("go"), Defaults()).accepts_async
-    assert target_of(entry("rust"), Defaults()).accepts_async
-    assert not target_of(entry("cobol"), Defaults()).accepts_async, "a runtime nothing pulls for: 501"
+    entry = FunctionRoute(
+        namespace="default", name="f", timeout_ms=1000, max_request_bytes=1, max_response_bytes=1, runtime="go"
+    )
+    assert decode_route(encode_route(entry)).runtime == "go"
     old = b'{"namespace":"default","name":"f","timeout_ms":1000,"max_request_bytes":1,"max_response_bytes":1}'
-    assert target_of(decode_route(old), Defaults()).accepts_async, "entries written before the field existed"
-    assert decode_route(encode_route(entry("go"))).runtime == "go"
+    assert target_of(decode_route(old), Defaults()).subject == "lf.invoke.default.f", "entries written before fields"

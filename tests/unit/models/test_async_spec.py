@@ -1,5 +1,5 @@
-"""`spec.async` resolved onto the Function, and the runtime's LF_ASYNC_* variables it becomes (docs/operations.md,
-"Async calls")."""
+"""`spec.async` resolved onto the Function, and carried to the dispatcher by the function's route entry
+(docs/operations.md, "Async calls")."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from lf_core.asynccalls.policy import DEFAULT_BACKOFF_S, DEFAULT_MAX_ATTEMPTS
-from lf_core.contract.specs import API_VERSION, AsyncRule, ManifestError, async_env, load_manifest
+from lf_core.contract.routes import decode_route, encode_route, route_of
+from lf_core.contract.specs import API_VERSION, AsyncRule, ManifestError, load_manifest
 
 
 def _function(**spec: Any) -> dict[str, Any]:
@@ -54,46 +55,8 @@ def test_bad_async_is_refused_naming_the_field(options: dict[str, Any], message:
         load_manifest(_function(**{"async": options}))
 
 
-ENV = {
-    "defaults": (
-        {},
-        {"LF_TIMEOUT": "60s", "LF_ASYNC_MAX_ATTEMPTS": "3", "LF_ASYNC_BACKOFF": "1s", "LF_ASYNC_RESULT_TTL": "86400s"},
-    ),
-    "tuned": (
-        {"timeout": "2s", "concurrency": 4, "async": {"retries": 1, "backoff": "200ms", "maxAge": "5m"}},
-        {
-            "LF_TIMEOUT": "2s",
-            "LF_ASYNC_MAX_ATTEMPTS": "2",
-            "LF_ASYNC_BACKOFF": "0.2s",
-            "LF_ASYNC_RESULT_TTL": "86400s",
-            "LF_ASYNC_MAX_AGE": "300s",
-        },
-    ),
-    "maxConcurrency below a replica's concurrency": (
-        {"concurrency": 16, "async": {"maxConcurrency": 4}},
-        {"LF_ASYNC_MAX_INFLIGHT": "4", "LF_ASYNC_CONCURRENCY": "4"},
-    ),
-    "maxConcurrency above it: a replica still runs at most its concurrency": (
-        {"concurrency": 16, "async": {"maxConcurrency": 100}},
-        {"LF_ASYNC_MAX_INFLIGHT": "100", "LF_ASYNC_CONCURRENCY": "16"},
-    ),
-}
-
-
-@pytest.mark.parametrize(("spec", "expected"), ENV.values(), ids=ENV.keys())
-def test_async_env(spec: dict[str, Any], expected: dict[str, str]) -> None:
-    env = async_env(load_manifest(_function(**spec)))
-    assert expected.items() <= env.items()
-    if "async" not in spec or "maxConcurrency" not in spec["async"]:
-        assert "LF_ASYNC_MAX_INFLIGHT" not in env and "LF_ASYNC_CONCURRENCY" not in env
-    if "maxAge" not in spec.get("async", {}):
-        assert "LF_ASYNC_MAX_AGE" not in env
-
-
-def test_the_runtime_reads_back_what_the_spec_says() -> None:
-    """The variables are the runtime's own: its Settings parse them into the same policy."""
-    from lf_runtime.settings import Settings
-
+def test_the_route_entry_carries_it_to_the_dispatcher() -> None:
+    """The dispatcher acts on spec.async as the route entry carries it (no runtime reads it any more)."""
     fn = load_manifest(
         _function(
             timeout="3s",
@@ -101,10 +64,10 @@ def test_the_runtime_reads_back_what_the_spec_says() -> None:
             **{"async": {"maxAttempts": 4, "backoff": "1.5s", "maxAge": "90s", "resultTTL": "1h", "maxConcurrency": 5}},
         )
     )
-    settings = Settings.from_env({"LF_FUNCTION": "f", "LF_CONCURRENCY": "8", **async_env(fn)})
-    assert settings.timeout_s == 3.0
-    assert settings.async_max_attempts == 4
-    assert settings.async_backoff_s == 1.5
-    assert settings.async_max_age_s == 90.0
-    assert settings.async_result_ttl_s == 3600.0
-    assert (settings.async_max_inflight, settings.async_concurrency) == (5, 5)
+    route = decode_route(encode_route(route_of(fn)))
+    assert (
+        route.async_rule
+        == fn.async_
+        == AsyncRule(max_attempts=4, backoff_s=1.5, max_age_s=90.0, result_ttl_s=3600.0, max_concurrency=5)
+    )
+    assert (route.timeout_ms, route.concurrency) == (3000, 8)

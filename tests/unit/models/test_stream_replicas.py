@@ -1,5 +1,6 @@
-"""LF_STREAM_REPLICAS: parsed the same way by every process that creates streams, and carried into every stream and
-bucket definition `ensure_all` sends (the Helm chart sets 3 for its 3-node JetStream cluster)."""
+"""LF_STREAM_REPLICAS: parsed the same way by every process that creates streams (a runtime creates none), and
+carried into every stream and bucket definition `ensure_all` sends (the Helm chart sets 3 for its 3-node JetStream
+cluster)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ from lf_core.asynccalls import streams
 from lf_core.bus.jetstream import ERR_STREAM_NOT_FOUND, Headers
 from lf_dataplane.settings import Settings as IngestorSettings
 from lf_dataplane.settings import SettingsError as IngestorSettingsError
-from lf_runtime.settings import Settings as RuntimeSettings
-from lf_runtime.settings import SettingsError as RuntimeSettingsError
 
 
 @pytest.mark.parametrize(
@@ -22,7 +21,6 @@ from lf_runtime.settings import SettingsError as RuntimeSettingsError
 def test_every_process_reads_the_same_setting(env: Mapping[str, str], expected: int) -> None:
     assert streams.stream_replicas(env) == expected
     assert IngestorSettings.from_env(env).stream_replicas == expected
-    assert RuntimeSettings.from_env({"LF_FUNCTION": "hello", **env}).stream_replicas == expected
     assert OperatorConfig.from_env(env).stream_replicas == expected
 
 
@@ -33,8 +31,6 @@ def test_a_bad_count_is_refused_naming_the_setting(raw: str) -> None:
         streams.stream_replicas(env)
     with pytest.raises(IngestorSettingsError, match="LF_STREAM_REPLICAS"):
         IngestorSettings.from_env(env)
-    with pytest.raises(RuntimeSettingsError, match="LF_STREAM_REPLICAS"):
-        RuntimeSettings.from_env({"LF_FUNCTION": "hello", **env})
     with pytest.raises(ValueError, match="LF_STREAM_REPLICAS"):
         OperatorConfig.from_env(env)
 

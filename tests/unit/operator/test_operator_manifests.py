@@ -97,33 +97,15 @@ ENV = {
             "LF_CONCURRENCY": "16",
             "LF_MAX_RESPONSE_BYTES": str(6 * 2**20),
             "LF_DRAIN_TIMEOUT": "60",
-            "LF_TIMEOUT": "60s",
-            "LF_ASYNC_MAX_ATTEMPTS": "3",
-            "LF_ASYNC_BACKOFF": "1s",
-            "LF_ASYNC_RESULT_TTL": "86400s",
         },
     ),
     "tuned": (
         {"concurrency": 4, "timeout": "2s", "limits": {"responseBody": "1Mi"}},
-        {"LF_CONCURRENCY": "4", "LF_MAX_RESPONSE_BYTES": str(2**20), "LF_DRAIN_TIMEOUT": "2", "LF_TIMEOUT": "2s"},
+        {"LF_CONCURRENCY": "4", "LF_MAX_RESPONSE_BYTES": str(2**20), "LF_DRAIN_TIMEOUT": "2"},
     ),
     "own env, contract wins": (
-        {"env": {"GREETING": "hi", "LF_FUNCTION": "evil", "LF_ASYNC_BACKOFF": "0"}},
-        {"GREETING": "hi", "LF_FUNCTION": "hello", "LF_ASYNC_BACKOFF": "1s"},
-    ),
-    "spec.async": (
-        {
-            "concurrency": 8,
-            "async": {"retries": 4, "backoff": "500ms", "maxAge": "2h", "resultTTL": "1h", "maxConcurrency": 20},
-        },
-        {
-            "LF_ASYNC_MAX_ATTEMPTS": "5",
-            "LF_ASYNC_BACKOFF": "0.5s",
-            "LF_ASYNC_MAX_AGE": "7200s",
-            "LF_ASYNC_RESULT_TTL": "3600s",
-            "LF_ASYNC_MAX_INFLIGHT": "20",
-            "LF_ASYNC_CONCURRENCY": "8",
-        },
+        {"env": {"GREETING": "hi", "LF_FUNCTION": "evil", "LF_CONCURRENCY": "999"}},
+        {"GREETING": "hi", "LF_FUNCTION": "hello", "LF_CONCURRENCY": "16"},
     ),
 }
 
@@ -361,8 +343,8 @@ def test_network_policy_has_no_rule_for_the_probe_port() -> None:
         assert 8081 not in ports and "health" not in ports
 
 
-def test_function_pods_create_streams_with_the_operators_replica_count() -> None:
-    fn = parse_function(body())
-    assert {e["name"]: e["value"] for e in manifests.runtime_env(fn, CONFIG)}["LF_STREAM_REPLICAS"] == "1"
-    three = {e["name"]: e["value"] for e in manifests.runtime_env(fn, replace(CONFIG, stream_replicas=3))}
-    assert three["LF_STREAM_REPLICAS"] == "3"
+def test_spec_async_stays_out_of_the_pod() -> None:
+    """spec.async reaches the dispatcher in the route entry; a replica creates no stream and pulls no async call."""
+    spec = {"concurrency": 8, "async": {"retries": 4, "backoff": "500ms", "maxConcurrency": 20}}
+    env = manifests.runtime_env(parse_function(body(**spec)), replace(CONFIG, stream_replicas=3))
+    assert not [e["name"] for e in env if e["name"].startswith(("LF_ASYNC_", "LF_TIMEOUT", "LF_STREAM_REPLICAS"))]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lf_core.contract.specs import Function, async_env
+from lf_core.contract.specs import Function
 
 from lf_controlplane.dev import builds, venvs
 from lf_controlplane.dev.folders import FunctionFolder, fingerprint
@@ -68,7 +68,6 @@ def runtime_env(
             "PYTHONUNBUFFERED": "1",
         }
     )
-    env.update(async_env(function))  # LF_TIMEOUT (an async call's budget, the ack wait) and spec.async
     return env
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import msgspec
 from lf_core.contract.routes import FunctionRoute, HttpTriggerRoute, route_of
-from lf_core.contract.specs import async_env
 
 from lf_controlplane.operator.config import OperatorConfig
 from lf_controlplane.operator.specs import API_VERSION, FunctionObject, Owner, TriggerObject
@@ -121,10 +120,6 @@ def runtime_env(fn: FunctionObject, config: OperatorConfig) -> list[dict[str, st
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "HOME": "/tmp",  # noqa: S108 (the writable emptyDir)
-        **async_env(function),  # LF_TIMEOUT (an async call's budget, the ack wait) and spec.async, as in lf dev
-        # A Python replica creates the async streams when it is the first process to need them: with the cluster's
-        # replica count, as the ingestor and the operator do.
-        "LF_STREAM_REPLICAS": str(config.stream_replicas),
     }
     # On the pod's address (the runtime's default is loopback): the kubelet's readinessProbe asks /readyz there.
     contract["LF_HEALTH_PORT"] = str(config.runtime_health_port)

@@ -31,7 +31,7 @@ class FunctionRoute(msgspec.Struct, frozen=True, kw_only=True):
     cache: CacheRule | None = None
     rate_limit: RateRule | None = None
     runtime: str = ""
-    """The function's runtime ("" in older entries: treated as one that takes async calls)."""
+    """The function's runtime ("" in older entries)."""
     expose_errors: bool = False
     """spec.errors.expose: the ingestor passes the handler's exception text to callers (else a generic message)."""
     concurrency: int = 0
@@ -40,11 +40,6 @@ class FunctionRoute(msgspec.Struct, frozen=True, kw_only=True):
     """Replicas the function is meant to run (spec.replicas; 0 in older entries)."""
     async_rule: AsyncRule = msgspec.field(default_factory=AsyncRule, name="async")
     """spec.async resolved: what the dispatcher acts on (attempts, backoff, max age, result TTL, concurrency)."""
-
-
-# Runtimes whose replicas pull async calls from LF_ASYNC. An async call to any other is refused (501) rather
-# than stored where nothing would ever run it.
-ASYNC_RUNTIMES = frozenset({"python", "go", "rust", ""})
 
 
 def route_of(function: Function, revision: str = "") -> FunctionRoute:

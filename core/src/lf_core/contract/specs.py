@@ -287,24 +287,6 @@ class Function(msgspec.Struct, frozen=True, kw_only=True):
     """spec.errors.expose: callers get the handler's exception text (else a generic message)."""
 
 
-def async_env(function: Function) -> dict[str, str]:
-    """The runtime's LF_ASYNC_* variables (and LF_TIMEOUT, an async call's budget) for `function`: what `lf dev`
-    and the operator both start its replicas with. Unset limits are left to the runtime's defaults."""
-    rule = function.async_
-    env = {
-        "LF_TIMEOUT": f"{function.timeout_s:g}s",
-        "LF_ASYNC_MAX_ATTEMPTS": str(rule.max_attempts),
-        "LF_ASYNC_BACKOFF": f"{rule.backoff_s:g}s",
-        "LF_ASYNC_RESULT_TTL": f"{rule.result_ttl_s:g}s",
-    }
-    if rule.max_age_s is not None:
-        env["LF_ASYNC_MAX_AGE"] = f"{rule.max_age_s:g}s"
-    if rule.max_concurrency is not None:  # over all replicas; a replica never runs more than it may at all
-        env["LF_ASYNC_MAX_INFLIGHT"] = str(rule.max_concurrency)
-        env["LF_ASYNC_CONCURRENCY"] = str(min(rule.max_concurrency, function.concurrency))
-    return env
-
-
 _M = TypeVar("_M", "FunctionManifest", "TriggerManifest")
 
 

@@ -16,7 +16,6 @@ import msgspec
 from lf_core.contract.names import InvalidName
 from lf_core.contract.paths import reserved_path_error
 from lf_core.contract.routes import (
-    ASYNC_RUNTIMES,
     Claims,
     FunctionRoute,
     HttpTriggerRoute,
@@ -48,8 +47,8 @@ class FunctionTarget:
     """What the hot path needs about one function, computed when the table is built, never per request."""
 
     __slots__ = (
-        "accepts_async", "cache", "expose_errors", "gate", "label", "max_request_bytes", "max_response_bytes", "name",
-        "namespace", "rate", "rate_key", "revision", "runtime", "subject", "timeout_s",
+        "cache", "expose_errors", "gate", "label", "max_request_bytes", "max_response_bytes", "name", "namespace",
+        "rate", "rate_key", "revision", "subject", "timeout_s",
     )  # fmt: skip
 
     def __init__(
@@ -64,13 +63,10 @@ class FunctionTarget:
         gate: Gate | None = None,
         cache: CachePolicy | None = None,
         rate: RateRule | None = None,
-        runtime: str = "",
         expose_errors: bool = False,
     ) -> None:
-        self.runtime = runtime
         self.expose_errors = expose_errors
         """Callers get the handler's exception text (spec.errors.expose); else the generic message (http.mapping)."""
-        self.accepts_async = runtime in ASYNC_RUNTIMES
         self.namespace = namespace
         self.name = name
         self.label = f"{name}.{namespace}"
@@ -127,7 +123,6 @@ def target_of(route: FunctionRoute, defaults: Defaults, gates: dict[str, Gate] |
         gate=gate,
         cache=CachePolicy(label, route.revision, route.cache) if route.cache is not None else None,
         rate=route.rate_limit,
-        runtime=route.runtime,
         expose_errors=route.expose_errors,
     )
 

@@ -63,7 +63,7 @@ _JSON: list[Header] = [("content-type", "application/json")]
 
 class Answered(NamedTuple):
     """An async endpoint's answer and the call it names, sent as `X-Call-Id` (an `Idempotency-Key` duplicate answers
-    with the original call's id, not the request's). Refusals (400, 501, 503, ...) are raised as `HttpError`s."""
+    with the original call's id, not the request's). Refusals (400, 413, 503, ...) are raised as `HttpError`s."""
 
     reply: Reply
     call_id: str
@@ -144,14 +144,6 @@ class AsyncCalls:
             raise hm.method_not_allowed(exc.args[1]) from None
         except RouteNotFound:
             raise hm.unrouted(path) from None
-        if not target.accepts_async:
-            raise hm.HttpError(
-                501,
-                "async_not_supported",
-                f"{target.label} runs on the {target.runtime} runtime, which does not take async calls yet; "
-                f"call /function/{target.name}.{target.namespace} synchronously",
-                hm.LAYER_INGESTOR,
-            )
         limit_headers = None
         if target.rate is not None and self.rates is not None:  # the same buckets as the function's sync calls
             limit_headers = await self.rates.take(scope, headers, target)
