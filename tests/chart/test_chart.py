@@ -20,7 +20,17 @@ from tests.chart.conftest import find, parse
 from tools.helm import chart
 
 SAMPLE = yaml.safe_load(chart.SAMPLE_VALUES.read_text())
-IMAGE_KEYS = ("ingestor", "operator", "runtimePython", "runtimeGo", "runtimeRust", "nats", "redis", "postgres")
+IMAGE_KEYS = (
+    "ingestor",
+    "dispatcher",
+    "operator",
+    "runtimePython",
+    "runtimeGo",
+    "runtimeRust",
+    "nats",
+    "redis",
+    "postgres",
+)
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 ALLOWED_VOLUMES = {"configMap", "emptyDir", "secret", "persistentVolumeClaim", "projected", "downwardAPI"}
 NAMESPACE = "lf-system"
@@ -143,6 +153,7 @@ def test_every_pod_meets_the_restricted_pod_security_standard(objects: list[dict
     assert set(seen) == {
         "Deployment/lf-operator",
         "Deployment/lf-ingestor",
+        "Deployment/lf-dispatcher",
         "StatefulSet/lf-nats",
         "Deployment/lf-redis",
         "StatefulSet/lf-postgres",
@@ -183,6 +194,7 @@ def test_every_image_is_the_values_image_by_digest(objects: list[dict[str, Any]]
     expected = {
         "Deployment/lf-operator": image_of("operator"),
         "Deployment/lf-ingestor": image_of("ingestor"),
+        "Deployment/lf-dispatcher": image_of("dispatcher"),
         "StatefulSet/lf-nats": image_of("nats"),
         "Deployment/lf-redis": image_of("redis"),
         "StatefulSet/lf-postgres": image_of("postgres"),
@@ -431,7 +443,7 @@ def test_postgres_password_from_values_or_generated(helm_binary: Path) -> None:
     generated = base64.b64decode(find(parse(chart.template()), "Secret", "lf-postgres")["data"]["password"])
     assert re.fullmatch(rb"[A-Za-z0-9]{32}", generated)
     objects = parse(chart.template(set_values=["postgres.existingSecret=mine"]))
-    assert not [o for o in objects if o["kind"] == "Secret"]
+    assert not [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "lf-postgres"]
     volumes = find(objects, "StatefulSet", "lf-postgres")["spec"]["template"]["spec"]["volumes"]
     assert {"name": "password"} | {"secret": {"secretName": "mine", "items": [{"key": "password", "path": "password"}],
             "defaultMode": 0o440}} in volumes  # fmt: skip

@@ -180,6 +180,15 @@ RECIPES: tuple[Recipe, ...] = (
         python=("lf-dataplane", "lf-valkey"),
     ),
     Recipe(
+        "dispatcher",
+        "dispatcher",
+        Runtime(
+            entrypoint=("python3", "-m", "lf_dispatcher"), env=_PYTHON_ENV, user=f"{NONROOT}:{NONROOT}", workdir="/"
+        ),
+        packages=PYTHON_PACKAGES,
+        python=("lf-dispatcher",),
+    ),
+    Recipe(
         "operator",
         "operator",
         Runtime(
