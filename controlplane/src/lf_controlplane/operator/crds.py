@@ -275,6 +275,8 @@ def trigger_crd() -> dict[str, Any]:
         _column("Host", ".spec.http.host"),
         _column("Path", ".spec.http.path"),
         _column("Schedule", ".spec.cron.schedule", priority=1),
+        _column("Subject", ".spec.nats.subject", priority=1),
+        _column("Last Fire", ".status.lastFire", priority=1),
         _column("Phase", ".status.phase"),
         _column("Age", ".metadata.creationTimestamp", "date"),
     ]

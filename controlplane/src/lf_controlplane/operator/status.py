@@ -39,8 +39,15 @@ class FunctionStatus(msgspec.Struct, kw_only=True, rename="camel", omit_defaults
 
 
 class TriggerStatus(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """`lastFire`, `nextFire`, `lastCallId`, `lastError`: a cron or NATS Trigger's state as the dispatcher records
+    it in LF_TRIGGERS (lf_core.contract.triggerstate), copied here on a timer."""
+
     phase: str = ""
     route: str = ""
+    last_fire: str = ""
+    next_fire: str = ""
+    last_call_id: str = ""
+    last_error: str = ""
     observed_generation: int = 0
     conditions: Annotated[list[Condition], msgspec.Meta(max_length=16)] = msgspec.field(default_factory=list)
 

@@ -6,13 +6,14 @@ bucket and rebuilds its native routing table from the entries it holds.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Literal
 
 import msgspec
 
-from lf_core.contract.specs import AsyncRule, CacheRule, Function, RateRule
-from lf_core.contract.subjects import function_route_key, trigger_route_key
+from lf_core.contract.specs import AsyncRule, CacheRule, CronTrigger, Function, NatsTrigger, RateRule, Trigger
+from lf_core.contract.subjects import event_trigger_route_key, function_route_key, trigger_route_key
 
 
 class FunctionRoute(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +105,50 @@ def encode_trigger_route(route: HttpTriggerRoute) -> bytes:
 def decode_trigger_route(data: bytes) -> HttpTriggerRoute:
     """Raises msgspec.ValidationError / DecodeError on a malformed entry."""
     return msgspec.json.decode(data, type=HttpTriggerRoute)
+
+
+class EventTriggerRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """A cron or NATS Trigger, under `et.{namespace}.{name}`: what the dispatcher runs (the ingestors skip these
+    keys). `cron` or `nats` is the Trigger's spec as validated (`resolve_trigger`); each firing or message becomes
+    an async call of `function` in the same namespace. `revision` changes with the spec, so a dispatcher knows to
+    restart its schedule or subscription."""
+
+    kind: Literal["cron", "nats"]
+    namespace: str
+    name: str
+    function: str
+    cron: CronTrigger | None = None
+    nats: NatsTrigger | None = None
+    revision: str = ""
+
+
+def event_trigger_route(trigger: Trigger) -> EventTriggerRoute | None:
+    """The entry of a cron or NATS Trigger (None for an HTTP one, which is an `HttpTriggerRoute`)."""
+    if trigger.kind not in ("cron", "nats"):
+        return None
+    route = EventTriggerRoute(
+        kind="cron" if trigger.kind == "cron" else "nats",
+        namespace=trigger.namespace,
+        name=trigger.name,
+        function=trigger.function,
+        cron=trigger.cron,
+        nats=trigger.nats,
+    )
+    revision = hashlib.sha256(msgspec.json.encode(route)).hexdigest()[:16]
+    return msgspec.structs.replace(route, revision=revision)
+
+
+def event_trigger_key(route: EventTriggerRoute) -> str:
+    return event_trigger_route_key(route.namespace, route.name)
+
+
+def encode_event_trigger_route(route: EventTriggerRoute) -> bytes:
+    return msgspec.json.encode(route)
+
+
+def decode_event_trigger_route(data: bytes) -> EventTriggerRoute:
+    """Raises msgspec.ValidationError / DecodeError on a malformed entry."""
+    return msgspec.json.decode(data, type=EventTriggerRoute)
 
 
 # -- who owns a host or a path prefix -----------------------------------------------------------------------------

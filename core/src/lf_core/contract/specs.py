@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
+from lf_core.contract.confinement import nats_trigger_error
 from lf_core.contract.names import DEFAULT_NAMESPACE, InvalidName, check_name
 from lf_core.contract.paths import reserved_path_error
 from lf_core.ssrf import UnsafeUrl, check_url
@@ -395,9 +396,10 @@ def check_supported(spec: FunctionSpec) -> None:
 
 
 def unsupported_trigger_fields(spec: TriggerSpec | Trigger) -> list[str]:
-    """The kinds of `spec` nothing serves yet, as paths (`spec.cron`): HTTP triggers are routes the ingestor
-    serves; nothing runs cron schedules or subscribes to subjects for a Trigger yet."""
-    return [f"spec.{kind}" for kind in ("cron", "nats") if getattr(spec, kind) is not None]
+    """The kinds of `spec` nothing serves yet, as paths: none since the dispatcher runs cron and NATS triggers
+    (HTTP triggers are routes the ingestor serves). Kept for the kinds to come."""
+    del spec
+    return []
 
 
 def _cache_rule(cache: Cache | None) -> CacheRule | None:
@@ -511,19 +513,43 @@ class HttpTrigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     methods: Annotated[list[HttpMethod], msgspec.Meta(max_length=7)] = msgspec.field(default_factory=list)
 
 
-class CronTrigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Call the function on a cron `schedule` (5 fields) in `timezone`, with `body`."""
+ConcurrencyPolicy = Literal["Allow", "Forbid", "Replace"]
+HeaderName = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern="^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+MAX_STARTING_DEADLINE_S = 86400
+"""The cap on `startingDeadlineSeconds` (24 h): a run's deterministic call id is recognised by its record in
+LF_RESULTS, kept 24 h by default, so a run older than that could not be told apart from one never fired."""
+DEFAULT_STARTING_DEADLINE_S = 60
+
+
+class CronTrigger(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Call the function on a cron `schedule` in `timezone` (an IANA name), POSTing `body` with `headers`.
+
+    `schedule` has 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds last (croniter's
+    form). `concurrencyPolicy` as a Kubernetes CronJob's: `Allow` every run, `Forbid` skips a run while the
+    previous one is not finished, `Replace` cancels the previous one if it is still queued (a running call is
+    not interrupted). Runs missed (no dispatcher leading, or a leader change) are fired late when less than
+    `startingDeadlineSeconds` old (default 60, at most 86400)."""
 
     schedule: Annotated[str, msgspec.Meta(min_length=9, max_length=128)]
-    timezone: Annotated[str, msgspec.Meta(max_length=64)] = "UTC"
+    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "UTC"
     body: Annotated[str, msgspec.Meta(max_length=65536)] = ""
+    headers: Annotated[dict[HeaderName, Annotated[str, msgspec.Meta(max_length=4096)]], msgspec.Meta(max_length=32)] = (
+        msgspec.field(default_factory=dict)
+    )
+    concurrency_policy: ConcurrencyPolicy = "Allow"
+    starting_deadline_seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_STARTING_DEADLINE_S)] | None = None
 
 
 class NatsTrigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Call the function for each message on `subject` (in queue group `queue`, from JetStream `stream` if set)."""
+    """Call the function (an async call) for each message on `subject`, which must be under `ev.{namespace}.>`.
+
+    Without `stream`: a core NATS subscription, shared by the dispatcher replicas as a queue group; at most once
+    (a message published while no dispatcher listens, or lost with one, is gone). With `stream` (named
+    `EV_{namespace}` or `EV_{namespace}_{anything}`): a durable pull consumer on it filtered by `subject`; at least
+    once (a message is acknowledged only once its async call is stored). The message's headers become the call's
+    request headers (docs: lf_core.contract.confinement for the rules)."""
 
     subject: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-    queue: Annotated[str, msgspec.Meta(max_length=255)] = ""
     stream: Annotated[str, msgspec.Meta(max_length=255)] = ""
 
 
@@ -565,6 +591,10 @@ def resolve_trigger(name: str, namespace: str, spec: TriggerSpec) -> Trigger:
         raise ManifestError(f"spec: set exactly one of http, cron, nats (got {kinds or 'none'})")
     if spec.http is not None and (reserved := reserved_path_error(spec.http.path)) is not None:
         raise ManifestError(reserved)
+    if spec.cron is not None:
+        check_cron(spec.cron)
+    if spec.nats is not None and (refused := nats_trigger_error(namespace, spec.nats.subject, spec.nats.stream)):
+        raise ManifestError(refused)
     try:
         return Trigger(
             name=check_name(name, "metadata.name"),
@@ -586,3 +616,27 @@ def load_trigger(data: Any, *, source: str = "manifest") -> Trigger:
         return resolve_trigger(manifest.metadata.name, manifest.metadata.namespace, manifest.spec)
     except ManifestError as exc:
         raise ManifestError(f"{source}: {exc}") from None
+
+
+def check_cron(cron: CronTrigger) -> None:
+    """A schedule croniter accepts (5 fields, or 6 with seconds last) and an IANA time zone; ManifestError naming
+    the field otherwise. croniter is imported here only (the control plane and the dispatcher carry it; a
+    function's replica never resolves a Trigger)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from croniter import croniter  # type: ignore[import-untyped]
+
+    fields = cron.schedule.split()
+    if len(fields) not in (5, 6):
+        raise ManifestError(
+            f"spec.cron.schedule: {cron.schedule!r} has {len(fields)} fields; use 5 (minute hour day-of-month month "
+            "day-of-week) or 6 (the same, then seconds)"
+        )
+    if not croniter.is_valid(cron.schedule):
+        raise ManifestError(f"spec.cron.schedule: {cron.schedule!r} is not a valid cron schedule")
+    try:
+        ZoneInfo(cron.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ManifestError(
+            f"spec.cron.timezone: {cron.timezone!r} is not a known IANA time zone (e.g. 'UTC', 'Europe/Paris')"
+        ) from None

@@ -25,7 +25,13 @@ from lf_core.contract.routes import (
     decode_trigger_route,
 )
 from lf_core.contract.specs import RateRule
-from lf_core.contract.subjects import ROUTES_BUCKET, function_route_key, invoke_subject, trigger_route_key
+from lf_core.contract.subjects import (
+    EVENT_TRIGGER_PREFIX,
+    ROUTES_BUCKET,
+    function_route_key,
+    invoke_subject,
+    trigger_route_key,
+)
 from lf_native import RoutingTable
 from nats.js.api import KeyValueConfig
 from nats.js.client import JetStreamContext
@@ -295,6 +301,8 @@ async def _watch_once(js: JetStreamContext, routes: Routes, replicas: int = 1) -
         initial: dict[str, Entry] = {}
         live = False
         async for entry in watcher:
+            if entry is not None and entry.key.startswith(EVENT_TRIGGER_PREFIX):
+                continue  # a cron or NATS Trigger: the dispatcher's, not a route
             if entry is None:  # the end of the bucket's current content: swap it in whole
                 routes.replace_all(initial)
                 log.info("routes loaded", extra={"fields": {"functions": len(initial)}})

@@ -1,0 +1,62 @@
+"""The trigger service's environment, read once at start; a bad value names its variable.
+
+| variable | default | what |
+|---|---|---|
+| `LF_NATS_URL` | `nats://127.0.0.1:4222` | the broker |
+| `LF_VALKEY_URL` | (none) | Valkey: the cron leader's lease; unset: an in-process lease (`lf dev`: one dispatcher) |
+| `LF_TRIGGER_LEASE_TTL` | 10s | how long the cron leader's lease lasts unless renewed (renewed every third of it) |
+| `LF_TRIGGER_PUBLISH_TIMEOUT` | 5s | how long a triggered call's PubAck from LF_ASYNC may take |
+| `LF_STREAM_REPLICAS` | 1 | replicas of LF_TRIGGERS (and the async streams) when this process creates them |
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from lf_core.asynccalls.streams import stream_replicas
+
+_DURATION = re.compile(r"(?P<num>\d+(\.\d+)?)(?P<unit>ms|s|m)?")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+
+
+class TriggerSettingsError(ValueError):
+    """A variable is malformed; the message names it."""
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    match = _DURATION.fullmatch(raw)
+    if match is None or float(match["num"]) <= 0:
+        raise TriggerSettingsError(f"{name}={raw!r} is not a positive duration (e.g. '10s', '500ms')")
+    return float(match["num"]) * _UNITS[match["unit"]]
+
+
+@dataclass(frozen=True)
+class TriggerSettings:
+    nats_url: str = "nats://127.0.0.1:4222"
+    valkey_url: str = ""
+    lease_ttl_s: float = 10.0
+    publish_timeout_s: float = 5.0
+    stream_replicas: int = 1
+
+    @property
+    def servers(self) -> list[str]:
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TriggerSettings:
+        try:
+            replicas = stream_replicas(env)
+        except ValueError as exc:
+            raise TriggerSettingsError(str(exc)) from None
+        return cls(
+            nats_url=env.get("LF_NATS_URL", "").strip() or "nats://127.0.0.1:4222",
+            valkey_url=env.get("LF_VALKEY_URL", "").strip(),
+            lease_ttl_s=_seconds(env, "LF_TRIGGER_LEASE_TTL", 10.0),
+            publish_timeout_s=_seconds(env, "LF_TRIGGER_PUBLISH_TIMEOUT", 5.0),
+            stream_replicas=replicas,
+        )
