@@ -39,6 +39,7 @@ from lf_dataplane.calls.callids import CallIds
 from lf_dataplane.calls.overload import FairGate
 from lf_dataplane.calls.replies import Header, Reply
 from lf_dataplane.calls.routetable import Defaults, FunctionTarget, Routes, watch_routes
+from lf_dataplane.http import cloudevents as ce
 from lf_dataplane.http import mapping as hm
 from lf_dataplane.http.asyncapi import AsyncCalls
 from lf_dataplane.http.bodies import BodyBudget
@@ -356,6 +357,8 @@ class Ingestor:
         call_id, method, rest, query, items, params = (
             call.call_id, scope.method, call.rest, scope.query_string, call.items, call.params
         )  # fmt: skip
+        if "ce-specversion" in headers or body and headers.get("content-type", "").startswith(ce.MEDIA_PREFIX):
+            items, body = ce.to_binary(items, body)  # a CloudEvent, checked; structured mode becomes binary mode
 
         def encode(budget_ms: int) -> bytes:
             return encode_request(call_id, method, rest, query, items, body, budget_ms, params, traceparent, tracestate)

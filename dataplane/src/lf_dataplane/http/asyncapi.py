@@ -38,6 +38,7 @@ from lf_core.ssrf import UnsafeUrl, resolve_target, system_resolver
 from lf_native import MethodNotAllowed, RouteNotFound, encode_request
 
 from lf_dataplane.calls.replies import Header, Reply
+from lf_dataplane.http import cloudevents as ce
 from lf_dataplane.http import mapping as hm
 from lf_dataplane.http.backlogs import Backlogs
 from lf_dataplane.http.bodies import BodyBudget
@@ -202,6 +203,9 @@ class AsyncCalls:
         headers = scope.headers
         ns, fn = target.namespace, target.name
         duplicate = False
+        items = [(k, v) for k, v in headers.items() if k not in (CALLBACK_HEADER, IDEMPOTENCY_HEADER)]
+        if "ce-specversion" in headers or body and headers.get("content-type", "").startswith(ce.MEDIA_PREFIX):
+            items, body = ce.to_binary(items, body)  # a CloudEvent, checked before any key is claimed
         try:
             if key:
                 digest = request_digest(method, rest, scope.query_string, body)
@@ -210,7 +214,6 @@ class AsyncCalls:
                     span.span.set_attribute("faas.invocation_id", call_id)
                 if duplicate and await self._known(call_id):
                     return self._accepted(call_id, ns, fn, duplicate=True)
-            items = [(k, v) for k, v in headers.items() if k not in (CALLBACK_HEADER, IDEMPOTENCY_HEADER)]
             traceparent, tracestate = (
                 callspans.outgoing(span, headers) if span is not None else callspans.untraced(headers)
             )
