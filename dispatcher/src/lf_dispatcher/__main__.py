@@ -16,6 +16,7 @@ from lf_dispatcher.callbacks import CallbackSettingsError
 from lf_dispatcher.logs import configure_logging
 from lf_dispatcher.service import Dispatcher
 from lf_dispatcher.settings import Settings, SettingsError
+from lf_dispatcher.triggers import serve_triggers
 
 EX_CONFIG = 2
 log = logging.getLogger("lf_dispatcher")
@@ -28,7 +29,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     dispatcher = Dispatcher(settings)
     await dispatcher.start()
-    # (triggers start here, next to the async calls)
+    dispatcher.tasks.append(asyncio.create_task(serve_triggers(os.environ)))  # cron and NATS Triggers
     await stop.wait()
     await dispatcher.stop()
 

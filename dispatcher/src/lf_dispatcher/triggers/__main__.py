@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 
+from lf_dispatcher.logs import configure_logging
 from lf_dispatcher.triggers.service import serve_triggers
 from lf_dispatcher.triggers.settings import TriggerSettingsError
 
@@ -22,7 +22,7 @@ async def _main() -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    configure_logging("info")
     try:
         asyncio.run(_main())
     except TriggerSettingsError as exc:

@@ -32,7 +32,7 @@ from lf_core.stores.interface import Lease
 
 from lf_dispatcher.triggers.table import TriggerTable
 
-log = logging.getLogger("lf_dispatcher.triggers")
+log = logging.getLogger(__name__)
 
 MAX_MISSED_RUNS = 100
 """At most this many missed runs are fired at once on takeover (the most recent ones), as a CronJob does."""
@@ -106,10 +106,10 @@ class CronScheduler:
                     held = await self.lease.acquire()
                     next_renew = now_mono + renew_every
                     if held and not self.leading:
-                        log.info("cron: leading (lease taken)")
+                        log.info("trigger_cron_leading")
                         self.schedules.clear()  # the previous leader moved the states on: read them again
                     elif not held and self.leading:
-                        log.info("cron: lease lost")
+                        log.info("trigger_cron_lease_lost")
                     self.leading = held
                 if self.leading and self.lease.held:
                     await self.tick()
@@ -137,7 +137,7 @@ class CronScheduler:
                 schedule = self.schedules.get(key)
                 if schedule is not None:
                     schedule.retry_at = self.clock() + FAILURE_RETRY_S
-                log.warning("cron %s: %r", key, exc)
+                log.warning("trigger_cron_failed", extra={"fields": {"trigger": key, "error": repr(exc)}})
 
     async def _schedule_of(self, key: str, route: EventTriggerRoute) -> _Schedule:
         schedule = self.schedules.get(key)
@@ -227,7 +227,13 @@ class CronScheduler:
             if not ack.get("duplicate"):
                 self.fired += 1
                 state.fired += 1
-                log.info("cron %s/%s: run at %s fired: %s", route.namespace, route.name, rfc3339(scheduled), call_id)
+                fields = {
+                    "namespace": route.namespace,
+                    "trigger": route.name,
+                    "scheduled": scheduled,
+                    "call_id": call_id,
+                }
+                log.info("trigger_cron_fired", extra={"fields": fields})
         state.last_fire = self.clock()
         state.last_call_id = call_id
         state.last_scheduled = scheduled
@@ -242,6 +248,8 @@ def _same(schedule: _Schedule, route: EventTriggerRoute) -> bool:
 
 
 def _error(state: TriggerState, message: str) -> None:
-    log.warning("cron %s/%s: %s", state.namespace, state.name, message)
+    log.warning(
+        "trigger_cron_error", extra={"fields": {"namespace": state.namespace, "trigger": state.name, "error": message}}
+    )
     state.last_error = message
     state.last_error_at = time.time()

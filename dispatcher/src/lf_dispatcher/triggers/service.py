@@ -21,7 +21,7 @@ from lf_dispatcher.triggers.settings import TriggerSettings
 from lf_dispatcher.triggers.subjects import NatsTriggers
 from lf_dispatcher.triggers.table import TriggerTable, watch
 
-log = logging.getLogger("lf_dispatcher.triggers")
+log = logging.getLogger(__name__)
 
 LEASE_NAME = "triggers-cron"
 """The cron leader's lease (Valkey key `lf:lease:triggers-cron`)."""
@@ -61,7 +61,7 @@ async def serve_triggers(env: Mapping[str, str] | None = None) -> None:
         await table.loaded.wait()
         tasks.append(asyncio.create_task(scheduler.run(), name="lf-triggers-cron"))
         tasks.append(asyncio.create_task(subjects.run(), name="lf-triggers-nats"))
-        log.info("triggers: serving (%d cron and nats entries)", len(table.triggers))
+        log.info("triggers_ready", extra={"fields": {"entries": len(table.triggers)}})
         await asyncio.gather(*tasks)
     finally:
         for task in tasks:

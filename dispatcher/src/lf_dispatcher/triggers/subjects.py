@@ -32,7 +32,7 @@ from lf_core.contract.triggerstate import TriggerState, decode_state, encode_sta
 
 from lf_dispatcher.triggers.table import TriggerTable
 
-log = logging.getLogger("lf_dispatcher.triggers")
+log = logging.getLogger(__name__)
 
 FETCH_BATCH = 128
 ACK_WAIT_S = 30.0
@@ -57,7 +57,8 @@ class _Stats:
 
     def error(self, message: str) -> None:
         if message != self.last_error:
-            log.warning("nats trigger %s/%s: %s", self.route.namespace, self.route.name, message)
+            fields = {"namespace": self.route.namespace, "trigger": self.route.name, "error": message}
+            log.warning("trigger_nats_error", extra={"fields": fields})
         self.last_error = message
         self.last_error_at = time.time()
 
@@ -128,7 +129,7 @@ class NatsTriggers:
             try:
                 await triggered.write_state(self.request, trigger_state_key(namespace, name), state)
             except Exception as exc:
-                log.debug("refusal not written: %r", exc)
+                log.debug("trigger_state_not_written", extra={"fields": {"error": repr(exc)}})
                 continue
             self.reported[key] = message
 
@@ -150,7 +151,9 @@ class NatsTriggers:
             task.add_done_callback(lambda _t: gate.release())
 
         running.subscription = await self.nc.subscribe(route.nats.subject, queue=queue, cb=on_message)
-        log.info("nats trigger %s: subscribed to %s in %s", key, route.nats.subject, queue)
+        log.info(
+            "trigger_nats_subscribed", extra={"fields": {"trigger": key, "subject": route.nats.subject, "queue": queue}}
+        )
 
     async def _stop(self, key: str, *, remove: bool, replaced: EventTriggerRoute | None = None) -> None:
         running = self.running.pop(key)
@@ -200,7 +203,8 @@ class NatsTriggers:
             try:
                 await self._ensure_consumer(stream, name, route.nats.subject)
                 psub = await js.pull_subscribe_bind(durable=name, stream=stream)
-                log.info("nats trigger %s/%s: pulling %s from %s", route.namespace, route.name, name, stream)
+                fields = {"namespace": route.namespace, "trigger": route.name, "consumer": name, "stream": stream}
+                log.info("trigger_nats_pulling", extra={"fields": fields})
                 try:
                     while True:
                         try:
@@ -290,7 +294,7 @@ class NatsTriggers:
                 try:
                     await self._flush(running.stats)
                 except Exception as exc:
-                    log.debug("trigger state not written: %r", exc)
+                    log.debug("trigger_state_not_written", extra={"fields": {"error": repr(exc)}})
 
     async def _flush(self, stats: _Stats) -> None:
         """Merge what this replica saw into the Trigger's state (compare-and-set: the replicas add up)."""

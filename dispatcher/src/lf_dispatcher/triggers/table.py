@@ -19,7 +19,7 @@ from lf_core.contract.subjects import (
     function_route_key,
 )
 
-log = logging.getLogger("lf_dispatcher.triggers")
+log = logging.getLogger(__name__)
 
 _FUNCTION_PREFIX = "fn."
 _DELETES = ("DEL", "PURGE")
@@ -54,13 +54,13 @@ class TriggerTable:
             route = decode_event_trigger_route(value)
             expected = event_trigger_route_key(route.namespace, route.name)
         except (msgspec.DecodeError, msgspec.ValidationError, InvalidName) as exc:
-            log.warning("trigger entry skipped: %s: %s", key, exc)
+            log.warning("trigger_entry_skipped", extra={"fields": {"key": key, "reason": str(exc)}})
             self.triggers.pop(key, None)
             self.changed.set()
             return
         refusal = self.refusal(route, key, expected)
         if refusal is not None:
-            log.warning("trigger entry refused: %s: %s", key, refusal)
+            log.warning("trigger_entry_refused", extra={"fields": {"key": key, "reason": refusal}})
             self.refused[key] = refusal
             self.triggers.pop(key, None)
         else:
@@ -105,7 +105,7 @@ async def watch(js: Any, table: TriggerTable, *, restart_after_s: float = 1.0) -
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the broker went away, the watch's consumer was lost: start over
-            log.warning("LF_ROUTES watch failed; restarting: %r", exc)
+            log.warning("trigger_watch_failed", extra={"fields": {"error": repr(exc)}})
         await asyncio.sleep(restart_after_s)
 
 
