@@ -166,8 +166,9 @@ def new_key(now: float | None = None) -> Key:
 
 
 def signing(keys: list[Key], now: float) -> list[Key]:
-    """The keys that sign at `now`, newest first."""
-    return sorted((k for k in keys if k.signs_at(now)), key=lambda k: k.created, reverse=True)
+    """The keys that sign at `now`, newest first (of two created in the same second, the later in the file)."""
+    ranked = sorted(enumerate(keys), key=lambda pair: (pair[1].created, pair[0]), reverse=True)
+    return [key for _, key in ranked if key.signs_at(now)]
 
 
 def rotate(path: Path, *, overlap_s: float = DEFAULT_OVERLAP_S, now: float | None = None) -> tuple[Key, list[Key]]:
