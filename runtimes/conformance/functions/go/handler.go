@@ -81,6 +81,12 @@ func Handle(ctx context.Context, req *lf.Request) (*lf.Response, error) {
 		ms, _ := strconv.Atoi(arg)
 		time.Sleep(time.Duration(ms) * time.Millisecond) // ignores ctx on purpose
 		return &lf.Response{Status: 200, Headers: lf.Headers{{Name: "content-type", Value: "text/plain"}}, Body: []byte("slept")}, nil
+	case "flaky": // 503 the first time (it creates the file X-Flaky names), 200 after: a retried call
+		if f, err := os.OpenFile(req.Headers.Get("x-flaky"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
+			_ = f.Close()
+			return lf.Text(503, "failing once"), nil
+		}
+		return lf.Text(200, "recovered"), nil
 	}
 	return inspect(req)
 }

@@ -51,6 +51,12 @@ def handle(req: Request) -> Response | dict[str, object]:
     if action == "sleep":
         time.sleep(int(arg) / 1000)  # ignores the deadline on purpose
         return Response(b"slept", headers=[("content-type", "text/plain")])
+    if action == "flaky":  # 503 the first time (it creates the file X-Flaky names), 200 after: a retried call
+        try:
+            open(req.headers.get("x-flaky", ""), "x").close()
+        except FileExistsError:
+            return Response(b"recovered", headers=[("content-type", "text/plain")])
+        return Response(b"failing once", status=503, headers=[("content-type", "text/plain")])
     query: dict[str, list[str]] = {}
     for name, value in req.query.multi_items():
         query.setdefault(name, []).append(value)

@@ -50,6 +50,16 @@ pub fn handle(req: Request) -> Result<Response> {
                 .with_header("content-type", "text/plain")
                 .with_body("slept")
         }
+        "flaky" => {
+            // 503 the first time (it creates the file X-Flaky names), 200 after: a retried call.
+            let marker = req.header("x-flaky").unwrap_or_default();
+            let created = std::fs::OpenOptions::new().write(true).create_new(true).open(marker);
+            if created.is_ok() {
+                Response::empty(503).with_body("failing once")
+            } else {
+                Response::text("recovered")
+            }
+        }
         _ => inspect(&req),
     })
 }
