@@ -17,8 +17,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsyncPlatform
     with running_nats(tmp / "nats", port=free_port()) as broker:  # a fixed port: restarted on the same address
         platform = AsyncPlatform(broker, start_async_ingestor(broker.url, tmp / "ingestor.log"), tmp)
         try:
+            for _ in range(2):  # several dispatchers share each function's consumer
+                platform.start_dispatcher()
             yield platform
         finally:
+            for dispatcher in platform.dispatchers:
+                dispatcher.stop(timeout=10)
             for runtime in platform.runtimes:
                 runtime.stop(timeout=10)
             platform.ingestor.stop()

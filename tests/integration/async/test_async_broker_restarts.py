@@ -1,5 +1,6 @@
-"""1,000 async calls while NATS restarts twice (SIGTERM, then SIGKILL) under the running ingestor and runtime:
-every call answered 202 completes; during the outages calls get 503 with Retry-After; none is 202 and lost."""
+"""1,000 async calls while NATS restarts twice (SIGTERM, then SIGKILL) under the running ingestor, dispatchers and
+runtime: every call answered 202 completes; during the outages calls get 503 with Retry-After; none is 202 and
+lost."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _restart(platform: AsyncPlatform, sig: int) -> None:
 
 
 def test_nats_restarted_twice_loses_no_accepted_call(platform: AsyncPlatform) -> None:
-    fn = platform.add_function(env={"LF_CONCURRENCY": "32"})
+    fn = platform.add_function(concurrency=32)
     accepted: list[str] = []
     refused: list[int] = []
     other: list[str] = []

@@ -1,5 +1,6 @@
-"""Async calls under faults (docs/operations.md, "Durability: what survives what"; issue 7): real nats-server with
-file storage, real ingestor and runtimes."""
+"""Async calls under faults (docs/operations.md, "Durability: what survives what"; issues 7 and 15): real
+nats-server with file storage, a real ingestor, two real dispatchers sharing each function's consumer, and real
+runtimes that speak the sync protocol only."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from async_harness import AsyncPlatform, dead_letters, redrive, start_async_ingestor, wait_until
+from async_harness import (
+    AsyncPlatform,
+    dead_letters,
+    holder,
+    record_of,
+    redrive,
+    start_async_ingestor,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +41,28 @@ def test_kill_9_mid_call_is_redelivered_and_stored_once(platform: AsyncPlatform)
     assert done["result"]["status"] == 200
     assert str(attempts[1]["pid"]) in done["result"]["body"]
     assert dead_letters(platform, fn.name) == []
+
+
+def test_kill_9_a_dispatcher_mid_call_another_finishes_it_once(platform: AsyncPlatform) -> None:
+    fn = platform.add_function(timeout="3s")  # ack wait 3 s + 1 s grace
+    call_id = fn.submit("sleep1.5").headers["x-call-id"]
+    victim = holder(platform, call_id)
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+    try:
+        done = fn.wait_status(call_id, ("succeeded",), timeout=30)  # redelivered to the other dispatcher
+        record = record_of(platform, call_id)
+        assert int(record.worker.rpartition(":")[2]) != victim.pid
+        assert done["attempts"] == 2 and done["result"]["status"] == 200
+        attempts = [a for a in fn.attempts() if a["call"] == call_id]
+        assert len(attempts) == 2  # the killed dispatcher's attempt ran to its end; its result went nowhere
+        assert str(attempts[1]["pid"]) in done["result"]["body"]
+        time.sleep(1.0)
+        assert fn.status(call_id)["updatedAt"] == done["updatedAt"]  # one result, never rewritten
+        assert dead_letters(platform, fn.name) == []
+    finally:
+        platform.dispatchers.remove(victim)
+        platform.start_dispatcher()  # the module's other tests keep two
 
 
 def test_same_idempotency_key_three_times_runs_once(platform: AsyncPlatform) -> None:
@@ -82,18 +113,17 @@ def test_non_retryable_400_is_one_attempt_then_dead(platform: AsyncPlatform) -> 
 def test_zombie_paused_past_ack_wait_stores_no_second_result(platform: AsyncPlatform) -> None:
     fn = platform.add_function(timeout="2s", replicas=2)  # ack wait 2 s + 1 s grace
     call_id = fn.submit("sleep1").headers["x-call-id"]
-    first = wait_until(lambda: [a for a in fn.attempts() if a["call"] == call_id], 10, "the first attempt")[0]
-    zombie = next(r for r in fn.replicas if r.process.pid == first["pid"])
-    os.kill(zombie.process.pid, signal.SIGSTOP)
+    zombie = holder(platform, call_id)
+    os.kill(zombie.pid, signal.SIGSTOP)  # a dispatcher paused mid-call, past the ack wait
     try:
-        done = fn.wait_status(call_id, ("succeeded",), timeout=20)  # redelivered to the other replica
+        done = fn.wait_status(call_id, ("succeeded",), timeout=20)  # redelivered to the other dispatcher
     finally:
-        os.kill(zombie.process.pid, signal.SIGCONT)
-    other_pid = next(r.process.pid for r in fn.replicas if r is not zombie)
-    assert str(other_pid) in done["result"]["body"]
-    wait_until(lambda: "async_stale_result_dropped" in zombie.logs(), 15, "the zombie to drop its result")
+        os.kill(zombie.pid, signal.SIGCONT)
+    assert done["attempts"] == 2
+    assert int(record_of(platform, call_id).worker.rpartition(":")[2]) != zombie.pid
+    wait_until(lambda: zombie.events("async_stale_result_dropped"), 15, "the zombie to drop its result")
     after = fn.status(call_id)
-    assert after["status"] == "succeeded" and str(other_pid) in after["result"]["body"]
+    assert after["status"] == "succeeded" and after["attempts"] == 2
     assert after["updatedAt"] == done["updatedAt"]
 
 
@@ -138,7 +168,7 @@ def test_callback_to_a_private_address_is_refused_unless_allowed(platform: Async
 
 
 def test_cancel_a_queued_call(platform: AsyncPlatform) -> None:
-    fn = platform.add_function(env={"LF_CONCURRENCY": "1", "LF_ASYNC_CONCURRENCY": "1"})
+    fn = platform.add_function(concurrency=1, max_concurrency=1)
     blocker = fn.submit("sleep1.5").headers["x-call-id"]
     wait_until(lambda: fn.status(blocker)["status"] == "running", 10, "the blocker to run")
     queued = fn.submit("ok").headers["x-call-id"]
