@@ -13,15 +13,16 @@ Refused, with the one JSON error shape (`http.mapping`): 400 for a missing or em
 (`specversion` "1.0", `id`, `source`, `type`), a `time` that is not an RFC 3339 timestamp, a malformed event;
 415 for a batch (`application/cloudevents-batch+json`) and for event formats other than JSON.
 
-The caller decides whether a request is an event at all with one cheap check (`is_candidate`'s two lookups,
-inlined in the ingestor): a `ce-specversion` header, or a body whose `Content-Type` starts with
+The caller decides whether a request is an event at all with one cheap check (`is_candidate`, inlined in the
+ingestor): a `ce-specversion` header, or a body whose `Content-Type` starts with
 `application/cloudevents`. Everything here runs only for those.
 
 Why not the CloudEvents SDK (PyPI `cloudevents` 2.2): it invents the attributes a receiver must refuse when
 missing (`id` a UUID, `time` now), accepts `time` in ISO 8601 forms RFC 3339 excludes (`isoparse`), writes a
 JSON `data` list as Python's repr (`[True, None]`) and a JSON string `data` as its bare text, parses with the
-stdlib `json` (~42 µs per structured event to binary, against ~5 µs here with msgspec) and pulls in
-python-dateutil (~200 ms of imports per worker).
+stdlib `json` (46 µs per structured event into binary mode and 32 µs per binary event, against 9 and 6 µs
+here with msgspec, side by side on the loaded 2-core dev machine) and pulls in python-dateutil (~200 ms of
+imports per worker).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote, unquote
 
@@ -50,8 +51,7 @@ DEFAULT_DATA_TYPE: Final = "application/json"
 """A structured event's `data` without `datacontenttype` is JSON (the JSON event format's rule)."""
 
 _CE: Final = "ce-"
-_NAME = re.compile(r"[a-z0-9]+\Z")
-_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))\Z", re.ASCII)
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)\Z", re.ASCII)
 _JSON_TYPE = re.compile(r"(?:application|text)/(?:[a-z0-9.\-]+\+)?json\s*(?:;.*)?\Z", re.IGNORECASE | re.DOTALL)
 _HEADER_SAFE: Final = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 """Printable ASCII but `"` and `%` (and the space, below 0x21): what an attribute's header value keeps as is;
@@ -110,7 +110,7 @@ def _check_binary(items: list[Header]) -> None:
         attribute = name[3:]
         if attribute in seen:
             raise _bad(f"the header {name} appears more than once; a CloudEvent attribute has one value")
-        if not _NAME.match(attribute):
+        if not _is_name(attribute):
             raise _bad(
                 f"the header {name[:64]} does not name a CloudEvents attribute (lowercase letters a-z and digits)"
             )
@@ -149,7 +149,7 @@ def _structured(items: list[Header], body: bytes) -> tuple[list[Header], bytes]:
                 raise _bad(f"the CloudEvent attribute {name!r} must be a string, not {_json_type(value)}")
             attributes[name] = value
             continue
-        if not _NAME.match(name):
+        if not _is_name(name):
             raise _bad(f"{name[:64]!r} is not a CloudEvents attribute name (lowercase letters a-z and digits)")
         if isinstance(value, bool):
             attributes[name] = "true" if value else "false"
@@ -219,21 +219,10 @@ def parse_time(text: str) -> datetime:
         ValueError: `text` is not one (ISO 8601's other forms included: RFC 3339 is stricter), or names a day
             or an offset that does not exist, or a leap second.
     """
-    match = _RFC3339.match(text)
-    if match is None:
+    if _RFC3339.match(text) is None:
         raise ValueError(f"{text[:64]!r} is not an RFC 3339 timestamp (e.g. 2026-12-07T10:11:12Z)")
-    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
-    offset = UTC
-    if sign is not None:
-        if int(off_h) > 23 or int(off_m) > 59:
-            raise ValueError(f"{text[:64]!r} has an offset out of range")
-        delta = timedelta(hours=int(off_h), minutes=int(off_m))
-        offset = timezone(-delta if sign == "-" else delta)
-    micros = int((fraction[1:] + "000000")[:6]) if fraction else 0
-    try:
-        return datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tzinfo=offset
-        )  # fmt: skip
+    try:  # the form is RFC 3339's, so fromisoformat (C) reads it as RFC 3339 means it, and checks the ranges
+        return datetime.fromisoformat(text.upper())
     except ValueError as exc:
         raise ValueError(f"{text[:64]!r} is not a valid time: {exc}") from None
 
@@ -248,6 +237,11 @@ def _check_required(attributes: dict[str, str], where: str) -> None:
     if attributes["specversion"] != SPECVERSION:
         found = attributes["specversion"][:40]
         raise _bad(f"the CloudEvent attribute 'specversion' is {found!r} ({where.format('specversion')}); only '1.0'")
+
+
+def _is_name(name: str) -> bool:
+    """A CloudEvents attribute name: lowercase ASCII letters and digits (str methods: a regex costs ~5x)."""
+    return name.isascii() and name.isalnum() and (name.islower() or name.isdigit())
 
 
 def _check_time(text: str, where: str) -> None:
