@@ -18,7 +18,16 @@ def _count_run(req: Request) -> None:
             f.write(line)
 
 
-def handle(req: Request) -> Response | dict[str, object]:
+def _flaky(req: Request) -> Response:
+    """503 the first time (it creates the file X-Flaky names), 200 after: a call the async suite sees retried."""
+    try:
+        open(req.headers.get("x-flaky", ""), "x").close()
+    except FileExistsError:
+        return Response(b"recovered", headers=[("content-type", "text/plain")])
+    return Response(b"failing once", status=503, headers=[("content-type", "text/plain")])
+
+
+def handle(req: Request) -> Response | dict[str, object]:  # noqa: C901 (one branch per behaviour, by design)
     parts = req.path.strip("/").split("/")
     if parts[0] == "runs":
         _count_run(req)
@@ -51,12 +60,8 @@ def handle(req: Request) -> Response | dict[str, object]:
     if action == "sleep":
         time.sleep(int(arg) / 1000)  # ignores the deadline on purpose
         return Response(b"slept", headers=[("content-type", "text/plain")])
-    if action == "flaky":  # 503 the first time (it creates the file X-Flaky names), 200 after: a retried call
-        try:
-            open(req.headers.get("x-flaky", ""), "x").close()
-        except FileExistsError:
-            return Response(b"recovered", headers=[("content-type", "text/plain")])
-        return Response(b"failing once", status=503, headers=[("content-type", "text/plain")])
+    if action == "flaky":
+        return _flaky(req)
     query: dict[str, list[str]] = {}
     for name, value in req.query.multi_items():
         query.setdefault(name, []).append(value)
