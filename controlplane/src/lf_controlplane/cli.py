@@ -455,6 +455,31 @@ def operator(
 
 
 @app.command()
+def dispatcher(
+    nats_url: Annotated[str | None, typer.Option(envvar="LF_NATS_URL", help="The broker.")] = None,
+    admin_port: Annotated[
+        int | None, typer.Option(envvar="LF_ADMIN_PORT", help="Port of the dispatcher's /metrics (0: none).")
+    ] = None,
+) -> None:
+    """Run the dispatcher (`python -m lf_dispatcher`): it pulls every function's async calls, invokes them, records
+    results, retries, dead-letters and calls back. Several may run at once. Its other settings are LF_* variables
+    (docs/operations.md, "The dispatcher"). The control plane starts it as a process and never imports it."""
+    import importlib.util
+
+    if importlib.util.find_spec("lf_dispatcher") is None:
+        raise _fail("the dispatcher is not installed here (the lf-dispatcher package)")
+    env = dict(os.environ)
+    if nats_url:
+        env["LF_NATS_URL"] = nats_url
+    if admin_port is not None:
+        env["LF_ADMIN_PORT"] = str(admin_port)
+    argv = [sys.executable, "-m", "lf_dispatcher"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)  # noqa: S606 (our own interpreter; SIGTERM reaches the dispatcher itself)
+
+
+@app.command()
 def logs(
     name: Annotated[str, typer.Argument(help="Function name, or name.namespace.")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new output.")] = False,
