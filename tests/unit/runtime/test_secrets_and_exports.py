@@ -19,6 +19,7 @@ def secrets_dir(tmp_path: Path) -> Iterator[Path]:
 
 def test_exported_members() -> None:
     assert sorted(lf_runtime.__all__) == [
+        "CloudEvent",
         "Headers",
         "QueryParams",
         "Request",

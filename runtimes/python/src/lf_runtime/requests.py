@@ -1,15 +1,19 @@
 """What a handler sees and may return: `Request`, `Response`, and the multi-dicts behind headers and query.
 
-`Request` wraps the decoded envelope and parses nothing up front: the header index, the query and the JSON body
-are built on first use. Constructing one costs an object allocation, because it happens on every call.
+`Request` wraps the decoded envelope and parses nothing up front: the header index, the query, the JSON body and
+the CloudEvent are built on first use. Constructing one costs an object allocation, because it happens on every
+call.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, TypeVar, overload
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from lf_runtime import jsoncodec
 
@@ -119,6 +123,78 @@ class QueryParams(MultiDict):
         return cls(parse_qsl(query, keep_blank_values=True))
 
 
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    """The CloudEvent a call carries (`Request.event`): its attributes, typed. The data is the request's body,
+    `datacontenttype` its Content-Type.
+
+    The ingestor accepts an event in either HTTP mode (ce-* headers, or `application/cloudevents+json`) and
+    hands every runtime the binary mode, after checking that specversion is "1.0", that id, source and type are
+    there, and that time is RFC 3339 (docs/protocol.md, "CloudEvents").
+    """
+
+    id: str
+    source: str
+    type: str
+    specversion: str = "1.0"
+    subject: str | None = None
+    time: datetime | None = None
+    """Aware (with the event's offset); microseconds (finer digits are dropped)."""
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    extensions: dict[str, str] = field(default_factory=dict)
+    """Every other attribute (`ce-{name}` header), by name, as a string (percent-decoded)."""
+
+
+_CE = "ce-"
+_EVENT_FIELDS = frozenset({"id", "source", "type", "specversion", "subject", "dataschema"})
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)\Z", re.ASCII)
+
+
+def cloud_event(pairs: Iterable[tuple[str, str]]) -> CloudEvent | None:
+    """The CloudEvent in binary mode's headers (`ce-*` and Content-Type), None without `ce-specversion`.
+
+    Values are percent-decoded (the HTTP binding); the first of a repeated header counts; a `time` that is not
+    RFC 3339 is None (the ingestor refuses it: a message from elsewhere may carry one); a missing id, source or
+    type is "" (idem).
+    """
+    attributes: dict[str, str] = {}
+    content_type = None
+    for name, value in pairs:
+        lower = name.lower()
+        if lower.startswith(_CE):
+            attribute = lower[3:]
+            if attribute not in attributes:
+                attributes[attribute] = unquote(value) if "%" in value else value
+        elif lower == "content-type" and content_type is None:
+            content_type = value
+    if "specversion" not in attributes:
+        return None
+    known = {name: attributes.pop(name) for name in _EVENT_FIELDS.intersection(attributes)}
+    stamp = attributes.pop("time", None)
+    return CloudEvent(
+        id=known.get("id", ""),
+        source=known.get("source", ""),
+        type=known.get("type", ""),
+        specversion=known["specversion"],
+        subject=known.get("subject"),
+        time=_rfc3339(stamp) if stamp is not None else None,
+        datacontenttype=content_type,
+        dataschema=known.get("dataschema"),
+        extensions=attributes,
+    )
+
+
+def _rfc3339(text: str) -> datetime | None:
+    """RFC 3339 (not ISO 8601's other forms, which fromisoformat also reads), as the Go and Rust runtimes do."""
+    if _RFC3339.match(text) is None:
+        return None
+    try:
+        return datetime.fromisoformat(text.upper())
+    except ValueError:  # a day or an offset that does not exist, a leap second
+        return None
+
+
 class Request:
     """One call as the handler sees it. Everything is read-only.
 
@@ -127,7 +203,9 @@ class Request:
         deadline: `time.monotonic()` value by which the runtime answers 504 if the handler hasn't returned.
     """
 
-    __slots__ = ("_env", "_headers", "_query", "call_id", "deadline")
+    __slots__ = ("_env", "_event", "_headers", "_query", "call_id", "deadline")
+
+    _event: CloudEvent | None  # set on first use of `event` (unset until then: construction stays as cheap)
 
     def __init__(self, envelope: Envelope, deadline: float) -> None:
         self._env = envelope
@@ -176,6 +254,16 @@ class Request:
     @property
     def body(self) -> bytes:
         return self._env.body
+
+    @property
+    def event(self) -> CloudEvent | None:
+        """The CloudEvent this call carries (its attributes, typed; the data is `body`), or None when the
+        request is not one. Read from the `ce-*` headers on first use."""
+        try:
+            return self._event
+        except AttributeError:
+            event = self._event = cloud_event(self._env.headers)
+            return event
 
     @property
     def text(self) -> str:
