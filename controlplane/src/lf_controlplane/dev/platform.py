@@ -1,8 +1,10 @@
-"""`lf dev`: the local platform. Starts the broker, the ingestor and every function, then keeps them in step
-with the folders on disk until Ctrl-C or SIGTERM.
+"""`lf dev`: the local platform. Starts the broker, the ingestor, the dispatcher (async calls: `python -m
+lf_dispatcher`, supervised like the ingestor, its output next to the ingestor's) and every function, then keeps
+them in step with the folders on disk until Ctrl-C or SIGTERM.
 
 Shutdown order matters: the ingestor first (it stops accepting and finishes the calls it holds, which still
-need the runtimes), then the runtimes (they drain), then the broker.
+need the runtimes), then the dispatcher (it stops pulling and finishes the async calls it holds, which still
+need the runtimes too), then the runtimes (they drain), then the broker.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class DevPlatform:
     routes: KeyValue | None = None
     published: dict[str, bytes] | None = None  # what this lf dev last wrote to LF_ROUTES; None before the first write
     ingestor: Supervised | None = None
+    dispatcher: Supervised | None = None
     runner: FunctionRunner | None = None
     running: dict[str, RunningFunction] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
@@ -79,6 +82,7 @@ class DevPlatform:
     started_at: float = field(default_factory=time.time)
     nats_url: str = ""
     metrics_url: str = ""  # the ingestor's /metrics, on its admin listener (never on the public port)
+    dispatcher_metrics_url: str = ""  # the dispatcher's /metrics, on its own admin listener
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -111,6 +115,7 @@ class DevPlatform:
         )
         await self._sync_functions(discover(settings.root), initial=True)
         await self._start_ingestor(nats_url)
+        await self._start_dispatcher(nats_url)
         self._announce()
 
     def _start_broker(self) -> str:
@@ -140,6 +145,31 @@ class DevPlatform:
         self.ingestor.start()
         await self._wait_ready(f"{settings.base_url}/readyz", timeout=30.0)
 
+    async def _start_dispatcher(self, nats_url: str) -> None:
+        """The dispatcher (async calls, triggers), started as a process like the ingestor; ready once it logged
+        `ready`. Callbacks are signed with keys in the state folder (`lf callbacks key` prints them)."""
+        settings = self.settings
+        admin_host = os.environ.get("LF_ADMIN_HOST") or "127.0.0.1"
+        admin_port = free_port()
+        self.dispatcher_metrics_url = f"http://{admin_host}:{admin_port}/metrics"
+        env = {
+            "LF_CALLBACK_KEYS_DIR": str(settings.state_dir.resolve() / "callback-keys"),
+            **os.environ,
+            "LF_ADMIN_HOST": admin_host,
+            "LF_ADMIN_PORT": str(admin_port),
+            "LF_NATS_URL": nats_url,
+            "LF_DRAIN_TIMEOUT": f"{settings.drain_grace}s",
+            "PYTHONUNBUFFERED": "1",
+        }
+        spec = ProcessSpec(
+            label="dispatcher", argv=[sys.executable, "-m", "lf_dispatcher"], env=env, cwd=Path.cwd(),
+            ready_marker='"event":"ready"',
+        )  # fmt: skip
+        self.dispatcher = Supervised(spec=spec, on_change=self._write_state)
+        self.dispatcher.start()
+        if not await self.dispatcher.wait_ready(30.0):
+            raise StartupError("the dispatcher did not become ready within 30 s (see its output)")
+
     async def _wait_ready(self, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=1.0) as client:
@@ -154,6 +184,7 @@ class DevPlatform:
         base = self.settings.base_url
         print_line("lf dev", f"ingestor on {base}")
         print_line("lf dev", f"metrics on {self.metrics_url} (admin listener, not on the public port)")
+        print_line("lf dev", f"dispatcher metrics on {self.dispatcher_metrics_url}")
         for running in self.running.values():
             fn = running.function
             print_line("lf dev", f"  {fn.name:<20} {function_url(base, fn.namespace, fn.name)}")
@@ -276,9 +307,11 @@ class DevPlatform:
         )
 
     async def shutdown(self) -> None:
-        print_line("lf dev", "stopping: ingestor first, then functions, then the broker")
+        print_line("lf dev", "stopping: ingestor first, then the dispatcher, then functions, then the broker")
         if self.ingestor is not None:
             await self.ingestor.stop(self.settings.drain_grace)
+        if self.dispatcher is not None:
+            await self.dispatcher.stop(self.settings.drain_grace)
         if self.runner is not None:
             await asyncio.gather(*(self.runner.stop(r) for r in self.running.values()))
         self.running.clear()
