@@ -56,7 +56,9 @@ async def serve_triggers(env: Mapping[str, str] | None = None) -> None:
             lease_ttl_s=settings.lease_ttl_s,
             publish_timeout_s=settings.publish_timeout_s,
         )
-        subjects = NatsTriggers(nc, table, request, publish_timeout_s=settings.publish_timeout_s)
+        subjects = NatsTriggers(
+            nc, table, request, publish_timeout_s=settings.publish_timeout_s, ack_wait_s=settings.ack_wait_s
+        )
         tasks.append(asyncio.create_task(watch(nc.jetstream(), table), name="lf-triggers-watch"))
         await table.loaded.wait()
         tasks.append(asyncio.create_task(scheduler.run(), name="lf-triggers-cron"))

@@ -6,6 +6,7 @@
 | `LF_VALKEY_URL` | (none) | Valkey: the cron leader's lease; unset: an in-process lease (`lf dev`: one dispatcher) |
 | `LF_TRIGGER_LEASE_TTL` | 10s | how long the cron leader's lease lasts unless renewed (renewed every third of it) |
 | `LF_TRIGGER_PUBLISH_TIMEOUT` | 5s | how long a triggered call's PubAck from LF_ASYNC may take |
+| `LF_TRIGGER_ACK_WAIT` | 30s | JetStream Triggers: when a message a dead dispatcher held is redelivered |
 | `LF_STREAM_REPLICAS` | 1 | replicas of LF_TRIGGERS (and the async streams) when this process creates them |
 """
 
@@ -41,6 +42,7 @@ class TriggerSettings:
     valkey_url: str = ""
     lease_ttl_s: float = 10.0
     publish_timeout_s: float = 5.0
+    ack_wait_s: float = 30.0
     stream_replicas: int = 1
 
     @property
@@ -58,5 +60,6 @@ class TriggerSettings:
             valkey_url=env.get("LF_VALKEY_URL", "").strip(),
             lease_ttl_s=_seconds(env, "LF_TRIGGER_LEASE_TTL", 10.0),
             publish_timeout_s=_seconds(env, "LF_TRIGGER_PUBLISH_TIMEOUT", 5.0),
+            ack_wait_s=_seconds(env, "LF_TRIGGER_ACK_WAIT", 30.0),
             stream_replicas=replicas,
         )

@@ -84,7 +84,9 @@ class NatsTriggers:
         request: jetstream.Requester,
         *,
         publish_timeout_s: float = 5.0,
+        ack_wait_s: float = ACK_WAIT_S,
     ) -> None:
+        self.ack_wait_s = ack_wait_s
         self.nc = nc
         self.table = table
         self.request = request
@@ -226,7 +228,7 @@ class NatsTriggers:
             "durable_name": name,
             "filter_subject": subject,
             "ack_policy": "explicit",
-            "ack_wait": jetstream.nanoseconds(ACK_WAIT_S),
+            "ack_wait": jetstream.nanoseconds(self.ack_wait_s),
             "deliver_policy": "new",
             "max_deliver": -1,
             "max_ack_pending": MAX_ACK_PENDING,
