@@ -11,8 +11,9 @@ Bounded, so a slow, dead or hostile receiver costs a known amount and never hold
   does not fit is not queued: its outcome is "failed: callback budget full";
 - LF_CALLBACK_CONCURRENCY deliverers; a retry waits on a timer, not in a deliverer;
 - one deadline per attempt (LF_CALLBACK_TIMEOUT) over everything: resolving the host, connecting, TLS, sending,
-  and reading the status line. The lookup runs on a pool of its own (LF_CALLBACK_RESOLVERS threads): a resolver
-  that never answers holds one thread, never a deliverer past its deadline;
+  and reading the status line. A host name is looked up on a pool of its own (LF_CALLBACK_RESOLVERS threads): a
+  resolver that never answers holds a thread, never a deliverer past its deadline (with every thread stuck, lookups
+  wait in the pool's queue and fail at their deadline; URLs with an address need no thread and still go);
 - only the status line is read, at most `STATUS_LINE_MAX` bytes (longer: failed); the rest is not read;
 - LF_CALLBACK_ATTEMPTS attempts, LF_CALLBACK_BACKOFF doubling (with jitter) between them, for connection
   errors, timeouts, 408, 425, 429 and 5xx; any other status is final (redirects are not followed).
@@ -65,7 +66,7 @@ from lf_core.bus import jetstream
 from lf_core.bus.errors import BusError
 from lf_core.callbackkeys import KeyRing, NoSigningKey
 from lf_core.contract.specs import ManifestError, parse_duration, parse_quantity
-from lf_core.ssrf import Resolver, UnsafeUrl, resolve_target, system_resolver
+from lf_core.ssrf import Resolver, UnsafeUrl, check_url, numeric_host, resolve_target, system_resolver
 
 from lf_dispatcher import cloudevents, signing
 
@@ -328,9 +329,11 @@ class Callbacks:
     async def _post(self, url: str, headers: list[tuple[str, str]], body: bytes) -> int:
         """One POST within the caller's deadline: resolve (pool), connect to a checked address, send, read the
         status line. Returns the status."""
-        loop = asyncio.get_running_loop()
         lookup = partial(resolve_target, url, allow_private=self.settings.allow_private, resolve=self.resolve)
-        target = await loop.run_in_executor(self._resolvers, lookup)
+        if numeric_host(check_url(url, allow_private=self.settings.allow_private)[1]) is not None:
+            target = lookup()  # an address already: nothing to look up, no thread (the pool may be all stuck)
+        else:
+            target = await asyncio.get_running_loop().run_in_executor(self._resolvers, lookup)
         context = None
         if target.scheme == "https":
             context = self.ssl_context or ssl.create_default_context()
