@@ -26,12 +26,15 @@ from lf_controlplane.deadletters import dlq_app
 from lf_controlplane.dev import state
 from lf_controlplane.dev.platform import DevPlatform, DevSettings, StartupError
 from lf_controlplane.operator.kube import Kube, KubeError
+from lf_controlplane.triggerscmd import trigger_app, triggers_app
 from lf_controlplane.urls import function_url
 
 T = TypeVar("T")
 
 app = typer.Typer(help="LiteFunctions: serverless functions on a throughput-first data plane.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(triggers_app, name="triggers")
+app.add_typer(trigger_app, name="trigger")
 console = Console()
 errors = Console(stderr=True)
 
