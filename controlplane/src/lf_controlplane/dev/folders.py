@@ -12,6 +12,8 @@ from pathlib import Path
 import yaml
 from lf_core.contract.specs import Function, ManifestError, load_manifest
 
+from lf_controlplane.dev.triggers import is_trigger_file
+
 MANIFEST = "function.yaml"
 REQUIREMENTS = "requirements.txt"
 # Never part of a function's code: tool state, caches, virtual environments, build output (cargo's `target`).
@@ -57,7 +59,8 @@ def is_ignored(relative: Path) -> bool:
 def fingerprint(path: Path) -> str:
     """A digest of every file of the function (names and contents), to skip reloads when nothing changed."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and not is_ignored(p.relative_to(path))):
+    files = (p for p in path.rglob("*") if p.is_file() and not is_ignored(p.relative_to(path)))
+    for file in sorted(f for f in files if not (f.parent == path and is_trigger_file(f.name))):  # not code
         digest.update(str(file.relative_to(path)).encode())
         digest.update(b"\0")
         digest.update(file.read_bytes())

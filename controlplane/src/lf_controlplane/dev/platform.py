@@ -37,6 +37,7 @@ from lf_controlplane.dev.functions import (
     RuntimePaths,
 )
 from lf_controlplane.dev.supervising import ProcessSpec, Supervised, print_line
+from lf_controlplane.dev.triggers import read_triggers, trigger_entries
 from lf_controlplane.dev.venvs import RequirementsError
 from lf_controlplane.natsserver import NatsServer, free_port
 from lf_controlplane.urls import function_url
@@ -82,6 +83,7 @@ class DevPlatform:
     started_at: float = field(default_factory=time.time)
     nats_url: str = ""
     metrics_url: str = ""  # the ingestor's /metrics, on its admin listener (never on the public port)
+    trigger_problems: list[str] = field(default_factory=list)  # refused Trigger manifests, as last printed
     dispatcher_metrics_url: str = ""  # the dispatcher's /metrics, on its own admin listener
 
     async def run(self) -> None:
@@ -271,6 +273,7 @@ class DevPlatform:
         assert self.routes is not None
         routes = [route_of(r.function, revision=r.fingerprint[:16]) for r in self.running.values()]
         wanted = {route_key(route): encode_route(route) for route in routes}
+        wanted.update(self._trigger_entries())
         if self.published is None:
             try:
                 stale = set(await asyncio.wait_for(self.routes.keys(), ROUTES_TIMEOUT_S))
@@ -285,6 +288,18 @@ class DevPlatform:
             if previous.get(key) != value:
                 await asyncio.wait_for(self.routes.put(key, value), ROUTES_TIMEOUT_S)
         self.published = wanted
+
+    def _trigger_entries(self) -> dict[str, bytes]:
+        """The entries of the Trigger manifests in the running functions' folders (dev/triggers.py); refusals are
+        printed when they change."""
+        found = [read_triggers(r.folder.path, r.function) for r in self.running.values()]
+        entries, problems = trigger_entries(t for triggers, _ in found for t in triggers)
+        problems = [p for _, refused in found for p in refused] + problems
+        if problems != self.trigger_problems:
+            for problem in problems:
+                print_line("lf dev", f"trigger NOT SERVED: {problem}")
+            self.trigger_problems = problems
+        return entries
 
     async def _watch(self) -> None:
         root = self.settings.root
