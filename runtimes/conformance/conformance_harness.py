@@ -1,11 +1,13 @@
-"""The conformance platform's parts (fixtures in conftest.py): the suite's functions, the wiretap, and a replica
-per runtime; nats-server, the ingestor, the replica processes and LF_ROUTES are tests/harness's.
+"""The conformance platform's parts (fixtures in conftest.py): the suite's functions, the wiretap, a replica per
+runtime and the one dispatcher that runs their async calls; nats-server, the ingestor, the dispatcher and replica
+processes and LF_ROUTES are tests/harness's.
 
 Why not `lf dev`: the suite must signal one replica (draining) and watch its log, and that needs the process
 itself. It still runs exactly what `lf dev` and the images run: `tests.harness.runtime.replica_command` takes the
 argv from `lf_controlplane.dev.builds.runtime_argv` (the interpreter for Python, the binary built with the runtime
 for Go and Rust) and the environment from `lf_controlplane.dev.functions.runtime_env`; routes are written to
-LF_ROUTES with `lf_core.contract.routes`, as `lf dev` does.
+LF_ROUTES with `lf_core.contract.routes`, as `lf dev` does, and the dispatcher is `python -m lf_dispatcher`, as
+`lf dev` starts it: it finds the functions in LF_ROUTES and invokes their replicas like a sync caller.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from lf_core.contract.routes import route_of
 from lf_core.contract.specs import Function, load_manifest
 from lf_native import decode_response
 
+from tests.harness.dispatcher import Dispatcher, start_dispatcher
 from tests.harness.routes import put_routes
 from tests.harness.runtime import RuntimeProcess, replica_command
 from tests.harness.waiting import wait_for
@@ -39,6 +42,12 @@ def launch(runtime: str, function: Function, state: Path, nats_url: str) -> tupl
     """The command and environment `lf dev` gives a replica of `function`, on `runtime`'s conformance code (the
     binary does not depend on the function's name or settings, so one build serves every variant)."""
     return replica_command(function, FUNCTIONS / runtime, state, nats_url)
+
+
+def start_suite_dispatcher(nats_url: str, log: Path) -> Dispatcher:
+    """The dispatcher (`python -m lf_dispatcher`) once it logged `ready`: a 1 s ack grace, so a call held by a
+    replica that died is redelivered in seconds, and a short drain."""
+    return start_dispatcher(nats_url, log, LF_ASYNC_ACK_GRACE="1s", LF_DRAIN_TIMEOUT="10s")
 
 
 def route(nats_url: str, ingestor: str, function: Function) -> None:

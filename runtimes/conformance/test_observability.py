@@ -48,11 +48,6 @@ FAMILIES = {  # the Python runtime's (runtimes/python/src/lf_runtime/metrics.py)
     "litefunctions_runtime_inflight": ("gauge", NF),
     "litefunctions_runtime_cold_starts": ("counter", NF),
     "litefunctions_runtime_stuck_handlers": ("gauge", NF),
-    "litefunctions_async_runs": ("counter", NF),
-    "litefunctions_async_retries": ("counter", NF),
-    "litefunctions_async_dead": ("counter", NF),
-    "litefunctions_async_zombie_results_dropped": ("counter", NF),
-    "litefunctions_async_pending": ("gauge", NF),
 }
 OUTCOMES = ("ok", "handler_error", "timeout", "busy", "bad_request", "too_large", "internal")
 
@@ -160,7 +155,6 @@ def test_metrics_count_each_outcome_and_the_cold_start_once(observed: Observed) 
     assert 1.8 <= took < 10, "the timeout alone ran about 1.9 s"
     assert after[("litefunctions_runtime_cold_starts_total", labels())] == 1, "one cold start per replica"
     assert after[("litefunctions_runtime_inflight", labels())] == 0
-    assert after[("litefunctions_async_pending", labels())] == 0
 
     # the Python runtime's families, types, label names and buckets, nothing else
     found = {f.name: (f.type, f) for f in text_string_to_metric_families(text)}

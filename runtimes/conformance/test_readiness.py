@@ -4,9 +4,7 @@ answered, and 503 with the reason before the broker is reachable, while it is do
 Each case runs a replica of the runtime's conformance function (the suite's binary, `runtime_env`) against a
 nats-server of its own, on a port fixed before the replica starts, so the broker can come up after the replica and
 be stopped and started again on the same address. Calls go straight to the invoke subject over NATS (no ingestor:
-the case is about the replica alone); `/metrics` says when a held call is running. The async worker is off
-(LF_ASYNC_CONCURRENCY=0): a broker of the test's own has no LF_ASYNC stream, and readiness is about the sync
-subscription.
+the case is about the replica alone); `/metrics` says when a held call is running.
 """
 
 from __future__ import annotations
@@ -49,7 +47,6 @@ class Probed:
         env.update(
             LF_HEALTH_PORT=str(self.health_port),
             LF_CONNECT_TIMEOUT="60",  # the broker comes up after the replica
-            LF_ASYNC_CONCURRENCY="0",
             LF_METRICS_PORT=str(free_port()),  # litefunctions_runtime_inflight: a call is running
         )
         self.argv, self.env = argv, env
