@@ -6,8 +6,8 @@ whose children's names are taken by objects it does not own (OwnershipConflict),
 over LF_NAMESPACE_MAX_REPLICAS (ReplicaCapExceeded), gets `Valid=False` too and touches nothing, until it changes
 (or the operator restarts). Delete removes the route (the finalizer holds the object until it is gone; children
 go with their owner); only children owned by the Function are ever deleted. Deployments of ours: every change
-re-derives their Function's status. Triggers: HTTP ones become route entries; the other kinds are refused naming
-the field.
+re-derives their Function's status. Triggers: HTTP ones become route entries (`tr.`), cron and NATS ones entries
+the dispatcher runs (`et.`), whose state (LF_TRIGGERS) is copied into their status on a timer.
 """
 
 from __future__ import annotations
@@ -19,8 +19,17 @@ from typing import Any
 
 import kopf
 import msgspec
-from lf_core.contract.routes import HttpTriggerRoute, claim_conflict, conflict_message, displaced_by
+from lf_core.contract.routes import (
+    EventTriggerRoute,
+    HttpTriggerRoute,
+    claim_conflict,
+    conflict_message,
+    displaced_by,
+    event_trigger_key,
+    event_trigger_route,
+)
 from lf_core.contract.specs import unsupported_trigger_fields
+from lf_core.contract.triggerstate import status_fields
 
 from lf_controlplane.operator import manifests, specs, status
 from lf_controlplane.operator.config import OperatorConfig
@@ -37,6 +46,8 @@ ROUTE_CONFLICT = "RouteConflict"
 """The Valid/Ready reason of a Trigger refused because another namespace claimed its host or path prefix first."""
 CLAIM_RECHECK_S = 10.0
 """How often a Trigger refused for a claim is looked at again (so it serves once the owner's Trigger is gone)."""
+TRIGGER_STATE_S = 10.0
+"""How often a cron or NATS Trigger's status takes the state the dispatcher recorded (lastFire, nextFire, ...)."""
 
 
 @dataclass
@@ -244,6 +255,12 @@ async def _reconcile_trigger(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo
         )
         return
     store = await ctx.route_store()
+    event = event_trigger_route(tr.trigger)
+    if event is not None:
+        await store.delete_trigger(tr.namespace, tr.name)  # (it may have been an HTTP Trigger before)
+        await _reconcile_event_trigger(ctx, store, body, patch, event)
+        return
+    await store.delete_event_trigger(tr.namespace, tr.name)
     route = manifests.make_trigger_route(tr)
     if route is None:
         await store.delete_trigger(tr.namespace, tr.name)
@@ -282,6 +299,43 @@ async def _reconcile_trigger(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo
     patch.status.update(status.trigger_status(body, phase="Ready", ready=True, reason="Routed", message="", route=key))
 
 
+async def _reconcile_event_trigger(
+    ctx: Context, store: RouteStore, body: kopf.Body, patch: kopf.Patch, event: EventTriggerRoute
+) -> None:
+    """A cron or NATS Trigger: its `et.` entry (the dispatcher runs it), Ready once its function exists."""
+    await store.put_event_trigger(event)
+    key = event_trigger_key(event)
+    recorded = status_fields(await store.trigger_state(event.namespace, event.name))
+    if await ctx.kube.get("Function", event.function, event.namespace) is None:
+        message = f"function {event.function!r} not found in {event.namespace}; the trigger fires once it exists"
+        wanted = status.trigger_status(
+            body, phase="Waiting", ready=False, reason="FunctionNotFound", message=message, route=key
+        )
+    else:
+        reason = "Scheduled" if event.kind == "cron" else "Subscribed"
+        wanted = status.trigger_status(body, phase="Ready", ready=True, reason=reason, message="", route=key)
+    patch.status.update({**wanted, **recorded})
+
+
+def _runs_in_dispatcher(spec: kopf.Spec, **_: Any) -> bool:
+    return bool(spec.get("cron") or spec.get("nats"))
+
+
+@kopf.timer(
+    GROUP, VERSION, "triggers", interval=TRIGGER_STATE_S, initial_delay=TRIGGER_STATE_S, when=_runs_in_dispatcher
+)
+@METRICS.measured("Trigger")
+async def record_trigger_state(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, name: str, namespace: str | None, **_: Any
+) -> None:
+    """lastFire, nextFire, lastCallId, lastError of a cron or NATS Trigger, from LF_TRIGGERS (written only when they
+    changed)."""
+    store = await _ctx(memo).route_store()
+    recorded = status_fields(await store.trigger_state(namespace or "", name))
+    if recorded and status.status_changed(body.get("status"), recorded):
+        patch.status.update(recorded)
+
+
 def _created(body: kopf.Body) -> str:
     return str(body.get("metadata", {}).get("creationTimestamp") or "")
 
@@ -317,4 +371,6 @@ async def recheck_trigger(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
 @METRICS.measured("Trigger")
 async def remove_trigger(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     ctx = _ctx(memo)
-    await (await ctx.route_store()).delete_trigger(namespace or "", name)
+    store = await ctx.route_store()
+    await store.delete_trigger(namespace or "", name)
+    await store.delete_event_trigger(namespace or "", name)

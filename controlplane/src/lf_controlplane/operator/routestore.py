@@ -7,15 +7,26 @@ import contextlib
 
 import msgspec
 from lf_core.contract.routes import (
+    EventTriggerRoute,
     FunctionRoute,
     HttpTriggerRoute,
     decode_trigger_route,
+    encode_event_trigger_route,
     encode_route,
     encode_trigger_route,
+    event_trigger_key,
     route_key,
     trigger_key,
 )
-from lf_core.contract.subjects import ROUTES_BUCKET, function_route_key, trigger_route_key
+from lf_core.contract.subjects import (
+    ROUTES_BUCKET,
+    TRIGGERS_BUCKET,
+    event_trigger_route_key,
+    function_route_key,
+    trigger_route_key,
+    trigger_state_key,
+)
+from lf_core.contract.triggerstate import TriggerState, decode_state
 from nats.aio.client import Client as NatsClient
 from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
@@ -81,6 +92,25 @@ class RouteStore:
 
     async def delete_trigger(self, namespace: str, name: str) -> bool:
         return await self._delete(trigger_route_key(namespace, name))
+
+    async def put_event_trigger(self, route: EventTriggerRoute) -> bool:
+        """A cron or NATS Trigger's entry (`et.`), which the dispatcher runs."""
+        return await self._put(event_trigger_key(route), encode_event_trigger_route(route))
+
+    async def delete_event_trigger(self, namespace: str, name: str) -> bool:
+        return await self._delete(event_trigger_route_key(namespace, name))
+
+    async def trigger_state(self, namespace: str, name: str) -> TriggerState | None:
+        """What the dispatcher recorded of a cron or NATS Trigger in LF_TRIGGERS (None: nothing yet)."""
+        try:
+            kv = await self.nc.jetstream().key_value(TRIGGERS_BUCKET)
+            value = (await kv.get(trigger_state_key(namespace, name))).value
+        except (BucketNotFoundError, KeyNotFoundError):
+            return None
+        try:
+            return decode_state(value or b"")
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
 
     async def trigger_routes(self) -> list[HttpTriggerRoute]:
         """Every HTTP Trigger entry in the bucket (one watch over `tr.>`, read to its end); malformed ones are left
