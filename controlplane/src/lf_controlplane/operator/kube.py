@@ -12,7 +12,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.coordination_v1 import Lease
-from lightkube.resources.core_v1 import ConfigMap, Namespace
+from lightkube.resources.core_v1 import ConfigMap, Namespace, Secret
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
@@ -32,6 +32,7 @@ _KINDS: dict[str, Any] = {
     "Function": FunctionResource,
     "Trigger": TriggerResource,
     "Lease": Lease,
+    "Secret": Secret,  # the callback keys' two (operator/callbackkeys.py); the chart's RBAC names them
 }
 
 

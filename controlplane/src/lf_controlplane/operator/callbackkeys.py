@@ -1,0 +1,373 @@
+"""The callback signing keys on Kubernetes: the operator is the one writer of two kinds of Secret.
+
+- `lf-callback-keys` in the operator's namespace (LF_CALLBACK_KEYS_NAMESPACE; the chart sets it): every namespace's
+  keys, one file `<namespace>.json` each in the format of `lf_core.callbackkeys`. The dispatcher mounts it read-only
+  as its LF_CALLBACK_KEYS_DIR (the kubelet updates a mounted Secret in place).
+- `lf-callback-key` in each namespace that has Functions: that namespace's own file, published so a receiver there
+  can mount it and `lf callbacks key -n NS --kube` reads it with namespace-scoped RBAC.
+
+A Function seen in a namespace whose keys have none that signs gets one (and the namespace's Secret published).
+
+Rotation is asked for on the namespace's Secret, not done by the client: `lf callbacks rotate -n NS --kube` sets the
+annotations ROTATE (a request id) and ROTATE_OVERLAP (seconds); the operator, which watches every `lf-callback-key`
+(a field selector on the name, which RBAC authorizes by resourceNames), rotates the namespace's keys in
+`lf-callback-keys` with `lf_core.callbackkeys.rotate`, records the request as handled there in the same write (so a
+request is never carried out twice, even by a new leader), and publishes the result with ROTATED set to the request
+id (and ROTATE_ERROR when it was refused). So a tenant rotates its own key with rights on its own Secret only, and
+nobody but the operator ever needs to write the Secret that holds every namespace's keys. Whatever else changes in
+a published Secret (its data edited, the Secret deleted) is put back from `lf-callback-keys`.
+
+Off (nothing is watched or written) when LF_CALLBACK_KEYS_NAMESPACE is unset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kopf
+from lf_core import callbackkeys
+from lf_core.callbackkeys import CallbackKeyError, Key
+from lightkube import ALL_NS
+from lightkube.resources.core_v1 import Secret
+
+from lf_controlplane.operator.kube import Conflict, Kube, KubeError
+from lf_controlplane.operator.specs import GROUP, VERSION
+
+log = logging.getLogger("lf_controlplane.operator.callbackkeys")
+
+KEYS_SECRET = "lf-callback-keys"  # noqa: S105 (a name)
+"""Every namespace's keys, in the operator's namespace (mounted by the dispatcher)."""
+PUBLISHED_SECRET = "lf-callback-key"  # noqa: S105 (a name)
+"""One namespace's keys, in that namespace."""
+ROTATE = "litefunctions.io/rotate"
+"""On a published Secret, set by `lf callbacks rotate --kube`: the id of a rotation request."""
+ROTATE_OVERLAP = "litefunctions.io/rotate-overlap"
+"""With ROTATE: seconds the keys that sign now go on signing beside the new one (default 24 h)."""
+ROTATED = "litefunctions.io/rotated"
+"""Set by the operator on a published Secret: the last request id it handled."""
+ROTATE_ERROR = "litefunctions.io/rotate-error"
+"""Set by the operator with ROTATED when it refused that request (the reason)."""
+KEY_ID = "litefunctions.io/key-id"
+"""Set by the operator on a published Secret: the id of the newest key."""
+HANDLED = "rotated.litefunctions.io/"
+"""On lf-callback-keys, `HANDLED + namespace`: the last rotation request carried out for that namespace."""
+MANAGED_LABELS = {"app.kubernetes.io/managed-by": "lf-operator", "app.kubernetes.io/part-of": "litefunctions"}
+RETRY_S = 30.0
+"""A namespace whose key could not be made is tried again on a Function event after this long."""
+WATCH_RETRY_S = 5.0
+CAS_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class Settings:
+    namespace: str | None
+    """Where lf-callback-keys is; None: the operator keeps no callback keys."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        value = (os.environ if env is None else env).get("LF_CALLBACK_KEYS_NAMESPACE", "").strip()
+        return cls(value or None)
+
+
+def file_name(namespace: str) -> str:
+    return callbackkeys.path_for(Path("."), namespace).name
+
+
+def _decode_data(secret: Mapping[str, Any] | None, name: str) -> bytes | None:
+    raw = ((secret or {}).get("data") or {}).get(name)
+    return None if raw is None else base64.b64decode(raw)
+
+
+def _encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def rotated(keys: list[Key], overlap_s: float, now: float) -> tuple[Key, list[Key]]:
+    """`lf_core.callbackkeys.rotate` on a list of keys (it works on a file: a private temporary one here, so the
+    rule of what is kept and how long the old keys sign is the one `lf dev` follows)."""
+    with tempfile.TemporaryDirectory(prefix="lf-callback-keys-") as scratch:
+        path = Path(scratch) / "keys.json"
+        if keys:
+            callbackkeys.write(path, keys)
+        return callbackkeys.rotate(path, overlap_s=overlap_s, now=now)
+
+
+def newest(keys: list[Key]) -> Key:
+    """The key made last (keys are appended as they are made; two made in the same second keep that order)."""
+    return max(reversed(keys), key=lambda k: k.created)
+
+
+def parse_overlap(raw: str | None) -> float:
+    """The ROTATE_OVERLAP annotation: seconds (absent: 24 h); CallbackKeyError naming it otherwise."""
+    if raw is None or not raw.strip():
+        return callbackkeys.DEFAULT_OVERLAP_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise CallbackKeyError(f"{ROTATE_OVERLAP}={raw!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise CallbackKeyError(f"{ROTATE_OVERLAP}={raw!r} must be 0 or more seconds")
+    return value
+
+
+@dataclass
+class _Master:
+    """lf-callback-keys as read: its data (file name → bytes), annotations and resourceVersion (None: absent)."""
+
+    files: dict[str, bytes]
+    annotations: dict[str, str]
+    version: str | None
+    labels: dict[str, str] = field(default_factory=lambda: dict(MANAGED_LABELS))
+
+
+@dataclass
+class CallbackKeys:
+    kube: Kube
+    namespace: str
+    clock: Callable[[], float] = time.time
+    _ready: set[str] = field(default_factory=set)
+    _failed: dict[str, float] = field(default_factory=dict)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    # -- lf-callback-keys ---------------------------------------------------------------------------------------------
+
+    async def _read_master(self) -> _Master:
+        secret = await self.kube.get("Secret", KEYS_SECRET, self.namespace)
+        if secret is None:
+            return _Master({}, {}, None)
+        data = {name: base64.b64decode(value) for name, value in (secret.get("data") or {}).items()}
+        meta = secret.get("metadata") or {}
+        annotations = dict(meta.get("annotations") or {})
+        return _Master(data, annotations, str(meta["resourceVersion"]), dict(meta.get("labels") or {}))
+
+    async def _write_master(self, master: _Master) -> None:
+        """Create or replace at the version read (Conflict: someone wrote it meanwhile)."""
+        obj: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": KEYS_SECRET,
+                "namespace": self.namespace,
+                "labels": master.labels,
+                "annotations": master.annotations,
+            },
+            "data": {name: _encode(data) for name, data in sorted(master.files.items())},
+        }
+        if master.version is None:
+            await self.kube.create(obj)
+        else:
+            obj["metadata"]["resourceVersion"] = master.version
+            await self.kube.replace(obj)
+
+    async def _update(self, change: Callable[[_Master], bool]) -> _Master:
+        """Read lf-callback-keys, let `change` edit it (True: write it), write at the version read; again on a
+        conflict. Returns it as written (or read, when nothing changed)."""
+        async with self._lock:
+            for _attempt in range(CAS_ATTEMPTS):
+                master = await self._read_master()
+                if not change(master):
+                    return master
+                try:
+                    await self._write_master(master)
+                except Conflict:
+                    continue
+                return master
+        raise KubeError(f"Secret {self.namespace}/{KEYS_SECRET} kept changing ({CAS_ATTEMPTS} attempts)")
+
+    # -- what the operator does ---------------------------------------------------------------------------------------
+
+    async def ensure(self, namespace: str) -> list[Key]:
+        """`namespace` has a key that signs now (one is added when not), and its Secret is published."""
+        name = file_name(namespace)
+        now = self.clock()
+
+        def add_key(master: _Master) -> bool:
+            data = master.files.get(name)
+            keys = callbackkeys.decode(data, f"{KEYS_SECRET}/{name}") if data is not None else []
+            if callbackkeys.signing(keys, now):
+                return False
+            master.files[name] = callbackkeys.encode([*keys, callbackkeys.new_key(now)])
+            return True
+
+        master = await self._update(add_key)
+        await self.publish(namespace, master)
+        self._ready.add(namespace)
+        return callbackkeys.decode(master.files[name], f"{KEYS_SECRET}/{name}")
+
+    async def rotate(self, namespace: str, request: str, overlap_s: float) -> Key:
+        """Carry out rotation request `request` once: a new key, the signing ones ending `overlap_s` later."""
+        name = file_name(namespace)
+        now = self.clock()
+
+        def rotate_keys(master: _Master) -> bool:
+            if master.annotations.get(HANDLED + namespace) == request:
+                return False  # done already (before a restart, or by the previous leader)
+            data = master.files.get(name)
+            keys = callbackkeys.decode(data, f"{KEYS_SECRET}/{name}") if data is not None else []
+            _, kept = rotated(keys, overlap_s, now)
+            master.files[name] = callbackkeys.encode(kept)
+            master.annotations[HANDLED + namespace] = request
+            return True
+
+        master = await self._update(rotate_keys)
+        keys = callbackkeys.decode(master.files[name], f"{KEYS_SECRET}/{name}")
+        await self.publish(namespace, master, handled=request)
+        return newest(keys)
+
+    async def publish(
+        self, namespace: str, master: _Master, *, handled: str | None = None, error: str | None = None
+    ) -> None:
+        """Write `namespace`'s file of `master` into its lf-callback-key (created, or replaced when it differs),
+        keeping annotations others set (a pending rotation request); `handled`: the request just handled."""
+        name = file_name(namespace)
+        data = master.files.get(name)
+        if data is None:
+            return
+        keys = callbackkeys.decode(data, f"{KEYS_SECRET}/{name}")
+        latest = newest(keys).id if keys else ""
+        for _attempt in range(CAS_ATTEMPTS):
+            current = await self.kube.get("Secret", PUBLISHED_SECRET, namespace)
+            meta = dict((current or {}).get("metadata") or {})
+            annotations = dict(meta.get("annotations") or {})
+            wanted = dict(annotations)
+            wanted[KEY_ID] = latest
+            if handled is not None:
+                wanted[ROTATED] = handled
+                if error is None:
+                    wanted.pop(ROTATE_ERROR, None)
+                else:
+                    wanted[ROTATE_ERROR] = error
+            if current is not None and wanted == annotations and set(current.get("data") or {}) == {name}:
+                if _decode_data(current, name) == data:
+                    return
+            obj: dict[str, Any] = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {
+                    "name": PUBLISHED_SECRET,
+                    "namespace": namespace,
+                    "labels": {**(meta.get("labels") or {}), **MANAGED_LABELS},
+                    "annotations": wanted,
+                },
+                "data": {name: _encode(data)},
+            }
+            try:
+                if current is None:
+                    await self.kube.create(obj)
+                else:
+                    obj["metadata"]["resourceVersion"] = meta["resourceVersion"]
+                    await self.kube.replace(obj)
+            except Conflict:
+                continue
+            log.info("callback keys of %s published (newest %s)", namespace, latest)
+            return
+        raise KubeError(f"Secret {namespace}/{PUBLISHED_SECRET} kept changing ({CAS_ATTEMPTS} attempts)")
+
+    async def function_seen(self, namespace: str) -> None:
+        """A Function exists in `namespace`: make sure it has a key (once per process; a failure is retried on a
+        later event, not sooner than RETRY_S)."""
+        if namespace in self._ready:
+            return
+        failed = self._failed.get(namespace)
+        if failed is not None and self.clock() - failed < RETRY_S:
+            return
+        try:
+            await self.ensure(namespace)
+        except (KubeError, CallbackKeyError) as exc:
+            self._failed[namespace] = self.clock()
+            log.warning("callback key of namespace %s: %s (tried again in %.0f s)", namespace, exc, RETRY_S)
+            return
+        self._failed.pop(namespace, None)
+
+    async def published_changed(self, kind: str, secret: Mapping[str, Any]) -> None:
+        """An event of the watch on lf-callback-key: carry out a rotation request, or put back what was changed."""
+        meta = secret.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "")
+        if not namespace or namespace == self.namespace:
+            return
+        annotations = dict(meta.get("annotations") or {})
+        request = annotations.get(ROTATE, "").strip()
+        master = await self._read_master()
+        if file_name(namespace) not in master.files:
+            return  # not a namespace of ours (no Function there yet): nothing to rotate or put back
+        if kind != "DELETED" and request and request != annotations.get(ROTATED):
+            try:
+                overlap = parse_overlap(annotations.get(ROTATE_OVERLAP))
+            except CallbackKeyError as exc:
+                log.warning("rotation of %s's callback key refused: %s", namespace, exc)
+                await self.publish(namespace, master, handled=request, error=str(exc))
+                return
+            key = await self.rotate(namespace, request, overlap)
+            log.info("callback key of %s rotated: %s signs, the others for %.0f s more", namespace, key.id, overlap)
+            return
+        await self.publish(namespace, master)
+
+    async def watch(self) -> None:
+        """Follow every lf-callback-key (forever; the watch is made again after an error)."""
+        while True:
+            try:
+                async for kind, secret in self.kube.client.watch(
+                    Secret, namespace=ALL_NS, fields={"metadata.name": PUBLISHED_SECRET}
+                ):
+                    body: dict[str, Any] = secret.to_dict()
+                    try:
+                        await self.published_changed(kind, body)
+                    except (KubeError, CallbackKeyError) as exc:
+                        ns = (body.get("metadata") or {}).get("namespace")
+                        log.warning("callback key of namespace %s: %s", ns, exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the watch broke (apiserver gone, 410 Gone, RBAC): watch again
+                log.warning("watching the %s Secrets: %s (again in %.0f s)", PUBLISHED_SECRET, exc, WATCH_RETRY_S)
+            await asyncio.sleep(WATCH_RETRY_S)
+
+
+# -- kopf: started by importing this module (operator/handlers.py does) -----------------------------------------------
+
+_MEMO = "lf-callback-keys"
+
+
+@dataclass
+class _Running:
+    keys: CallbackKeys
+    task: asyncio.Task[None]
+
+
+@kopf.on.startup()
+async def start_callback_keys(memo: kopf.Memo, **_: Any) -> None:
+    settings = Settings.from_env()
+    if settings.namespace is None:
+        log.info("callback keys: off (LF_CALLBACK_KEYS_NAMESPACE is not set)")
+        return
+    keys = CallbackKeys(Kube.connect(), settings.namespace)
+    memo[_MEMO] = _Running(keys, asyncio.create_task(keys.watch(), name="callback-keys-watch"))
+    log.info("callback keys: kept in Secret %s/%s", settings.namespace, KEYS_SECRET)
+
+
+@kopf.on.cleanup()
+async def stop_callback_keys(memo: kopf.Memo, **_: Any) -> None:
+    running = memo.get(_MEMO)
+    if isinstance(running, _Running):
+        running.task.cancel()
+        await asyncio.gather(running.task, return_exceptions=True)
+        await running.keys.kube.close()
+
+
+@kopf.on.event(GROUP, VERSION, "functions")
+async def function_event(event: kopf.RawEvent, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    running = memo.get(_MEMO)
+    if not isinstance(running, _Running) or not namespace or event.get("type") == "DELETED":
+        return
+    await running.keys.function_seen(namespace)
