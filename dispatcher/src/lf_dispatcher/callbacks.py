@@ -18,12 +18,12 @@ Bounded, so a slow, dead or hostile receiver costs a known amount and never hold
 - LF_CALLBACK_ATTEMPTS attempts, LF_CALLBACK_BACKOFF doubling (with jitter) between them, for connection
   errors, timeouts, 408, 425, 429 and 5xx; any other status is final (redirects are not followed).
 
-SSRF-guarded: the URL is checked and resolved by `lf_core.ssrf.resolve_target` at every attempt (every address
-must be public unless LF_CALLBACK_ALLOW_PRIVATE) and the connection goes to a checked address only, never to a
-second lookup of the name (DNS rebinding); https verifies the certificate against the name in the URL (SNI).
-Why a small hand-written HTTP/1.1 POST and not httpx: httpx (httpcore) resolves the host itself when it connects,
-so pinning the checked address would take a custom network backend; one POST with `Connection: close` that reads a
-status line is shorter than that.
+SSRF-guarded: the URL is checked and resolved by `lf_core.ssrf.resolve_target` (every address must be public
+unless LF_CALLBACK_ALLOW_PRIVATE; the result is reused for `TARGET_TTL_S`) and the connection goes to a checked
+address only, never to a second lookup of the name (DNS rebinding); https verifies the certificate against the
+name in the URL (SNI). Why a small hand-written HTTP/1.1 POST and not httpx: httpx (httpcore) resolves the host
+itself when it connects, so pinning the checked address would take a custom network backend; one POST with
+`Connection: close` that reads a status line is shorter than that.
 
 Signed (`lf_dispatcher.signing`): `Lf-Signature: t=...,v1=...` with every key that signs for the call's namespace
 now (`lf_core.callbackkeys.KeyRing`); without a key the callback is not sent, unsigned or otherwise: its outcome
@@ -66,7 +66,7 @@ from lf_core.bus import jetstream
 from lf_core.bus.errors import BusError
 from lf_core.callbackkeys import KeyRing, NoSigningKey
 from lf_core.contract.specs import ManifestError, parse_duration, parse_quantity
-from lf_core.ssrf import Resolver, UnsafeUrl, check_url, numeric_host, resolve_target, system_resolver
+from lf_core.ssrf import Resolver, Target, UnsafeUrl, check_url, numeric_host, resolve_target, system_resolver
 
 from lf_dispatcher import cloudevents, signing
 
@@ -81,6 +81,10 @@ OUTCOME_WRITES_MAX = 100_000
 """Outcomes waiting to be written (each a few dozen bytes); beyond it they are dropped (the record keeps
 `pending`) and counted."""
 STORE_ATTEMPTS = 6
+TARGET_TTL_S = 5.0
+"""How long a checked, resolved callback URL is reused (a lookup per callback costs a thread hop and, for a
+receiver getting thousands, as many DNS queries)."""
+TARGETS_CACHED = 4096
 
 Field = Literal["callback", "sink"]
 
@@ -190,6 +194,7 @@ class Callbacks:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        self._targets: dict[str, tuple[float, Target]] = {}
         self._resolvers = ThreadPoolExecutor(settings.resolvers, thread_name_prefix="lf-callback-resolve")
 
     # -- what the dispatcher calls --------------------------------------------------------------------------------
@@ -329,11 +334,7 @@ class Callbacks:
     async def _post(self, url: str, headers: list[tuple[str, str]], body: bytes) -> int:
         """One POST within the caller's deadline: resolve (pool), connect to a checked address, send, read the
         status line. Returns the status."""
-        lookup = partial(resolve_target, url, allow_private=self.settings.allow_private, resolve=self.resolve)
-        if numeric_host(check_url(url, allow_private=self.settings.allow_private)[1]) is not None:
-            target = lookup()  # an address already: nothing to look up, no thread (the pool may be all stuck)
-        else:
-            target = await asyncio.get_running_loop().run_in_executor(self._resolvers, lookup)
+        target = await self._target(url)
         context = None
         if target.scheme == "https":
             context = self.ssl_context or ssl.create_default_context()
@@ -347,6 +348,23 @@ class Callbacks:
             raise
         writer.transport.abort()  # nothing more is read: no graceful close (a receiver could stall it)
         return parse_status_line(line)
+
+    async def _target(self, url: str) -> Target:
+        """The URL checked and resolved, from a short cache (a receiver gets many callbacks): the addresses were
+        checked when cached, and the connection goes to them, so the cache cannot be rebound."""
+        now = time.monotonic()
+        cached = self._targets.get(url)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        lookup = partial(resolve_target, url, allow_private=self.settings.allow_private, resolve=self.resolve)
+        if numeric_host(check_url(url, allow_private=self.settings.allow_private)[1]) is not None:
+            target = lookup()  # an address already: nothing to look up, no thread (the pool may be all stuck)
+        else:
+            target = await asyncio.get_running_loop().run_in_executor(self._resolvers, lookup)
+        if len(self._targets) >= TARGETS_CACHED:
+            self._targets.clear()
+        self._targets[url] = (now + TARGET_TTL_S, target)
+        return target
 
     def _finish(self, delivery: _Delivery, outcome: str) -> None:
         self.bytes_held -= len(delivery.body)
@@ -444,7 +462,14 @@ def _head(host: str, port: int, path: str, headers: list[tuple[str, str]], lengt
 
 def _safe_header(name: str, value: str) -> bool:
     """Values may come from the function's result (its content type): nothing that could split the request."""
-    return name.isascii() and value.isascii() and not any(c in "\r\n\0" for c in value) and name.lower() not in _OURS
+    return (
+        name.isascii()
+        and value.isascii()
+        and "\r" not in value
+        and "\n" not in value
+        and "\0" not in value
+        and name.lower() not in _OURS
+    )
 
 
 _OURS = frozenset({"host", "content-length", "connection", "transfer-encoding", "user-agent"})

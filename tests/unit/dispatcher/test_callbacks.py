@@ -352,3 +352,22 @@ async def test_a_sink_gets_a_signed_cloudevent_and_the_outcome_goes_to_sink(rece
     assert headers["ce-type"] == "dev.litefunctions.call.succeeded" and body == b"hello"
     secrets = [k.hmac_key for k in KeyRing(tmp_path / "keys").signing_keys("default")]
     assert verify(headers["lf-signature"], body, secrets, now=time.time())
+
+
+async def test_a_receivers_name_is_looked_up_once_for_many_callbacks(receiver: Receiver, tmp_path: Path) -> None:
+    lookups: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"]
+
+    results = Results()
+    cb = Callbacks(
+        results, KeyRing(tmp_path / "keys"), CallbackSettings(allow_private=True, attempts=1), resolve=resolve
+    )
+    url = receiver.url.replace("127.0.0.1", "hooks.example")
+    for i in range(3):
+        cb.deliver(record(f"c{i}"), url, result_ttl_s=60)
+    await cb.close(5)
+    assert cb.counts["delivered"] == 3 and lookups == ["hooks.example"]
+    assert all(h["host"].startswith("hooks.example:") for h, _ in receiver.requests)
