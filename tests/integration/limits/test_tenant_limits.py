@@ -30,6 +30,7 @@ import pytest
 from lf_controlplane.natsserver import NatsServer
 from lf_core.contract.specs import RateRule
 
+from tests.harness.dispatcher import Dispatcher, start_dispatcher
 from tests.harness.ingestor import Ingestor, start_ingestor, wait_routed
 from tests.harness.routes import Routes, function_route
 from tests.harness.runtime import RuntimeProcess
@@ -80,6 +81,14 @@ def ingestor(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) 
     )
     yield ingestor
     assert ingestor.stop() == 0, ingestor.logs()
+
+
+@pytest.fixture
+def dispatcher(nats_server: NatsServer, tmp_path: Path) -> Iterator[Dispatcher]:
+    """A dispatcher, for a test whose accepted async calls must run (the replicas only answer them)."""
+    started = start_dispatcher(nats_server.url, tmp_path / "dispatcher.log")
+    yield started
+    started.stop()
 
 
 @pytest.fixture
@@ -209,14 +218,14 @@ async def test_async_submissions_take_from_the_functions_rate_limit(
 
 
 async def test_bodies_share_one_byte_budget_sync_and_async_and_what_was_accepted_is_kept(
-    ingestor: Ingestor, nats_url: str, routes: Routes, client: httpx.AsyncClient, tmp_path: Path
+    ingestor: Ingestor, nats_url: str, routes: Routes, client: httpx.AsyncClient, tmp_path: Path, dispatcher: Dispatcher
 ) -> None:
     ns = namespace("budget")
     await routes.put(function_route("echo", namespace=ns, max_request_bytes=1 << 20, max_response_bytes=1 << 20))
     sync_url, async_url = f"{ingestor.url}/function/echo.{ns}", f"{ingestor.url}/async-function/echo.{ns}"
     big = BODY_BUDGET - 4096  # alone within the budget; with any other body over it
-    with replica(nats_url, tmp_path, ns, "echo") as runtime:
-        runtime.wait_for("async_ready", 20)
+    with replica(nats_url, tmp_path, ns, "echo"):
+        dispatcher.wait_for("async_ready", 20, consumer=f"{ns}_echo")
         await wait_routed(client, sync_url)
         assert (await client.post(sync_url, content=b"s" * 8192)).status_code == 200  # alone, a small body passes
         # an async submission whose body is still arriving holds `big` bytes of the budget
