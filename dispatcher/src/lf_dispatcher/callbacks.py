@@ -195,6 +195,7 @@ class Callbacks:
         self._idle.set()
         self._closing = False
         self._targets: dict[str, tuple[float, Target]] = {}
+        self._lookups: dict[str, asyncio.Future[Target]] = {}
         self._resolvers = ThreadPoolExecutor(settings.resolvers, thread_name_prefix="lf-callback-resolve")
 
     # -- what the dispatcher calls --------------------------------------------------------------------------------
@@ -360,11 +361,22 @@ class Callbacks:
         if numeric_host(check_url(url, allow_private=self.settings.allow_private)[1]) is not None:
             target = lookup()  # an address already: nothing to look up, no thread (the pool may be all stuck)
         else:
-            target = await asyncio.get_running_loop().run_in_executor(self._resolvers, lookup)
+            pending = self._lookups.get(url)
+            if pending is None:  # one lookup of a URL at a time, shared by the deliveries waiting for it
+                pending = asyncio.get_running_loop().run_in_executor(self._resolvers, lookup)
+                self._lookups[url] = pending
+                pending.add_done_callback(partial(self._looked_up, url))
+            target = await asyncio.shield(pending)  # a waiter's deadline ends its wait, not the others'
         if len(self._targets) >= TARGETS_CACHED:
             self._targets.clear()
         self._targets[url] = (now + TARGET_TTL_S, target)
         return target
+
+    def _looked_up(self, url: str, future: asyncio.Future[Target]) -> None:
+        if self._lookups.get(url) is future:
+            del self._lookups[url]
+        if not future.cancelled():
+            future.exception()  # retrieved here: its waiters may all have left at their deadlines
 
     def _finish(self, delivery: _Delivery, outcome: str) -> None:
         self.bytes_held -= len(delivery.body)
