@@ -20,7 +20,9 @@ mod facts;
 pub use capture::Output;
 pub use handlers::Handler;
 pub use serving::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_TEMPFAIL};
-pub use types::{secret, BadRequest, Error, Request, Response, Result};
+/// The `time` crate, whose `OffsetDateTime` is a `CloudEvent`'s time.
+pub use time;
+pub use types::{secret, BadRequest, CloudEvent, Error, Request, Response, Result};
 
 use std::sync::Arc;
 

@@ -76,6 +76,115 @@ impl Request {
         serde_json::from_slice(&self.body)
             .map_err(|e| BadRequest(format!("the request body is not valid JSON: {e}")))
     }
+
+    /// The `CloudEvent` this call carries, or `None` when the request is not one (no `ce-specversion`
+    /// header). It reads the `ce-*` headers on each call and costs nothing until called: keep the result.
+    /// Values are percent-decoded (the HTTP binding); the first of a repeated header counts.
+    pub fn event(&self) -> Option<CloudEvent> {
+        if !self.headers.iter().any(|(name, _)| {
+            ce_attribute(name).is_some_and(|a| a.eq_ignore_ascii_case("specversion"))
+        }) {
+            return None;
+        }
+        let mut event = CloudEvent::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for (name, value) in &self.headers {
+            if name.eq_ignore_ascii_case("content-type") {
+                if event.datacontenttype.is_none() {
+                    event.datacontenttype = Some(value.clone());
+                }
+                continue;
+            }
+            let Some(attribute) = ce_attribute(name).map(str::to_ascii_lowercase) else {
+                continue;
+            };
+            if !seen.insert(attribute.clone()) {
+                continue;
+            }
+            let value = percent_decoded(value);
+            match attribute.as_str() {
+                "id" => event.id = value,
+                "source" => event.source = value,
+                "type" => event.ty = value,
+                "specversion" => event.specversion = value,
+                "subject" => event.subject = Some(value),
+                "dataschema" => event.dataschema = Some(value),
+                "time" => event.time = rfc3339(&value),
+                _ => {
+                    event.extensions.insert(attribute, value);
+                }
+            }
+        }
+        Some(event)
+    }
+}
+
+/// The `CloudEvent` a call carries (`Request::event`): its attributes, typed. The event's data is the
+/// request's body, its type `datacontenttype` (the `Content-Type` header).
+///
+/// The ingestor accepts an event in either HTTP mode (`ce-*` headers, or `application/cloudevents+json`) and
+/// hands every runtime the binary mode, after checking that `specversion` is "1.0", that `id`, `source` and
+/// `type` are there and that the time is RFC 3339 (docs/protocol.md, "`CloudEvents`").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloudEvent {
+    pub id: String,
+    pub source: String,
+    /// The `type` attribute.
+    pub ty: String,
+    pub specversion: String,
+    pub subject: Option<String>,
+    /// With the event's own offset; `None` when absent (or not RFC 3339: the ingestor refuses those).
+    pub time: Option<time::OffsetDateTime>,
+    /// The `Content-Type` header.
+    pub datacontenttype: Option<String>,
+    pub dataschema: Option<String>,
+    /// Every other attribute (a `ce-{name}` header) by name, as a string.
+    pub extensions: std::collections::BTreeMap<String, String>,
+}
+
+/// The attribute a `ce-{name}` header names (`name` as written), `None` for other headers.
+fn ce_attribute(header: &str) -> Option<&str> {
+    header
+        .get(..3)
+        .filter(|prefix| prefix.eq_ignore_ascii_case("ce-"))
+        .map(|_| &header[3..])
+}
+
+/// The binding's percent-encoding undone (as UTF-8, lossy); a `%` without two hex digits stays as it is.
+fn percent_decoded(value: &str) -> String {
+    if !value.contains('%') {
+        return value.to_owned();
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit)) // (from_str_radix would take "+1")
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An RFC 3339 timestamp (`t` and `z` may be lowercase), `None` when it is not one.
+fn rfc3339(text: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(
+        &text.to_ascii_uppercase(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()
 }
 
 fn form_decode(text: &str) -> String {
@@ -200,4 +309,132 @@ pub fn secret(name: &str) -> Result<String> {
         .or_else(|| text.strip_suffix('\n'))
         .unwrap_or(&text);
     Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CloudEvent, Request};
+    use time::{OffsetDateTime, UtcOffset};
+
+    /// 2026-12-07T10:11:12Z in Unix seconds.
+    const AT: i128 = 1_796_638_272;
+
+    /// The time `AT` plus `nanos`, seen at `offset_s` from UTC.
+    #[allow(clippy::unnecessary_wraps)] // compared with `CloudEvent::time`
+    fn at(nanos: i128, offset_s: i32) -> Option<OffsetDateTime> {
+        let utc = OffsetDateTime::from_unix_timestamp_nanos(AT * 1_000_000_000 + nanos).unwrap();
+        Some(utc.to_offset(UtcOffset::from_whole_seconds(offset_s).unwrap()))
+    }
+
+    fn request(extra: &[(&str, &str)]) -> Request {
+        let mut headers = vec![
+            ("ce-specversion", "1.0"),
+            ("ce-id", "e-1"),
+            ("ce-source", "/orders"),
+            ("ce-type", "order.created"),
+        ];
+        headers.extend_from_slice(extra);
+        request_with(&headers)
+    }
+
+    fn request_with(headers: &[(&str, &str)]) -> Request {
+        Request {
+            call_id: "c".into(),
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            params: Vec::new(),
+            body: Vec::new(),
+            traceparent: String::new(),
+            tracestate: String::new(),
+            deadline: std::time::Instant::now(),
+            output: crate::capture::Output::default(),
+        }
+    }
+
+    #[test]
+    fn every_attribute_is_typed() {
+        let event = request(&[
+            ("Ce-Subject", "42"),
+            ("ce-time", "2026-12-07T10:11:12.345678+02:00"),
+            ("ce-dataschema", "https://example.com/s"),
+            ("Content-Type", "application/json"),
+            ("CE-TraceId", "t-1"),
+            ("x-other", "no"),
+        ])
+        .event();
+        let expected = CloudEvent {
+            id: "e-1".into(),
+            source: "/orders".into(),
+            ty: "order.created".into(),
+            specversion: "1.0".into(),
+            subject: Some("42".into()),
+            time: at(345_678_000 - 7200 * 1_000_000_000, 7200),
+            datacontenttype: Some("application/json".into()),
+            dataschema: Some("https://example.com/s".into()),
+            extensions: [("traceid".to_owned(), "t-1".to_owned())].into(),
+        };
+        assert_eq!(event, Some(expected));
+        let offset = event
+            .and_then(|e| e.time)
+            .map(|t| t.offset().whole_seconds());
+        assert_eq!(offset, Some(7200));
+    }
+
+    #[test]
+    fn no_event_without_ce_specversion() {
+        assert_eq!(
+            request_with(&[("ce-id", "1"), ("content-type", "text/plain")]).event(),
+            None
+        );
+        assert_eq!(request_with(&[]).event(), None);
+    }
+
+    #[test]
+    fn values_are_percent_decoded_and_the_first_header_counts() {
+        let event = request(&[
+            ("ce-subject", "na%C3%AFve%20%22q%22%20100%25"),
+            ("ce-subject", "second"),
+            ("ce-bad", "100%"),
+            ("ce-sign", "%+1"),
+        ])
+        .event()
+        .expect("an event");
+        assert_eq!(event.subject.as_deref(), Some("naïve \"q\" 100%"));
+        assert_eq!(event.extensions["bad"], "100%");
+        assert_eq!(event.extensions["sign"], "%+1");
+    }
+
+    #[test]
+    fn time_is_rfc3339_with_its_offset_or_none() {
+        let cases = [
+            ("2026-12-07T10:11:12Z", at(0, 0)),
+            ("2026-12-07t10:11:12.123456789z", at(123_456_789, 0)),
+            (
+                "2026-12-07T10%3A11%3A12-01:30",
+                at(5400 * 1_000_000_000, -5400),
+            ),
+            ("2026-12-07", None), // not RFC 3339: None (the ingestor refuses it)
+            ("2026-02-30T00:00:00Z", None),
+            ("soon", None),
+        ];
+        for (text, expected) in cases {
+            let event = request(&[("ce-time", text)]).event().expect("an event");
+            assert_eq!(event.time, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn missing_attributes_are_empty_or_none() {
+        let event = request_with(&[("ce-specversion", "1.0")]).event();
+        let expected = CloudEvent {
+            specversion: "1.0".into(),
+            ..CloudEvent::default()
+        };
+        assert_eq!(event, Some(expected));
+    }
 }
