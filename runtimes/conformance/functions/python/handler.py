@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 from lf_runtime import Request, Response
 
@@ -25,6 +26,31 @@ def _flaky(req: Request) -> Response:
     except FileExistsError:
         return Response(b"recovered", headers=[("content-type", "text/plain")])
     return Response(b"failing once", status=503, headers=[("content-type", "text/plain")])
+
+
+def _event(req: Request) -> dict[str, object]:
+    """The event's attributes as JSON, its time as Unix microseconds and its offset in seconds (so every
+    runtime's answer compares equal), and the body's size and digest."""
+    event = req.event
+    fields: dict[str, object] | None = None
+    if event is not None:
+        stamp = event.time
+        fields = {
+            "specversion": event.specversion,
+            "id": event.id,
+            "source": event.source,
+            "type": event.type,
+            "subject": event.subject,
+            "time_unix_us": None if stamp is None else (stamp - _EPOCH) // timedelta(microseconds=1),
+            "time_offset_s": None if stamp is None else int((stamp.utcoffset() or timedelta()).total_seconds()),
+            "datacontenttype": event.datacontenttype,
+            "dataschema": event.dataschema,
+            "extensions": event.extensions,
+        }
+    return {"event": fields, "body_size": len(req.body), "body_sha256": hashlib.sha256(req.body).hexdigest()}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def handle(req: Request) -> Response | dict[str, object]:  # noqa: C901 (one branch per behaviour, by design)
@@ -60,6 +86,8 @@ def handle(req: Request) -> Response | dict[str, object]:  # noqa: C901 (one bra
     if action == "sleep":
         time.sleep(int(arg) / 1000)  # ignores the deadline on purpose
         return Response(b"slept", headers=[("content-type", "text/plain")])
+    if action == "event":  # the call's CloudEvent as the runtime types it (test_cloudevents.py)
+        return _event(req)
     if action == "flaky":
         return _flaky(req)
     query: dict[str, list[str]] = {}
