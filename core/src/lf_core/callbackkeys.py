@@ -171,21 +171,29 @@ def signing(keys: list[Key], now: float) -> list[Key]:
     return [key for _, key in ranked if key.signs_at(now)]
 
 
-def rotate(path: Path, *, overlap_s: float = DEFAULT_OVERLAP_S, now: float | None = None) -> tuple[Key, list[Key]]:
-    """Add a new key; every key that signs now stops `overlap_s` later (sooner if it was to end sooner); keys that
-    no longer sign are dropped. Returns the new key and the file's keys."""
+def rotated(
+    keys: list[Key], *, overlap_s: float = DEFAULT_OVERLAP_S, now: float | None = None
+) -> tuple[Key, list[Key]]:
+    """`keys` after a rotation (pure; `rotate` writes it): a new key is added, every key that signs now stops
+    `overlap_s` later (sooner if it was to end sooner), keys that no longer sign are dropped. Returns the new key
+    and the list."""
     if overlap_s < 0:
         raise CallbackKeyError(f"overlap must not be negative, got {overlap_s:g} s")
     now = time.time() if now is None else now
     end = now + overlap_s
     kept = []
-    for key in read(path):
+    for key in keys:
         if not key.signs_at(now) and key.created <= now:
             continue  # ended: nobody verifies with it any more
         not_after = end if key.not_after is None else min(key.not_after, end)
         kept.append(Key(key.id, key.secret, key.created, not_after))
     fresh = new_key(now)
-    keys = [*kept, fresh]
+    return fresh, [*kept, fresh]
+
+
+def rotate(path: Path, *, overlap_s: float = DEFAULT_OVERLAP_S, now: float | None = None) -> tuple[Key, list[Key]]:
+    """Rotate the file's keys (`rotated`) and write them. Returns the new key and the file's keys."""
+    fresh, keys = rotated(read(path), overlap_s=overlap_s, now=now)
     write(path, keys)
     return fresh, keys
 

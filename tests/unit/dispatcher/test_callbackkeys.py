@@ -167,3 +167,10 @@ def test_lf_callbacks_key_and_rotate(tmp_path: Path) -> None:
 def test_lf_callbacks_refuses_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(app, args, env={"LF_STATE_DIR": str(tmp_path)})
     assert result.exit_code == 2 and message in result.output
+
+
+def test_rotated_is_the_pure_form_of_rotate() -> None:
+    fresh, keys = callbackkeys.rotated([Key("old", SECRET, NOW - 10)], overlap_s=60, now=NOW)
+    assert [k.id for k in keys] == ["old", fresh.id] and keys[0].not_after == NOW + 60
+    with pytest.raises(CallbackKeyError, match="negative"):
+        callbackkeys.rotated([], overlap_s=-1, now=NOW)
