@@ -132,3 +132,48 @@ def test_install_then_upgrade_keeps_the_generated_postgres_password(cluster: Clu
     assert policy.strip() == "networkpolicy.networking.k8s.io/lf-function-egress-lf"
     chart.helm("uninstall", "lf", "--namespace", NAMESPACE, f"--kubeconfig={cluster.kubeconfig}")
     assert password() == first  # kept on uninstall (helm.sh/resource-policy: keep), as the volume's data is
+
+
+def test_the_callback_keys_the_operator_writes_survive_upgrade_and_uninstall(
+    cluster: Cluster, helm_binary: Path
+) -> None:
+    """The chart creates lf-callback-keys empty and never writes its data: keys the operator (as its ServiceAccount,
+    under the installed RBAC and admission policy) put there survive `helm upgrade`, and `helm uninstall` keeps
+    them. The operator can write that Secret and its copy in a function namespace, and no other."""
+    kubectl = str(build.kubectl_path())
+    namespace, functions_ns = "lf-keys", "fns-keys"
+    for ns in (namespace, functions_ns):
+        cluster.kubectl("create", "namespace", ns, kubectl=kubectl)
+        cluster.kubectl("label", "namespace", ns, *RESTRICTED, kubectl=kubectl)
+    common = ["--namespace", namespace, f"--kubeconfig={cluster.kubeconfig}", "--values", str(chart.SAMPLE_VALUES),
+              "--set", f"functions.namespaces={{{functions_ns}}}"]  # fmt: skip
+    chart.helm("install", "lf", str(chart.CHART), *common)
+    operator = cluster.user_kubeconfig(
+        f"system:serviceaccount:{namespace}:lf-operator", groups=("system:serviceaccounts", "system:authenticated")
+    )
+
+    def as_operator(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([kubectl, f"--kubeconfig={operator}", *args], input=input, capture_output=True,
+                              text=True, timeout=60, check=False)  # fmt: skip
+
+    keys = base64.b64encode(b'{"keys": []}\n').decode()
+    secret = json.loads(as_operator("get", "secret", "lf-callback-keys", "-n", namespace, "-o", "json").stdout)
+    secret["data"] = {f"{functions_ns}.json": keys}
+    done = as_operator("replace", "-f", "-", input=json.dumps(secret))
+    assert done.returncode == 0, done.stderr
+    copy = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "lf-callback-key", "namespace": functions_ns},
+            "data": {f"{functions_ns}.json": keys}}  # fmt: skip
+    done = as_operator("create", "-f", "-", input=json.dumps(copy))
+    assert done.returncode == 0, done.stderr
+    copy["metadata"]["name"] = "anything-else"
+    done = as_operator("create", "-f", "-", input=json.dumps(copy))
+    assert done.returncode != 0 and f"lf-operator-secrets-{namespace}" in done.stderr, done.stderr
+
+    def data() -> dict[str, str]:
+        out = cluster.kubectl("get", "secret", "lf-callback-keys", "-n", namespace, "-o", "json", kubectl=kubectl)
+        return dict(json.loads(out).get("data") or {})
+
+    chart.helm("upgrade", "lf", str(chart.CHART), *common, "--set", "dispatcher.replicas=3")
+    assert data() == {f"{functions_ns}.json": keys}
+    chart.helm("uninstall", "lf", "--namespace", namespace, f"--kubeconfig={cluster.kubeconfig}")
+    assert data() == {f"{functions_ns}.json": keys}

@@ -64,7 +64,7 @@ def secret_file(kubectl: Kubectl, name: str, namespace: str, file: str) -> bytes
     return None if raw is None else base64.b64decode(raw)
 
 
-def annotations(kubectl: Kubectl, namespace: str) -> dict[str, str]:
+def copy_annotations(kubectl: Kubectl, namespace: str) -> dict[str, str]:
     secret = kubectl.get("secret", ck.PUBLISHED_SECRET, namespace) or {}
     return dict(secret.get("metadata", {}).get("annotations") or {})
 
@@ -109,7 +109,7 @@ def test_a_functions_namespace_gets_a_key_the_dispatcher_and_receivers_read(
     mounted.chmod(0o555)
     ring = callbackkeys.KeyRing(mounted, create=False)
     assert [k.id for k in ring.signing_keys(namespace)] == [keys[0].id]
-    assert annotations(kubectl, namespace)[ck.KEY_ID] == keys[0].id
+    assert copy_annotations(kubectl, namespace)[ck.KEY_ID] == keys[0].id
     # A second Function (and a restart) changes nothing: the key is made once.
     kubectl("apply", "-f", "-", input=lf_dry_run(EXAMPLES / "hello", namespace).replace("name: hello", "name: hi", 1))
     keys_operator.stop()
@@ -125,30 +125,30 @@ def test_a_rotation_asked_on_the_namespaces_secret_is_carried_out_once(
     (old,) = published(kubectl, namespace)
     asked = time.time()
     request_rotation(kubectl, namespace, "r1", "3600")
-    wait_for(lambda: annotations(kubectl, namespace).get(ck.ROTATED) == "r1", 30, "rotation r1 handled")
+    wait_for(lambda: copy_annotations(kubectl, namespace).get(ck.ROTATED) == "r1", 30, "rotation r1 handled")
     keys = published(kubectl, namespace)
     assert [k.id for k in keys][0] == old.id and len(keys) == 2
     ended, new = keys
     assert ended.not_after is not None and asked + 3600 - 2 <= ended.not_after <= time.time() + 3600
-    assert new.not_after is None and annotations(kubectl, namespace)[ck.KEY_ID] == new.id
-    assert ck.ROTATE_ERROR not in annotations(kubectl, namespace)
+    assert new.not_after is None and copy_annotations(kubectl, namespace)[ck.KEY_ID] == new.id
+    assert ck.ROTATE_ERROR not in copy_annotations(kubectl, namespace)
     # Both sign during the overlap (the dispatcher sends one signature per key).
     assert {k.id for k in callbackkeys.signing(keys, time.time())} == {new.id, old.id}
 
     # A leader that wrote lf-callback-keys and died before publishing: the next one sees the request as handled
     # (recorded in the same write as the keys) and only publishes, it does not rotate a second time.
     kubectl("annotate", "--overwrite", "secret", ck.PUBLISHED_SECRET, "-n", namespace, f"{ck.ROTATED}=older")
-    wait_for(lambda: annotations(kubectl, namespace).get(ck.ROTATED) == "r1", 30, "r1 published again")
+    wait_for(lambda: copy_annotations(kubectl, namespace).get(ck.ROTATED) == "r1", 30, "r1 published again")
     assert published(kubectl, namespace) == keys
     master = kubectl.get("secret", ck.KEYS_SECRET, OPERATOR_NAMESPACE)
     assert master is not None and master["metadata"]["annotations"][ck.HANDLED + namespace] == "r1"
 
     # An overlap of 0 ends every older key at once.
     request_rotation(kubectl, namespace, "r2", "0")
-    wait_for(lambda: annotations(kubectl, namespace).get(ck.ROTATED) == "r2", 30, "rotation r2 handled")
+    wait_for(lambda: copy_annotations(kubectl, namespace).get(ck.ROTATED) == "r2", 30, "rotation r2 handled")
     now = time.time()
     assert [k.id for k in callbackkeys.signing(published(kubectl, namespace), now)] == [
-        annotations(kubectl, namespace)[ck.KEY_ID]
+        copy_annotations(kubectl, namespace)[ck.KEY_ID]
     ]
 
 
@@ -158,8 +158,8 @@ def test_a_bad_rotation_request_is_refused_naming_it(
     deploy_hello(kubectl, namespace)
     keys = published(kubectl, namespace)
     request_rotation(kubectl, namespace, "bad", "soon")
-    wait_for(lambda: annotations(kubectl, namespace).get(ck.ROTATED) == "bad", 30, "request 'bad' answered")
-    error = annotations(kubectl, namespace)[ck.ROTATE_ERROR]
+    wait_for(lambda: copy_annotations(kubectl, namespace).get(ck.ROTATED) == "bad", 30, "request 'bad' answered")
+    error = copy_annotations(kubectl, namespace)[ck.ROTATE_ERROR]
     assert ck.ROTATE_OVERLAP in error and "'soon'" in error
     assert published(kubectl, namespace) == keys
 
