@@ -81,6 +81,8 @@ func Handle(ctx context.Context, req *lf.Request) (*lf.Response, error) {
 		ms, _ := strconv.Atoi(arg)
 		time.Sleep(time.Duration(ms) * time.Millisecond) // ignores ctx on purpose
 		return &lf.Response{Status: 200, Headers: lf.Headers{{Name: "content-type", Value: "text/plain"}}, Body: []byte("slept")}, nil
+	case "event": // the call's CloudEvent as the runtime types it (test_cloudevents.py)
+		return event(req)
 	case "flaky": // 503 the first time (it creates the file X-Flaky names), 200 after: a retried call
 		if f, err := os.OpenFile(req.Headers.Get("x-flaky"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
 			_ = f.Close()
@@ -89,6 +91,38 @@ func Handle(ctx context.Context, req *lf.Request) (*lf.Response, error) {
 		return lf.Text(200, "recovered"), nil
 	}
 	return inspect(req)
+}
+
+// event answers the call's CloudEvent as JSON: absent attributes null, the time as Unix microseconds and its
+// offset in seconds (so every runtime's answer compares equal), and the body's size and digest.
+func event(req *lf.Request) (*lf.Response, error) {
+	sum := sha256.Sum256(req.Body)
+	answer := map[string]any{"event": nil, "body_size": len(req.Body), "body_sha256": hex.EncodeToString(sum[:])}
+	ev := req.Event()
+	if ev == nil {
+		return lf.JSON(200, answer)
+	}
+	orNull := func(s string) any {
+		if s == "" {
+			return nil
+		}
+		return s
+	}
+	var unixMicro, offset any
+	if !ev.Time.IsZero() {
+		_, seconds := ev.Time.Zone()
+		unixMicro, offset = ev.Time.UnixMicro(), seconds
+	}
+	extensions := ev.Extensions
+	if extensions == nil {
+		extensions = map[string]string{}
+	}
+	answer["event"] = map[string]any{
+		"specversion": ev.SpecVersion, "id": ev.ID, "source": ev.Source, "type": ev.Type,
+		"subject": orNull(ev.Subject), "time_unix_us": unixMicro, "time_offset_s": offset,
+		"datacontenttype": orNull(ev.DataContentType), "dataschema": orNull(ev.DataSchema), "extensions": extensions,
+	}
+	return lf.JSON(200, answer)
 }
 
 // countRun appends a line for this run to the file the X-Runs-Log header names.

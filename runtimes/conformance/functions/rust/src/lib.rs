@@ -60,8 +60,33 @@ pub fn handle(req: Request) -> Result<Response> {
                 Response::text("recovered")
             }
         }
+        "event" => event(&req), // the call's CloudEvent as the runtime types it (test_cloudevents.py)
         _ => inspect(&req),
     })
+}
+
+/// The call's `CloudEvent` as JSON: absent attributes null, the time as Unix microseconds and its offset in
+/// seconds (so every runtime's answer compares equal), and the body's size and digest.
+fn event(req: &Request) -> Response {
+    let event = req.event().map(|ev| {
+        json!({
+            "specversion": ev.specversion,
+            "id": ev.id,
+            "source": ev.source,
+            "type": ev.ty,
+            "subject": ev.subject,
+            "time_unix_us": ev.time.map(|t| t.unix_timestamp_nanos().div_euclid(1000)),
+            "time_offset_s": ev.time.map(|t| t.offset().whole_seconds()),
+            "datacontenttype": ev.datacontenttype,
+            "dataschema": ev.dataschema,
+            "extensions": ev.extensions,
+        })
+    });
+    Response::json(&json!({
+        "event": event,
+        "body_size": req.body.len(),
+        "body_sha256": format!("{:x}", Sha256::digest(&req.body)),
+    }))
 }
 
 /// Append a line for this run to the file the `X-Runs-Log` header names.
