@@ -9,7 +9,9 @@ compare-and-set, as the runtimes did.
 Bounded, so a slow, dead or hostile receiver costs a known amount and never holds the dispatcher:
 - a byte budget (LF_CALLBACK_BUDGET) over the bodies queued, in flight and waiting for a retry; a delivery that
   does not fit is not queued: its outcome is "failed: callback budget full";
-- LF_CALLBACK_CONCURRENCY deliverers; a retry waits on a timer, not in a deliverer;
+- LF_CALLBACK_CONCURRENCY deliverers, taken in turn by the namespaces with deliveries waiting, each namespace
+  at most LF_CALLBACK_NAMESPACE_CONCURRENCY of them and LF_CALLBACK_NAMESPACE_BUDGET of the bytes (one tenant's
+  silent receivers cannot hold every deliverer or fill the budget); a retry waits on a timer, not in a deliverer;
 - one deadline per attempt (LF_CALLBACK_TIMEOUT) over everything: resolving the host, connecting, TLS, sending,
   and reading the status line. A host name is looked up on a pool of its own (LF_CALLBACK_RESOLVERS threads): a
   resolver that never answers holds a thread, never a deliverer past its deadline (with every thread stuck, lookups
@@ -42,6 +44,8 @@ further retries); what is still undelivered then keeps `callback: pending` in it
 | LF_CALLBACK_CONCURRENCY | 32 | deliveries in flight at once |
 | LF_CALLBACK_BUDGET | 64Mi | bytes of bodies queued, in flight and awaiting a retry |
 | LF_CALLBACK_RESOLVERS | 4 | threads resolving callback hosts |
+| LF_CALLBACK_NAMESPACE_CONCURRENCY | 8 | deliveries in flight at once for one namespace |
+| LF_CALLBACK_NAMESPACE_BUDGET | 16Mi | bytes one namespace's deliveries may hold |
 """
 
 from __future__ import annotations
@@ -103,6 +107,8 @@ class CallbackSettings:
     concurrency: int = 32
     budget_bytes: int = 64 * 1024 * 1024
     resolvers: int = 4
+    namespace_concurrency: int = 8
+    namespace_budget_bytes: int = 16 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CallbackSettings:
@@ -127,11 +133,13 @@ class CallbackSettings:
                 raise CallbackSettingsError(f"{name}: {value!r} is not a whole number from {low} to {high}")
             return int(value)
 
-        budget = raw("LF_CALLBACK_BUDGET")
-        try:
-            budget_bytes = d.budget_bytes if budget is None else parse_quantity(budget, "LF_CALLBACK_BUDGET")
-        except ManifestError as exc:
-            raise CallbackSettingsError(str(exc)) from None
+        def size(name: str, default: int) -> int:
+            value = raw(name)
+            try:
+                return default if value is None else parse_quantity(value, name)
+            except ManifestError as exc:
+                raise CallbackSettingsError(str(exc)) from None
+
         private = (raw("LF_CALLBACK_ALLOW_PRIVATE") or "false").lower()
         if private not in ("true", "false"):
             raise CallbackSettingsError(f"LF_CALLBACK_ALLOW_PRIVATE: {private!r} is not one of true, false")
@@ -143,8 +151,10 @@ class CallbackSettings:
             attempts=count("LF_CALLBACK_ATTEMPTS", d.attempts, 1, 20),
             backoff_s=duration("LF_CALLBACK_BACKOFF", d.backoff_s),
             concurrency=count("LF_CALLBACK_CONCURRENCY", d.concurrency, 1, 10_000),
-            budget_bytes=budget_bytes,
+            budget_bytes=size("LF_CALLBACK_BUDGET", d.budget_bytes),
             resolvers=count("LF_CALLBACK_RESOLVERS", d.resolvers, 1, 256),
+            namespace_concurrency=count("LF_CALLBACK_NAMESPACE_CONCURRENCY", d.namespace_concurrency, 1, 10_000),
+            namespace_budget_bytes=size("LF_CALLBACK_NAMESPACE_BUDGET", d.namespace_budget_bytes),
         )
 
 
@@ -185,7 +195,8 @@ class Callbacks:
         )
         self.bytes_held = 0
         """Bytes of bodies queued, in flight or waiting for a retry (what LF_CALLBACK_BUDGET caps)."""
-        self._queue: asyncio.Queue[_Delivery] = asyncio.Queue()
+        self._lanes = _Lanes(min(settings.namespace_concurrency, settings.concurrency))
+        self._namespace_bytes: dict[str, int] = {}
         self._retries: dict[_Delivery, asyncio.TimerHandle] = {}
         self._outcomes: deque[tuple[_Delivery, str]] = deque()
         self._outcome_wakeup = asyncio.Event()
@@ -219,13 +230,13 @@ class Callbacks:
         for delivery, handle in list(self._retries.items()):
             handle.cancel()
             self._retries.pop(delivery)
-            self._queue.put_nowait(delivery)
+            self._lanes.put(delivery)
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
             log.warning(
                 "callbacks left undelivered at shutdown",
-                extra={"fields": {"deliveries": self._queue.qsize() + len(self._retries), "bytes": self.bytes_held}},
+                extra={"fields": {"deliveries": len(self._lanes) + len(self._retries), "bytes": self.bytes_held}},
             )
         for task in self._tasks:
             task.cancel()
@@ -244,19 +255,29 @@ class Callbacks:
         if self._closing:
             self._write_outcome(delivery, "failed: the dispatcher was stopping")
             return
-        if self.bytes_held + len(body) > self.settings.budget_bytes:
+        held = self._namespace_bytes.get(record.namespace, 0)
+        if (
+            self.bytes_held + len(body) > self.settings.budget_bytes
+            or held + len(body) > self.settings.namespace_budget_bytes
+        ):
             self.counts["budget_full"] += 1
             log.warning(
                 "callback budget full",
-                extra={"fields": {"call_id": record.call_id, "bytes": len(body), "held": self.bytes_held}},
-            )
+                extra={
+                    "fields": {
+                        "call_id": record.call_id, "namespace": record.namespace, "bytes": len(body),
+                        "held": self.bytes_held, "held_by_namespace": held,
+                    }
+                },
+            )  # fmt: skip
             self._write_outcome(delivery, "failed: callback budget full")
             return
         self.bytes_held += len(body)
+        self._namespace_bytes[record.namespace] = held + len(body)
         self.counts["queued"] += 1
         self._hold()
         self._start()
-        self._queue.put_nowait(delivery)
+        self._lanes.put(delivery)
 
     def _start(self) -> None:
         if self._tasks:
@@ -276,18 +297,20 @@ class Callbacks:
 
     def _retry_now(self, delivery: _Delivery) -> None:
         self._retries.pop(delivery, None)
-        self._queue.put_nowait(delivery)
+        self._lanes.put(delivery)
 
     # -- delivering -----------------------------------------------------------------------------------------------
 
     async def _deliverer(self) -> None:
         while True:
-            delivery = await self._queue.get()
+            delivery = await self._lanes.take()
             try:
                 await self._attempt(delivery)
             except Exception as exc:  # a bug must not kill the deliverer, nor keep the bytes
                 log.exception("callback delivery crashed", extra={"fields": {"call_id": delivery.call_id}})
                 self._finish(delivery, f"failed: {exc!r}")
+            finally:
+                self._lanes.done(delivery.namespace)
 
     async def _attempt(self, delivery: _Delivery) -> None:
         delivery.attempt += 1
@@ -380,6 +403,11 @@ class Callbacks:
 
     def _finish(self, delivery: _Delivery, outcome: str) -> None:
         self.bytes_held -= len(delivery.body)
+        held = self._namespace_bytes[delivery.namespace] - len(delivery.body)
+        if held:
+            self._namespace_bytes[delivery.namespace] = held
+        else:
+            del self._namespace_bytes[delivery.namespace]
         self.counts["delivered" if outcome == "delivered" else "failed"] += 1
         log.info(
             "callback" if delivery.into == "callback" else "sink event",
@@ -441,6 +469,64 @@ class Callbacks:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         log.warning("callback outcome not stored", extra={"fields": {"call_id": delivery.call_id, "outcome": outcome}})
+
+
+class _Lanes:
+    """The deliveries waiting to be tried, a lane per namespace, taken round-robin across namespaces; a namespace
+    has at most `cap` in flight, so one tenant's silent receivers hold `cap` deliverers, never all of them."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.waiting: dict[str, deque[_Delivery]] = {}
+        self.running: dict[str, int] = {}
+        self.ready: deque[str] = deque()  # namespaces with a delivery waiting and a free slot, in turn
+        self.idle: deque[asyncio.Future[None]] = deque()  # deliverers waiting for a ready namespace
+
+    def __len__(self) -> int:
+        return sum(len(lane) for lane in self.waiting.values())
+
+    def put(self, delivery: _Delivery) -> None:
+        self.waiting.setdefault(delivery.namespace, deque()).append(delivery)
+        self._offer(delivery.namespace)
+
+    async def take(self) -> _Delivery:
+        while not self.ready:
+            woken = asyncio.get_running_loop().create_future()
+            self.idle.append(woken)
+            try:
+                await woken
+            except asyncio.CancelledError:
+                if woken.done() and not woken.cancelled():
+                    self._wake()  # woken, then cancelled: pass the turn on
+                raise
+        namespace = self.ready.popleft()
+        lane = self.waiting[namespace]
+        delivery = lane.popleft()
+        if not lane:
+            del self.waiting[namespace]
+        self.running[namespace] = self.running.get(namespace, 0) + 1
+        self._offer(namespace)
+        return delivery
+
+    def done(self, namespace: str) -> None:
+        left = self.running[namespace] - 1
+        if left:
+            self.running[namespace] = left
+        else:
+            del self.running[namespace]
+        self._offer(namespace)
+
+    def _offer(self, namespace: str) -> None:
+        if namespace in self.waiting and self.running.get(namespace, 0) < self.cap and namespace not in self.ready:
+            self.ready.append(namespace)
+            self._wake()
+
+    def _wake(self) -> None:
+        while self.idle:
+            woken = self.idle.popleft()
+            if not woken.done():
+                woken.set_result(None)
+                return
 
 
 # -- the wire ---------------------------------------------------------------------------------------------------------

@@ -128,10 +128,11 @@ def test_settings_defaults_and_variables() -> None:
         {
             "LF_CALLBACK_KEYS_DIR": "/keys", "LF_CALLBACK_ALLOW_PRIVATE": "true", "LF_CALLBACK_TIMEOUT": "3s",
             "LF_CALLBACK_ATTEMPTS": "2", "LF_CALLBACK_BACKOFF": "250ms", "LF_CALLBACK_CONCURRENCY": "8",
-            "LF_CALLBACK_BUDGET": "1Mi", "LF_CALLBACK_RESOLVERS": "2",
+            "LF_CALLBACK_BUDGET": "1Mi", "LF_CALLBACK_RESOLVERS": "2", "LF_CALLBACK_NAMESPACE_CONCURRENCY": "3",
+            "LF_CALLBACK_NAMESPACE_BUDGET": "64Ki",
         }
     )  # fmt: skip
-    assert s == CallbackSettings(Path("/keys"), True, 3.0, 2, 0.25, 8, 1 << 20, 2)
+    assert s == CallbackSettings(Path("/keys"), True, 3.0, 2, 0.25, 8, 1 << 20, 2, 3, 64 << 10)
 
 
 @pytest.mark.parametrize(
@@ -139,6 +140,7 @@ def test_settings_defaults_and_variables() -> None:
     [
         {"LF_CALLBACK_TIMEOUT": "soon"}, {"LF_CALLBACK_ATTEMPTS": "0"}, {"LF_CALLBACK_BUDGET": "lots"},
         {"LF_CALLBACK_ALLOW_PRIVATE": "yes"}, {"LF_CALLBACK_CONCURRENCY": "-1"},
+        {"LF_CALLBACK_NAMESPACE_BUDGET": "1x"}, {"LF_CALLBACK_NAMESPACE_CONCURRENCY": "0"},
     ],
 )  # fmt: skip
 def test_bad_settings_name_the_variable(env: dict[str, str]) -> None:
@@ -371,3 +373,43 @@ async def test_a_receivers_name_is_looked_up_once_for_many_callbacks(receiver: R
     await cb.close(5)
     assert cb.counts["delivered"] == 3 and lookups == ["hooks.example"]
     assert all(h["host"].startswith("hooks.example:") for h, _ in receiver.requests)
+
+
+async def test_one_namespaces_silent_receiver_holds_only_its_share(tmp_path: Path) -> None:
+    silent, quick = Receiver([HANG]), Receiver([OK])
+    silent.server = await asyncio.start_server(silent.handle, "127.0.0.1", 0)
+    quick.server = await asyncio.start_server(quick.handle, "127.0.0.1", 0)
+    try:
+        results = Results()
+        cb = callbacks(results, tmp_path, concurrency=3, namespace_concurrency=2, timeout_s=30.0, attempts=1)
+        for i in range(4):
+            cb.deliver(record(f"noisy{i}", namespace="noisy"), silent.url, result_ttl_s=60)
+        cb.deliver(record("calm", namespace="calm"), quick.url, result_ttl_s=60)
+        await until(lambda: cb.counts["delivered"] == 1)  # while two deliverers wait on the silent receiver
+        await asyncio.sleep(0.1)
+        assert len(silent.requests) == 2 and len(quick.requests) == 1
+        assert cb.counts["budget_full"] == 0
+    finally:
+        for r in (silent, quick):
+            for writer in r.hanging:
+                writer.close()
+            assert r.server is not None
+            r.server.close()
+    await cb.close(0.1)
+
+
+async def test_one_namespace_fills_only_its_share_of_the_budget(tmp_path: Path) -> None:
+    results = Results()
+    noisy = [record(f"n{i}", namespace="noisy", submitted_at=1.0, updated_at=2.0) for i in range(3)]
+    calm = record("c0", namespace="calm", submitted_at=1.0, updated_at=2.0)
+    for r in [*noisy, calm]:
+        results.store(r)
+    size = len(json.dumps(js.record_view(noisy[0]), separators=(",", ":")))
+    cb = callbacks(results, tmp_path, budget_bytes=100 * size, namespace_budget_bytes=2 * size + 10, backoff_s=5.0)
+    for r in [*noisy, calm]:
+        cb.deliver(r, "http://127.0.0.1:9/", result_ttl_s=60)  # nothing listens: held through the retries
+    assert cb.counts["budget_full"] == 1
+    await until(lambda: results.record("n2").callback != "pending")
+    assert results.record("n2").callback == "failed: callback budget full"
+    assert results.record("c0").callback == "pending" and results.record("n1").callback == "pending"
+    await cb.close(0.1)
