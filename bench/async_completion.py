@@ -1,7 +1,18 @@
 """Async calls end to end on `lf dev`: submit N calls to bench/functions/hello with a bounded number in flight,
-wait for every result, and print accepted/s, the completion rate and how many accepted calls were lost.
+wait for every result, and print accepted/s, completed/s, the completion rate, how many accepted calls were lost,
+and the CPU each process spent per completed call (ingestor, dispatcher, runtime, nats-server, lf dev, and this
+load generator).
 
-    python -m bench.async_completion [--calls 5000] [--in-flight 50] [--sync-always] [--runtime go] [--json out.json]
+    python -m bench.async_completion [--calls 5000] [--in-flight 50] [--cores all|one|split] [--sync-always]
+        [--runtime go] [--baseline ../base --rounds 3] [--json out.json]
+
+`--cores`: `all` (default) runs everything unpinned on the node; `one` pins everything, this load generator
+included, to core 0 (`taskset -c 0`); `split` puts lf dev on the SUT core and the load generator on the load core
+(bench/harness.py: LF_BENCH_SUT_CORE, LF_BENCH_LOAD_CORE).
+
+`--baseline DIR` measures another checkout's platform too (its lf dev, with DIR/.venv/bin/python), in the same run
+with the same load generator: `--rounds` rounds, each this checkout then the baseline, interleaved so that a noisy
+moment hits both; the medians are printed side by side.
 
 `--runtime go` (or `rust`) serves `hello` from that runtime instead (the same answer, built into a temporary function
 folder); given more than once (`--runtime python --runtime go`), each runtime is measured in turn on a fresh lf
@@ -19,6 +30,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -29,6 +41,7 @@ from urllib.parse import urlsplit
 
 from lf_controlplane.natsserver import NatsServer
 
+from bench import harness
 from bench.chains import FUNCTIONS, Endpoint, lf_dev
 from bench.harness import LOAD_CORE, BenchError, cpu_by_role, exclusive
 
@@ -70,18 +83,22 @@ def functions_root(workdir: Path, runtime: str) -> Path:
 
 
 @contextmanager
-def platform(workdir: Path, *, sync_always: bool, runtime: str = "python") -> Iterator[Endpoint]:
-    """lf dev on `hello` of `runtime`; with `sync_always`, on a broker of our own that fsyncs every write."""
+def platform(workdir: Path, *, sync_always: bool, runtime: str = "python", checkout: Path = REPO) -> Iterator[Endpoint]:
+    """lf dev (of `checkout`) on `hello` of `runtime`; with `sync_always`, on a broker of our own that fsyncs every
+    write."""
     root = functions_root(workdir, runtime)
+    python = sys.executable if checkout == REPO else str(checkout / ".venv" / "bin" / "python")
     if not sync_always:
-        with lf_dev(workdir, root=root) as endpoint:
+        with lf_dev(workdir, root=root, checkout=checkout, python=python) as endpoint:
             yield endpoint
         return
     state = workdir / "nats"
     jetstream = f'jetstream {{\n  store_dir: "{state / "jetstream"}"\n  sync_interval: always\n}}'
     broker = NatsServer(state_dir=state, jetstream=False, extra_config=jetstream).start()
     try:
-        with lf_dev(workdir, root=root, extra_env={"LF_NATS_URL": broker.url}) as endpoint:
+        with lf_dev(
+            workdir, root=root, extra_env={"LF_NATS_URL": broker.url}, checkout=checkout, python=python
+        ) as endpoint:
             yield Endpoint(url=endpoint.url, roots=[*endpoint.roots, broker.process.pid if broker.process else 0])
     finally:
         broker.stop()
@@ -199,8 +216,68 @@ def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, flo
     used: dict[str, float] = {}
     for role, seconds in after.items():
         name = "runtime" if role == "function" else role
-        used[name] = round(used.get(name, 0.0) + seconds - before.get(role, 0.0), 2)
+        used[name] = round(used.get(name, 0.0) + seconds - before.get(role, 0.0), 3)
     return used
+
+
+CORES = {"all": None, "one": "0", "split": None}
+
+
+def pin(cores: str) -> None:
+    """Where lf dev (bench.harness.service pins it to SUT_CORE) and this process run."""
+    everything = ",".join(str(c) for c in sorted(os.sched_getaffinity(0) | set(range(os.cpu_count() or 1))))
+    if cores == "all":
+        harness.SUT_CORE = everything
+        os.sched_setaffinity(0, {int(c) for c in everything.split(",")})
+    elif cores == "one":
+        harness.SUT_CORE = "0"
+        os.sched_setaffinity(0, {0})
+    else:
+        os.sched_setaffinity(0, {int(LOAD_CORE)})  # the client on the load core, lf dev on the SUT core
+
+
+def measure(args: argparse.Namespace, runtime: str, checkout: Path) -> dict[str, object]:
+    with (
+        tempfile.TemporaryDirectory(prefix="lf-async-bench-") as tmp,
+        platform(Path(tmp), sync_always=args.sync_always, runtime=runtime, checkout=checkout) as endpoint,
+    ):
+        before = cpu_by_role(endpoint.roots)
+        load_before = time.process_time()
+        figures = asyncio.run(run(endpoint.url, args.calls, args.in_flight, args.timeout))
+        used = cpu_used(before, cpu_by_role(endpoint.roots))
+        used["load generator"] = round(time.process_time() - load_before, 3)
+    succeeded = int(figures["succeeded"])  # type: ignore[call-overload]
+    figures["cpu_s"] = used
+    figures["cpu_us_per_call"] = {role: round(s / max(succeeded, 1) * 1e6, 1) for role, s in used.items()}
+    figures["runtime_cpu_us_per_call"] = figures["cpu_us_per_call"].get("runtime", 0.0)  # type: ignore[attr-defined]
+    figures["sync_interval"] = "always" if args.sync_always else "default"
+    figures["runtime"] = runtime
+    figures["cores"] = args.cores
+    figures["checkout"] = str(checkout)
+    return figures
+
+
+def side_by_side(rounds: list[tuple[dict[str, object], dict[str, object]]]) -> dict[str, object]:
+    """Medians of each figure over the rounds, this checkout against the baseline."""
+
+    def median(runs: list[dict[str, object]], key: str) -> float:
+        return round(statistics.median(float(r[key]) for r in runs), 1)  # type: ignore[arg-type]
+
+    def cpu(runs: list[dict[str, object]]) -> dict[str, float]:
+        roles = {role for r in runs for role in r["cpu_us_per_call"]}  # type: ignore[attr-defined]
+        return {
+            role: round(statistics.median(r["cpu_us_per_call"].get(role, 0.0) for r in runs), 1)  # type: ignore[attr-defined]
+            for role in sorted(roles)
+        }
+
+    this, base = [r[0] for r in rounds], [r[1] for r in rounds]
+    out: dict[str, object] = {}
+    for key in ("accepted_per_s", "completed_per_s"):
+        out[key] = {"this": median(this, key), "baseline": median(base, key),
+                    "each_this": [r[key] for r in this], "each_baseline": [r[key] for r in base]}  # fmt: skip
+    out["cpu_us_per_call"] = {"this": cpu(this), "baseline": cpu(base)}
+    out["lost"] = {"this": sum(int(r["lost"]) for r in this), "baseline": sum(int(r["lost"]) for r in base)}  # type: ignore[call-overload]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,36 +286,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the results")
     parser.add_argument("--sync-always", action="store_true", help="JetStream fsyncs every write")
+    parser.add_argument("--cores", choices=tuple(CORES), default="all", help="where everything runs (see above)")
     parser.add_argument(
         "--runtime", action="append", choices=("python", "go", "rust"), help="hello's runtime (repeatable)"
     )
+    parser.add_argument("--baseline", type=Path, help="another checkout to measure in the same run")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of this checkout then the baseline")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    os.sched_setaffinity(0, {int(LOAD_CORE)})  # the client on the load core, lf dev on the SUT core
+    pin(args.cores)
     runs: list[dict[str, object]] = []
+    rounds: list[tuple[dict[str, object], dict[str, object]]] = []
     try:
-        for runtime in args.runtime or ["python"]:
-            with (
-                tempfile.TemporaryDirectory(prefix="lf-async-bench-") as tmp,
-                platform(Path(tmp), sync_always=args.sync_always, runtime=runtime) as endpoint,
-                exclusive(),  # no other bench on the machine meanwhile
-            ):
-                before = cpu_by_role(endpoint.roots)
-                figures = asyncio.run(run(endpoint.url, args.calls, args.in_flight, args.timeout))
-                figures["cpu_s"] = cpu_used(before, cpu_by_role(endpoint.roots))
-            succeeded = int(figures["succeeded"])  # type: ignore[call-overload]
-            runtime_cpu = figures["cpu_s"].get("runtime", 0.0)  # type: ignore[attr-defined]
-            figures["runtime_cpu_us_per_call"] = round(runtime_cpu / max(succeeded, 1) * 1e6, 1)
-            figures["sync_interval"] = "always" if args.sync_always else "default"
-            figures["runtime"] = runtime
-            runs.append(figures)
+        with exclusive():  # no other bench on the machine meanwhile
+            if args.baseline is not None:
+                runtime = (args.runtime or ["python"])[0]
+                for n in range(args.rounds):
+                    this = measure(args, runtime, REPO)
+                    base = measure(args, runtime, args.baseline.resolve())
+                    print(f"round {n + 1}: this {_line(this)} | baseline {_line(base)}", file=sys.stderr)
+                    rounds.append((this, base))
+                    runs += [this, base]
+            else:
+                for runtime in args.runtime or ["python"]:
+                    runs.append(measure(args, runtime, REPO))
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report: dict[str, object] = runs[0]
-    if len(runs) > 1:
-        base = float(runs[0]["completed_per_s"])  # type: ignore[arg-type]
-        ratios = {str(r["runtime"]): round(float(r["completed_per_s"]) / base, 2) for r in runs[1:]}  # type: ignore[arg-type]
+    if rounds:
+        report = {"side_by_side": side_by_side(rounds), "runs": runs}
+    elif len(runs) > 1:
+        first = float(runs[0]["completed_per_s"])  # type: ignore[arg-type]
+        ratios = {str(r["runtime"]): round(float(r["completed_per_s"]) / first, 2) for r in runs[1:]}  # type: ignore[arg-type]
         report = {"runs": runs, f"completed_per_s_vs_{runs[0]['runtime']}": ratios}
     print(json.dumps(report, indent=2))
     if args.json:
@@ -246,9 +326,19 @@ def main(argv: list[str] | None = None) -> int:
     for figures in runs:
         if figures["lost"] or figures["not_succeeded"]:
             lost, failed = figures["lost"], figures["not_succeeded"]
-            print(f"FAIL ({figures['runtime']}): {lost} accepted calls lost, {failed} did not succeed", file=sys.stderr)
+            print(
+                f"FAIL ({figures['checkout']}): {lost} accepted calls lost, {failed} did not succeed", file=sys.stderr
+            )
             return 1
     return 0
+
+
+def _line(figures: dict[str, object]) -> str:
+    cpu = ", ".join(f"{k} {v:g}" for k, v in figures["cpu_us_per_call"].items())  # type: ignore[attr-defined]
+    return (
+        f"accepted/s {figures['accepted_per_s']}, completed/s {figures['completed_per_s']}, lost {figures['lost']}"
+        f" (CPU µs/call: {cpu})"
+    )
 
 
 if __name__ == "__main__":

@@ -173,6 +173,7 @@ def parse_report(output: str) -> Result:
 ROLES = (
     ("nats-server", "nats-server"),
     ("lf_dataplane", "ingestor"),
+    ("lf_dispatcher", "dispatcher"),
     ("lf_runtime", "runtime"),
     ("bench.responder", "runtime"),
     ("lf_controlplane", "lf dev"),
