@@ -50,6 +50,7 @@ class Headers(dict[str, str]):
         ({}, b"", False),
         ({"ce-specversion": "1.0"}, b"", True),
         ({"content-type": "application/cloudevents+json"}, b"{}", True),
+        ({"content-type": "Application/CloudEvents+JSON"}, b"{}", True),  # media types are case-insensitive
         ({"content-type": "application/cloudevents-batch+json"}, b"[]", True),
         ({"content-type": "application/cloudevents+json"}, b"", False),  # no body, nothing to convert
         ({"ce-id": "1"}, b"", False),  # binary mode is told by ce-specversion

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import pytest
 from lf_native import decode_request, encode_response
 
 from tests.unit.dataplane.test_ingestor_app import Bus, Proto, Scope, app_with, call, error_of
@@ -35,10 +36,11 @@ class Publishes(Bus):
         return b'{"stream":"LF_ASYNC","seq":1}'
 
 
-async def test_a_structured_event_reaches_the_function_in_binary_mode() -> None:
+@pytest.mark.parametrize("content_type", ["application/cloudevents+json", "Application/CloudEvents+JSON"])
+async def test_a_structured_event_reaches_the_function_in_binary_mode(content_type: str) -> None:
     bus = Bus(encode_response(200, [], b"ok"))
     body = json.dumps(EVENT).encode()
-    status, _, _ = await call(app_with(bus), structured_scope("/function/echo", body), Proto([body]))
+    status, _, _ = await call(app_with(bus), structured_scope("/function/echo", body, content_type), Proto([body]))
     assert status == 200
     request = decode_request(bus.requests[0])
     headers = dict(request.headers)

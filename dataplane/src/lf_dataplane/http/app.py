@@ -357,7 +357,7 @@ class Ingestor:
         call_id, method, rest, query, items, params = (
             call.call_id, scope.method, call.rest, scope.query_string, call.items, call.params
         )  # fmt: skip
-        if "ce-specversion" in headers or body and headers.get("content-type", "").startswith(ce.MEDIA_PREFIX):
+        if "ce-specversion" in headers or body and headers.get("content-type", "")[:23].lower() == ce.MEDIA_PREFIX:
             items, body = ce.to_binary(items, body)  # a CloudEvent, checked; structured mode becomes binary mode
 
         def encode(budget_ms: int) -> bytes:

@@ -204,7 +204,7 @@ class AsyncCalls:
         ns, fn = target.namespace, target.name
         duplicate = False
         items = [(k, v) for k, v in headers.items() if k not in (CALLBACK_HEADER, IDEMPOTENCY_HEADER)]
-        if "ce-specversion" in headers or body and headers.get("content-type", "").startswith(ce.MEDIA_PREFIX):
+        if "ce-specversion" in headers or body and headers.get("content-type", "")[:23].lower() == ce.MEDIA_PREFIX:
             items, body = ce.to_binary(items, body)  # a CloudEvent, checked before any key is claimed
         try:
             if key:
