@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,3 +228,43 @@ def test_the_operator_can_write_no_other_secret(
     published(kubectl, namespace)
     listed = as_operator(cluster, "get", "secrets", "-A", f"--field-selector=metadata.name={ck.PUBLISHED_SECRET}")
     assert listed.returncode == 0 and namespace in listed.stdout, listed.stderr
+
+
+def lf(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    return subprocess.run([sys.executable, "-m", "lf_controlplane", *args], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+
+
+def test_lf_callbacks_key_and_rotate_with_namespace_scoped_rights(
+    cluster: Cluster, kubectl: Kubectl, keys_operator: OperatorProcess, namespace: str
+) -> None:
+    """A namespace's user who may get and patch its lf-callback-key, and nothing else, reads the key a receiver
+    verifies with and rotates it (the operator does the writing), but cannot read anyone's keys."""
+    deploy_hello(kubectl, namespace)
+    (key,) = published(kubectl, namespace)
+    user = f"tenant-{namespace}"
+    kubectl("create", "role", "callback-key", "-n", namespace, "--verb=get,patch", "--resource=secrets",
+            f"--resource-name={ck.PUBLISHED_SECRET}")  # fmt: skip
+    kubectl("create", "rolebinding", "callback-key", "-n", namespace, "--role=callback-key", f"--user={user}")
+    tenant = cluster.user_kubeconfig(user, groups=("system:authenticated",))
+
+    shown = lf(tenant, "callbacks", "key", "-n", namespace, "--kube")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == [key.id, key.secret, "no", "end"]
+    as_json = json.loads(lf(tenant, "callbacks", "key", "-n", namespace, "--kube", "-o", "json").stdout)
+    assert [k["id"] for k in as_json["keys"]] == [key.id]
+
+    rotated = lf(tenant, "callbacks", "rotate", "-n", namespace, "--kube", "--overlap", "1h")
+    assert rotated.returncode == 0, rotated.stderr
+    keys = published(kubectl, namespace)
+    assert [k.id for k in keys] == [key.id, keys[1].id]
+    assert f"new key {keys[1].id} signs {namespace}'s callbacks" in rotated.stdout
+    assert f"key {key.id} signs too until " in rotated.stdout
+    both = lf(tenant, "callbacks", "key", "-n", namespace, "--kube")
+    assert {line.split()[0] for line in both.stdout.splitlines()} == {key.id, keys[1].id}
+
+    elsewhere = lf(tenant, "callbacks", "key", "-n", OPERATOR_NAMESPACE, "--kube")
+    assert elsewhere.returncode == 1 and "forbidden" in elsewhere.stderr.lower(), elsewhere.stderr
+    bad = lf(tenant, "callbacks", "rotate", "-n", namespace, "--kube", "--overlap", "soon")
+    assert bad.returncode == 2 and "--overlap" in bad.stderr, bad.stderr

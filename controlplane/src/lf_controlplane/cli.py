@@ -542,6 +542,13 @@ KeysDir = Annotated[
     ),
 ]
 StateDir = Annotated[Path, typer.Option(envvar="LF_STATE_DIR", help="lf dev's state folder.")]
+InCluster = Annotated[
+    bool,
+    typer.Option(
+        "--kube",
+        help="The cluster's keys: the namespace's Secret lf-callback-key, kept by the operator (current kube context).",
+    ),
+]
 
 
 def _keys_path(namespace: str, keys_dir: Path | None, state_dir: Path) -> Path:
@@ -559,16 +566,26 @@ def callbacks_key(
     keys_dir: KeysDir = None,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+    in_cluster: InCluster = False,
 ) -> None:
     """Print the key(s) that sign the namespace's callbacks now, for a receiver to verify with (two during a
     rotation's overlap: accept either). Under lf dev a namespace without one gets one."""
     from lf_core import callbackkeys
 
-    path = _keys_path(namespace, keys_dir, state_dir)
-    try:
-        keys = callbackkeys.KeyRing(path.parent).signing_keys(namespace)
-    except callbackkeys.NoSigningKey as exc:
-        raise _fail(f"{exc} in {path.parent}") from None
+    if in_cluster:
+        import time
+
+        from lf_controlplane.operator.callbackkeys import published_keys
+
+        keys = callbackkeys.signing(_cluster_call(None, lambda kube: published_keys(kube, namespace)), time.time())
+        if not keys:
+            raise _fail(f"no key signs for namespace {namespace} now (Secret {namespace}/lf-callback-key)")
+    else:
+        path = _keys_path(namespace, keys_dir, state_dir)
+        try:
+            keys = callbackkeys.KeyRing(path.parent).signing_keys(namespace)
+        except callbackkeys.NoSigningKey as exc:
+            raise _fail(f"{exc} in {path.parent}") from None
     if output is not Output.table:
         view = {"namespace": namespace, "keys": msgspec.json.decode(callbackkeys.encode(keys))["keys"]}
         typer.echo(json.dumps(view, indent=2) if output is Output.json else yaml.safe_dump(view, sort_keys=False))
@@ -586,9 +603,11 @@ def callbacks_rotate(
     ] = "24h",
     keys_dir: KeysDir = None,
     state_dir: StateDir = DEFAULT_STATE_DIR,
+    in_cluster: InCluster = False,
 ) -> None:
     """Add a new signing key; the current one keeps signing for --overlap, so receivers can move to the new key
-    (`lf callbacks key` shows both) before the old one stops."""
+    (`lf callbacks key` shows both) before the old one stops. With --kube the operator does it (asked for on the
+    namespace's Secret lf-callback-key, waited for up to a minute)."""
     from lf_core import callbackkeys
     from lf_core.contract.specs import ManifestError, parse_duration
 
@@ -596,13 +615,18 @@ def callbacks_rotate(
         overlap_s = 0.0 if overlap.strip() in ("0", "0s") else parse_duration(overlap, "--overlap")
     except ManifestError as exc:
         raise _fail(str(exc), 2) from None
-    path = _keys_path(namespace, keys_dir, state_dir)
-    try:
-        fresh, keys = callbackkeys.rotate(path, overlap_s=overlap_s)
-    except callbackkeys.CallbackKeyError as exc:
-        raise _fail(str(exc)) from None
-    except OSError as exc:
-        raise _fail(f"cannot write {path}: {exc.strerror} (a mounted Secret is changed in the cluster)") from None
+    if in_cluster:
+        from lf_controlplane.operator.callbackkeys import request_rotation
+
+        fresh, keys = _cluster_call(None, lambda kube: request_rotation(kube, namespace, overlap_s))
+    else:
+        path = _keys_path(namespace, keys_dir, state_dir)
+        try:
+            fresh, keys = callbackkeys.rotate(path, overlap_s=overlap_s)
+        except callbackkeys.CallbackKeyError as exc:
+            raise _fail(str(exc)) from None
+        except OSError as exc:
+            raise _fail(f"cannot write {path}: {exc.strerror} (a mounted Secret is changed in the cluster)") from None
     typer.echo(f"new key {fresh.id} signs {namespace}'s callbacks from now")
     for key in keys:
         if key is not fresh and key.not_after is not None:

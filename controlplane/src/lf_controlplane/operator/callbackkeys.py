@@ -11,13 +11,14 @@ A Function seen in a namespace whose keys have none that signs gets one (and the
 Rotation is asked for on the namespace's Secret, not done by the client: `lf callbacks rotate -n NS --kube` sets the
 annotations ROTATE (a request id) and ROTATE_OVERLAP (seconds); the operator, which watches every `lf-callback-key`
 (a field selector on the name, which RBAC authorizes by resourceNames), rotates the namespace's keys in
-`lf-callback-keys` with `lf_core.callbackkeys.rotate`, records the request as handled there in the same write (so a
+`lf-callback-keys` with `lf_core.callbackkeys.rotated`, records the request as handled there in the same write (so a
 request is never carried out twice, even by a new leader), and publishes the result with ROTATED set to the request
 id (and ROTATE_ERROR when it was refused). So a tenant rotates its own key with rights on its own Secret only, and
 nobody but the operator ever needs to write the Secret that holds every namespace's keys. Whatever else changes in
 a published Secret (its data edited, the Secret deleted) is put back from `lf-callback-keys`.
 
-Off (nothing is watched or written) when LF_CALLBACK_KEYS_NAMESPACE is unset.
+Off (nothing is watched or written) when LF_CALLBACK_KEYS_NAMESPACE is unset. The kopf handlers that run this are
+in `callbackkeyhandlers` (this module is also what `lf callbacks key|rotate --kube` uses, without kopf).
 """
 
 from __future__ import annotations
@@ -27,21 +28,20 @@ import base64
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import kopf
 from lf_core import callbackkeys
 from lf_core.callbackkeys import CallbackKeyError, Key
 from lightkube import ALL_NS
+from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Secret
+from lightkube.types import PatchType
 
 from lf_controlplane.operator.kube import Conflict, Kube, KubeError
-from lf_controlplane.operator.specs import GROUP, VERSION
 
 log = logging.getLogger("lf_controlplane.operator.callbackkeys")
 
@@ -90,16 +90,6 @@ def _decode_data(secret: Mapping[str, Any] | None, name: str) -> bytes | None:
 
 def _encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def rotated(keys: list[Key], overlap_s: float, now: float) -> tuple[Key, list[Key]]:
-    """`lf_core.callbackkeys.rotate` on a list of keys (it works on a file: a private temporary one here, so the
-    rule of what is kept and how long the old keys sign is the one `lf dev` follows)."""
-    with tempfile.TemporaryDirectory(prefix="lf-callback-keys-") as scratch:
-        path = Path(scratch) / "keys.json"
-        if keys:
-            callbackkeys.write(path, keys)
-        return callbackkeys.rotate(path, overlap_s=overlap_s, now=now)
 
 
 def newest(keys: list[Key]) -> Key:
@@ -215,7 +205,7 @@ class CallbackKeys:
                 return False  # done already (before a restart, or by the previous leader)
             data = master.files.get(name)
             keys = callbackkeys.decode(data, f"{KEYS_SECRET}/{name}") if data is not None else []
-            _, kept = rotated(keys, overlap_s, now)
+            _, kept = callbackkeys.rotated(keys, overlap_s=overlap_s, now=now)
             master.files[name] = callbackkeys.encode(kept)
             master.annotations[HANDLED + namespace] = request
             return True
@@ -334,40 +324,59 @@ class CallbackKeys:
             await asyncio.sleep(WATCH_RETRY_S)
 
 
-# -- kopf: started by importing this module (operator/handlers.py does) -----------------------------------------------
-
-_MEMO = "lf-callback-keys"
+# -- `lf callbacks key|rotate --kube`: a client with the rights of a namespace's user ---------------------------------
 
 
-@dataclass
-class _Running:
-    keys: CallbackKeys
-    task: asyncio.Task[None]
+def _not_published(namespace: str) -> KubeError:
+    return KubeError(
+        f"no Secret {namespace}/{PUBLISHED_SECRET}: the operator publishes it once a Function exists in {namespace} "
+        "(the chart's operator does; LF_CALLBACK_KEYS_NAMESPACE)"
+    )
 
 
-@kopf.on.startup()
-async def start_callback_keys(memo: kopf.Memo, **_: Any) -> None:
-    settings = Settings.from_env()
-    if settings.namespace is None:
-        log.info("callback keys: off (LF_CALLBACK_KEYS_NAMESPACE is not set)")
-        return
-    keys = CallbackKeys(Kube.connect(), settings.namespace)
-    memo[_MEMO] = _Running(keys, asyncio.create_task(keys.watch(), name="callback-keys-watch"))
-    log.info("callback keys: kept in Secret %s/%s", settings.namespace, KEYS_SECRET)
+def _published(secret: Mapping[str, Any] | None, namespace: str) -> list[Key]:
+    data = _decode_data(secret, file_name(namespace))
+    if secret is None or data is None:
+        raise _not_published(namespace)
+    try:
+        return callbackkeys.decode(data, f"Secret {namespace}/{PUBLISHED_SECRET}")
+    except CallbackKeyError as exc:
+        raise KubeError(str(exc)) from None
 
 
-@kopf.on.cleanup()
-async def stop_callback_keys(memo: kopf.Memo, **_: Any) -> None:
-    running = memo.get(_MEMO)
-    if isinstance(running, _Running):
-        running.task.cancel()
-        await asyncio.gather(running.task, return_exceptions=True)
-        await running.keys.kube.close()
+async def published_keys(kube: Kube, namespace: str) -> list[Key]:
+    """`namespace`'s keys as its lf-callback-key holds them (get on that one Secret is all it takes)."""
+    return _published(await kube.get("Secret", PUBLISHED_SECRET, namespace), namespace)
 
 
-@kopf.on.event(GROUP, VERSION, "functions")
-async def function_event(event: kopf.RawEvent, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    running = memo.get(_MEMO)
-    if not isinstance(running, _Running) or not namespace or event.get("type") == "DELETED":
-        return
-    await running.keys.function_seen(namespace)
+async def request_rotation(
+    kube: Kube, namespace: str, overlap_s: float, *, timeout_s: float = 60.0, poll_s: float = 0.5
+) -> tuple[Key, list[Key]]:
+    """Ask the operator to rotate `namespace`'s key (annotations on its lf-callback-key: patch and get on that one
+    Secret) and wait until it has; returns the new key and the namespace's keys. KubeError: refused, or not done
+    within `timeout_s` (the request stays: the operator carries it out when it runs)."""
+    request = callbackkeys.new_key().id  # a time stamp and 8 random hex digits
+    patch = {"metadata": {"annotations": {ROTATE: request, ROTATE_OVERLAP: f"{overlap_s:g}"}}}
+    try:
+        await kube.client.patch(Secret, PUBLISHED_SECRET, patch, namespace=namespace, patch_type=PatchType.MERGE)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            raise _not_published(namespace) from None
+        raise KubeError(f"{exc.status.code} {exc.status.reason}: {exc.status.message}") from None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        secret = await kube.get("Secret", PUBLISHED_SECRET, namespace)
+        meta = (secret or {}).get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        if annotations.get(ROTATED) == request:
+            if annotations.get(ROTATE_ERROR):
+                raise KubeError(f"the operator refused the rotation: {annotations[ROTATE_ERROR]}")
+            keys = _published(secret, namespace)
+            fresh = next((k for k in keys if k.id == annotations.get(KEY_ID)), None) or newest(keys)
+            return fresh, keys
+        if time.monotonic() >= deadline:
+            raise KubeError(
+                f"the operator has not carried out rotation {request} within {timeout_s:g} s (is it running?); the "
+                f"request stays on Secret {namespace}/{PUBLISHED_SECRET} and is carried out when it runs"
+            )
+        await asyncio.sleep(poll_s)

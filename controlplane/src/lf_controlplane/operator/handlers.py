@@ -31,7 +31,7 @@ from lf_core.contract.routes import (
 from lf_core.contract.specs import unsupported_trigger_fields
 from lf_core.contract.triggerstate import status_fields
 
-import lf_controlplane.operator.callbackkeys  # noqa: F401 (registers the callback keys' handlers)
+import lf_controlplane.operator.callbackkeyhandlers  # noqa: F401 (registers the callback keys' handlers)
 from lf_controlplane.operator import manifests, specs, status
 from lf_controlplane.operator.config import OperatorConfig
 from lf_controlplane.operator.kube import Conflict, Kube, describe, owned_by
