@@ -133,11 +133,17 @@ class CronScheduler:
                 return
             try:
                 await self._due(key, route)
-            except (BusError, TimeoutError, JetStreamError, OSError) as exc:
+            except Exception as exc:  # the broker did not answer (or a bug): this trigger is tried again shortly
                 schedule = self.schedules.get(key)
                 if schedule is not None:
                     schedule.retry_at = self.clock() + FAILURE_RETRY_S
-                log.warning("trigger_cron_failed", extra={"fields": {"trigger": key, "error": repr(exc)}})
+                expected = isinstance(exc, BusError | TimeoutError | JetStreamError | OSError)
+                log.log(
+                    logging.WARNING if expected else logging.ERROR,
+                    "trigger_cron_failed",
+                    exc_info=not expected,
+                    extra={"fields": {"trigger": key, "error": repr(exc)}},
+                )
 
     async def _schedule_of(self, key: str, route: EventTriggerRoute) -> _Schedule:
         schedule = self.schedules.get(key)
@@ -158,7 +164,7 @@ class CronScheduler:
         state = schedule.state
         cron = route.cron
         deadline = starting_deadline(route)
-        if not state.last_scheduled:  # never run: from now on
+        if not state.last_scheduled or state.revision != route.revision:  # new, or a new schedule: from now on
             state.last_scheduled = now
             state.function, state.revision = route.function, route.revision
         earliest = now - deadline

@@ -37,9 +37,25 @@ def make_lease(settings: TriggerSettings) -> Lease:
     return LocalLease(LocalLeaseBoard(), LEASE_NAME, settings.lease_ttl_s, owner=owner)
 
 
+RESTART_S = 1.0
+
+
 async def serve_triggers(env: Mapping[str, str] | None = None) -> None:
-    """Run cron and NATS Triggers until cancelled (the one call the dispatcher's main makes)."""
+    """Run cron and NATS Triggers until cancelled (the one call the dispatcher's main makes). A failure (the broker
+    not there at start, say) is logged and the service started again a second later; a bad setting raises
+    TriggerSettingsError at once."""
     settings = TriggerSettings.from_env(os.environ if env is None else env)
+    while True:
+        try:
+            await _serve(settings)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("triggers_restarting", extra={"fields": {"error": repr(exc)}})
+        await asyncio.sleep(RESTART_S)
+
+
+async def _serve(settings: TriggerSettings) -> None:
     nc = await nats.connect(
         servers=settings.servers, name="lf-dispatcher-triggers", max_reconnect_attempts=-1, reconnect_time_wait=0.5
     )

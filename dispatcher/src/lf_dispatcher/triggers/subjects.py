@@ -101,7 +101,12 @@ class NatsTriggers:
             while True:
                 await self.table.changed.wait()
                 self.table.changed.clear()
-                await self.reconcile()
+                try:
+                    await self.reconcile()
+                except Exception as exc:  # not connected right now, say: again in a moment
+                    log.warning("trigger_nats_reconcile_failed", extra={"fields": {"error": repr(exc)}})
+                    await asyncio.sleep(RETRY_S)
+                    self.table.changed.set()
         finally:
             flusher.cancel()
             for key in list(self.running):
@@ -180,6 +185,12 @@ class NatsTriggers:
     # -- core NATS ---------------------------------------------------------------------------------------------------
 
     async def _forward_core(self, running: _Running, msg: Any) -> None:
+        try:
+            await self._forward_core_once(running, msg)
+        except Exception as exc:  # a bug: say so, lose only this message (core NATS is at most once anyway)
+            log.error("trigger_nats_failed", exc_info=True, extra={"fields": {"error": repr(exc)}})
+
+    async def _forward_core_once(self, running: _Running, msg: Any) -> None:
         route = running.route
         function = self.table.function(route.namespace, route.function)
         if function is None:
