@@ -205,6 +205,7 @@ class Callbacks:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        self._closed = False
         self._targets: dict[str, tuple[float, Target]] = {}
         self._lookups: dict[str, asyncio.Future[Target]] = {}
         self._resolvers = ThreadPoolExecutor(settings.resolvers, thread_name_prefix="lf-callback-resolve")
@@ -244,6 +245,7 @@ class Callbacks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self._closed = True
         self._resolvers.shutdown(wait=False, cancel_futures=True)
 
     # -- queueing -------------------------------------------------------------------------------------------------
@@ -280,7 +282,7 @@ class Callbacks:
         self._lanes.put(delivery)
 
     def _start(self) -> None:
-        if self._tasks:
+        if self._tasks or self._closed:
             return
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._deliverer()) for _ in range(self.settings.concurrency)]
@@ -424,7 +426,7 @@ class Callbacks:
     # -- outcomes into the record ---------------------------------------------------------------------------------
 
     def _write_outcome(self, delivery: _Delivery, outcome: str) -> None:
-        if len(self._outcomes) >= OUTCOME_WRITES_MAX:
+        if len(self._outcomes) >= OUTCOME_WRITES_MAX or self._closed:
             self.counts["outcomes_dropped"] += 1
             return
         self._hold()

@@ -413,3 +413,15 @@ async def test_one_namespace_fills_only_its_share_of_the_budget(tmp_path: Path) 
     assert results.record("n2").callback == "failed: callback budget full"
     assert results.record("c0").callback == "pending" and results.record("n1").callback == "pending"
     await cb.close(0.1)
+
+
+async def test_after_close_nothing_starts_again(receiver: Receiver, tmp_path: Path) -> None:
+    results = Results()
+    cb = callbacks(results, tmp_path)
+    cb.deliver(record("before"), receiver.url, result_ttl_s=60)
+    await cb.close(5)
+    tasks = len(asyncio.all_tasks())
+    cb.deliver(record("after"), receiver.url, result_ttl_s=60)
+    await asyncio.sleep(0.05)
+    assert len(asyncio.all_tasks()) == tasks and len(receiver.requests) == 1
+    assert cb.counts["outcomes_dropped"] == 1
