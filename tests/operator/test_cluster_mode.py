@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,8 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
 from lf_controlplane.natsserver import NatsServer
+from lf_core.asynccalls import triggered
+from lf_core.bus import jetstream
+from lf_core.contract.triggerstate import TriggerState
 
 from tests.harness.ingestor import Ingestor
 from tests.harness.routes import route_entry, route_revision
@@ -85,16 +90,60 @@ def test_http_trigger_is_served_at_its_path(
     wait_for(lambda: httpx.post(url, json={}, timeout=5).status_code == 404, 10, "404 once the trigger is gone")
 
 
-def test_cron_trigger_is_refused_naming_the_field(kubectl: Kubectl, operator: OperatorProcess, namespace: str) -> None:
-    """Issue 14, item 12: nothing runs cron schedules yet, so a cron Trigger fails (it would call nothing)."""
-    kubectl("apply", "-f", "-", input=trigger("nightly", namespace, function="hello", cron={"schedule": "0 3 * * *"}))
+def test_cron_and_nats_triggers_become_dispatcher_entries_with_their_state_in_status(
+    kubectl: Kubectl, operator: OperatorProcess, nats_server: NatsServer, namespace: str
+) -> None:
+    """Issue 15: a cron Trigger is an `et.` entry the dispatcher runs; its status takes the state the dispatcher
+    records in LF_TRIGGERS (lastFire, nextFire, lastError); a NATS Trigger outside its namespace is refused."""
+    cron = {"schedule": "0 3 * * *", "concurrencyPolicy": "Forbid"}
+    kubectl("apply", "-f", "-", input=trigger("nightly", namespace, function="hello", cron=cron))
     status = wait_for(lambda: (kubectl.get("trigger", "nightly", namespace) or {}).get("status"), 60, "a status")
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-    assert (status["phase"], ready["status"], ready["reason"]) == ("Failed", "False", "Unsupported")
-    assert ready["message"].startswith("spec.cron: cron triggers are not served yet")
+    assert (status["phase"], ready["reason"], status["route"]) == (
+        "Waiting",
+        "FunctionNotFound",
+        f"et.{namespace}.nightly",
+    )
+    entry = route_entry(nats_server.url, f"et.{namespace}.nightly")
+    assert entry is not None and entry["kind"] == "cron" and entry["cron"]["concurrencyPolicy"] == "Forbid"
+    assert route_entry(nats_server.url, f"tr.{namespace}.nightly") is None
+
+    state = TriggerState(namespace=namespace, name="nightly", kind="cron", last_fire=1.8e9, next_fire=1.8e9 + 86400,
+                         last_error="run skipped (concurrencyPolicy Forbid)")  # fmt: skip
+    put_trigger_state(nats_server.url, state)
+    status = wait_for(
+        lambda: (s := (kubectl.get("trigger", "nightly", namespace) or {}).get("status") or {}).get("lastFire") and s,
+        60,
+        "lastFire in the status",
+    )
+    assert (status["lastFire"], status["nextFire"]) == ("2027-01-15T08:00:00Z", "2027-01-16T08:00:00Z")
+    assert status["lastError"] == "run skipped (concurrencyPolicy Forbid)"
+
+    kubectl("apply", "-f", "-", input=trigger("spy", namespace, function="hello", nats={"subject": "lf.invoke.>"}))
+    status = wait_for(lambda: (kubectl.get("trigger", "spy", namespace) or {}).get("status"), 60, "a status")
+    valid = next(c for c in status["conditions"] if c["type"] == "Valid")
+    assert (valid["status"], valid["reason"]) == ("False", "InvalidSpec")
+    assert f"may only use subjects under ev.{namespace}.>" in valid["message"]
+    assert route_entry(nats_server.url, f"et.{namespace}.spy") is None
+
+    kubectl("delete", "trigger", "nightly", "-n", namespace)
+    wait_for(lambda: route_entry(nats_server.url, f"et.{namespace}.nightly") is None, 30, "the entry to go")
     refused = kubectl("apply", "-f", "-", input=trigger("both", namespace, function="hello",
                       cron={"schedule": "0 3 * * *"}, http={"path": "/x"}), check=False)  # fmt: skip
     assert refused.returncode != 0 and "exactly one of http, cron, nats" in refused.stderr
+
+
+def put_trigger_state(nats_url: str, state: TriggerState) -> None:
+    async def put() -> None:
+        nc = await nats.connect(nats_url)
+        try:
+            request = jetstream.nats_py_requester(nc)
+            await triggered.ensure_state_bucket(request)
+            await triggered.write_state(request, f"{state.namespace}.{state.name}", state)
+        finally:
+            await nc.close()
+
+    asyncio.run(put())
 
 
 def test_operator_restart_reconciles_without_duplicates(
