@@ -54,16 +54,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import queue
 import random
 import ssl
+import threading
 import time
 from collections import deque
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from lf_core.asynccalls import streams as js
 from lf_core.bus import jetstream
@@ -91,6 +93,8 @@ receiver getting thousands, as many DNS queries)."""
 TARGETS_CACHED = 4096
 
 Field = Literal["callback", "sink"]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class CallbackSettingsError(ValueError):
@@ -208,7 +212,7 @@ class Callbacks:
         self._closed = False
         self._targets: dict[str, tuple[float, Target]] = {}
         self._lookups: dict[str, asyncio.Future[Target]] = {}
-        self._resolvers = ThreadPoolExecutor(settings.resolvers, thread_name_prefix="lf-callback-resolve")
+        self._resolvers = _DaemonPool(settings.resolvers, "lf-callback-resolve")
 
     # -- what the dispatcher calls --------------------------------------------------------------------------------
 
@@ -529,6 +533,36 @@ class _Lanes:
             if not woken.done():
                 woken.set_result(None)
                 return
+
+
+class _DaemonPool(Executor):
+    """The resolver threads: daemon threads, so a lookup that never returns does not hold the process at exit
+    (a ThreadPoolExecutor's workers are joined then)."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        self._work.put((future, partial(fn, *args, **kwargs)))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        for _ in self._threads:
+            self._work.put(None)
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            future, work = item
+            if not future.set_running_or_notify_cancel():
+                continue  # its waiter left at its deadline before a thread was free
+            try:
+                future.set_result(work())
+            except BaseException as exc:  # handed to the waiter
+                future.set_exception(exc)
 
 
 # -- the wire ---------------------------------------------------------------------------------------------------------

@@ -300,3 +300,40 @@ async def test_the_receiver_example_accepts_signed_callbacks_and_refuses_tampere
     with process.stdout:
         accepted = [json.loads(line) for line in process.stdout.read().splitlines() if line.startswith("{")]
     assert [a["callId"] for a in accepted] == [record.call_id, during.call_id, "x"]
+
+
+STUCK = """
+import asyncio, sys, threading
+from pathlib import Path
+from lf_core.asynccalls import streams as js
+from lf_core.callbackkeys import KeyRing
+from lf_dispatcher.callbacks import Callbacks, CallbackSettings
+
+async def no_record(subject, payload, headers, timeout):
+    return b'{"error":{"code":404,"err_code":10037,"description":"no message found"}}'
+
+def stuck(host, port):
+    threading.Event().wait()  # never returns
+
+async def main():
+    settings = CallbackSettings(timeout_s=0.2, attempts=1)
+    callbacks = Callbacks(no_record, KeyRing(Path(sys.argv[1])), settings, resolve=stuck)
+    record = js.CallRecord(call_id="c", namespace="default", function="f", status="succeeded")
+    callbacks.deliver(record, "http://stuck.example/", result_ttl_s=60)
+    while not callbacks.counts["failed"]:
+        await asyncio.sleep(0.01)
+    await callbacks.close(1)
+
+asyncio.run(main())
+print("closed", flush=True)
+"""
+
+
+def test_a_lookup_that_never_returns_does_not_hold_the_process_at_exit(tmp_path: Path) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", STUCK, str(tmp_path / "keys")], capture_output=True, text=True, timeout=30,
+        env=clean_environ(),
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "closed", done.stderr
+    assert time.monotonic() - started < 10
