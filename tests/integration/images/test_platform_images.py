@@ -1,7 +1,8 @@
 """Every image `make images` builds (python -m tools.images), built here for real and checked from the outside:
 two builds give the same digests, umoci unpacks them, they run as 65532 with no shell (PostgreSQL's initdb aside),
-a function's image carries none of the ingestor's dependencies, and the unpacked root filesystems serve for real:
-nats-server, the ingestor and runtime-python from their images (chroot, as 65532) answer a call; the Go, Rust and
+a function's image carries none of the ingestor's dependencies, nor the dispatcher's the ingestor's, and the unpacked
+root filesystems serve for real: nats-server, the ingestor and runtime-python from their images (chroot, as 65532)
+answer a call, and an async call completes through the dispatcher's image; the Go, Rust and
 Python-with-requirements function images lf deploy builds (lf_controlplane.images.functions) answer theirs;
 PostgreSQL initialises an empty volume and answers psql; redis-server answers PING."""
 
@@ -40,6 +41,7 @@ NAMES = (
     "runtime-go",
     "runtime-rust",
     "ingestor",
+    "dispatcher",
     "operator",
     "nats-server",
     "redis-server",
@@ -214,8 +216,11 @@ def _ready(url: str) -> bool:
         return False
 
 
-def serve_and_call(bundle: Path, nats_url: str, ingestor_url: str, name: str, **env: str) -> httpx.Response:
-    """Start the image's entrypoint (as 65532) serving function `name`, route it, call it through the ingestor."""
+def serve_and_call(
+    bundle: Path, nats_url: str, ingestor_url: str, name: str, *, asynchronous: bool = False, **env: str
+) -> httpx.Response:
+    """Start the image's entrypoint (as 65532) serving function `name`, route it, call it through the ingestor
+    (`asynchronous`: submit it as an async call, answered with its status once done)."""
     config = json.loads((bundle / "config.json").read_text())["process"]
     put_routes(nats_url, function_route(name))
     environment = image_env(bundle, LF_NATS_URL=nats_url, LF_FUNCTION=name, HOME="/tmp", **env)
@@ -229,6 +234,16 @@ def serve_and_call(bundle: Path, nats_url: str, ingestor_url: str, name: str, **
                 while True:
                     response = await client.get(url)
                     if response.status_code != 404 or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.05)
+                if not asynchronous or response.status_code != 200:
+                    return response
+                submitted = await client.post(f"{ingestor_url}/async-function/{name}")
+                assert submitted.status_code == 202, submitted.text
+                status = f"{ingestor_url}/invocations/{submitted.headers['x-call-id']}"
+                while True:
+                    response = await client.get(status)
+                    if response.json().get("status") in ("succeeded", "failed", "dead") or time.monotonic() > deadline:
                         return response
                     await asyncio.sleep(0.05)
 
@@ -245,6 +260,54 @@ def test_the_runtime_python_image_answers_a_call_through_the_ingestor_image(
     shutil.copytree(EXAMPLES / "hello", function, dirs_exist_ok=True)
     response = serve_and_call(bundle, nats_url, ingestor_url, "hello", GREETING="Bonjour")
     assert (response.status_code, response.text) == (200, "Bonjour, world!\n")
+
+
+def test_the_dispatcher_image_carries_none_of_the_ingestor_and_serves_its_admin_port(
+    images: Built, unpacked: dict[str, Path]
+) -> None:
+    dispatcher = site_packages(unpacked["dispatcher"] / "rootfs")
+    assert {"lf_dispatcher", "lf_core", "lf_native", "lf_valkey", "croniter", "nats", "uvloop", "msgspec"} <= dispatcher
+    assert not dispatcher & {"lf_dataplane", "granian", "lf_controlplane", "kopf", "lightkube", "lf_runtime"}
+    assert not site_packages(unpacked["ingestor"] / "rootfs") & {"lf_dispatcher", "croniter"}
+    assert images.index["dispatcher"]["size"] < images.index["ingestor"]["size"]
+
+
+@pytest.fixture(scope="module")
+def dispatcher_admin(
+    unpacked: dict[str, Path], nats_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The dispatcher from its image (`python3 -m lf_dispatcher`, as 65532), its admin listener on a free port."""
+    port = free_port()
+    bundle = unpacked["dispatcher"]
+    log = tmp_path_factory.mktemp("dispatcher") / "dispatcher.log"
+    env = image_env(bundle, LF_NATS_URL=nats_url, LF_ADMIN_HOST="127.0.0.1", LF_ADMIN_PORT=str(port), HOME="/tmp",
+                    LF_CALLBACK_KEYS_DIR="/tmp/callback-keys", LF_DRAIN_TIMEOUT="5s")  # fmt: skip
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            chroot(bundle / "rootfs", *json.loads((bundle / "config.json").read_text())["process"]["args"]),
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: process.poll() is not None or _ready(f"{url}/healthz"), 60, "the dispatcher (its image)")
+        assert process.poll() is None, log.read_text()
+        yield url
+    finally:
+        stop_process(process)
+        assert process.returncode == 0, log.read_text()[-3000:]  # a clean drain on SIGTERM
+
+
+def test_an_async_call_completes_through_the_dispatcher_image(
+    unpacked: dict[str, Path], nats_url: str, ingestor_url: str, dispatcher_admin: str
+) -> None:
+    bundle = unpacked["runtime-python"]
+    shutil.copytree(EXAMPLES / "hello", bundle / "rootfs" / "function", dirs_exist_ok=True)
+    done = serve_and_call(bundle, nats_url, ingestor_url, "hello", asynchronous=True, GREETING="Hola")
+    assert done.json()["status"] == "succeeded", done.text
+    assert done.json()["result"]["status"] == 200 and "Hola, world!" in done.json()["result"]["body"], done.text
+    assert "litefunctions_dispatcher_inflight" in httpx.get(f"{dispatcher_admin}/metrics", timeout=5).text
 
 
 # ------------------------------------------------------------------------------------------ function images
