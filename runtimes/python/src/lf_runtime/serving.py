@@ -344,8 +344,8 @@ class Replica:
     def _release(self, call: Call) -> None:
         """Free `call`'s slot and start queued calls in order (their timers keep running).
 
-        A queued async call may finish inside `_start` and release again: the outermost release starts the
-        rest, so the queue is walked in a loop rather than by recursion.
+        A queued call whose async handler answers at once finishes inside `_start` and releases again: the
+        outermost release starts the rest, so the queue is walked in a loop rather than by recursion.
         """
         self._running -= 1
         self._active.discard(call)
