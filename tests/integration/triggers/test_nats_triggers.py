@@ -143,3 +143,9 @@ async def test_triggers_outside_their_namespace_are_refused_and_receive_nothing(
     assert (await bus.envelope(next(iter(calls)))).body == b"mine"
     assert victim_calls.pending_msgs == 20, "the victim's own subscriber got its calls"
     await victim_calls.unsubscribe()
+    # fixed, the refusal goes from its state and the trigger serves
+    await bus.put_trigger(nats_route("attacker", "events", "spy", "ev.attacker.fixed"))
+    deadline = time.monotonic() + 10
+    while (state := await bus.state("attacker", "events")) is None or state.last_error:
+        assert time.monotonic() < deadline, f"the refusal stayed: {state}"
+        await asyncio.sleep(0.1)

@@ -143,6 +143,10 @@ class NatsTriggers:
     async def _start(self, key: str, route: EventTriggerRoute) -> None:
         assert route.nats is not None
         running = _Running(route, _Stats(route))
+        if self.reported.pop(key, None) is not None:  # refused before, fixed now: the refusal is history
+            state = TriggerState(namespace=route.namespace, name=route.name, kind="nats", function=route.function)
+            with contextlib.suppress(Exception):
+                await triggered.write_state(self.request, trigger_state_key(route.namespace, route.name), state)
         self.running[key] = running
         if route.nats.stream:
             running.task = asyncio.create_task(self._pull(running))
@@ -157,7 +161,11 @@ class NatsTriggers:
             task.add_done_callback(running.inflight.discard)
             task.add_done_callback(lambda _t: gate.release())
 
-        running.subscription = await self.nc.subscribe(route.nats.subject, queue=queue, cb=on_message)
+        try:
+            running.subscription = await self.nc.subscribe(route.nats.subject, queue=queue, cb=on_message)
+        except BaseException:
+            del self.running[key]
+            raise
         log.info(
             "trigger_nats_subscribed", extra={"fields": {"trigger": key, "subject": route.nats.subject, "queue": queue}}
         )
