@@ -34,6 +34,10 @@ def make_lease(settings: TriggerSettings) -> Lease:
         from lf_valkey.stores import ValkeyLease, connect
 
         return ValkeyLease(connect(settings.valkey_url, timeout_s=1.0), LEASE_NAME, settings.lease_ttl_s, owner=owner)
+    log.info(
+        "trigger_cron_local_lease",
+        extra={"fields": {"note": "one dispatcher leads cron; set LF_VALKEY_URL for several"}},
+    )
     return LocalLease(LocalLeaseBoard(), LEASE_NAME, settings.lease_ttl_s, owner=owner)
 
 
