@@ -59,6 +59,8 @@ class CallbackSink(Protocol):
 
     def deliver(self, record: js.CallRecord, url: str, *, result_ttl_s: float) -> None: ...
 
+    def deliver_event(self, record: js.CallRecord, url: str, *, result_ttl_s: float) -> None: ...
+
 
 class Outcome:
     """What one invoke came back with: a status and error text, or back-pressure (`delay_s` > 0, not an attempt)."""
@@ -144,7 +146,7 @@ class CallRunner:
             if not await self._store_final(p, base, revision):
                 return
             self._ack(reply, _ACK)
-            self._callback(base, callback, policy)
+            self._callback(p, base, callback)
             return
         error = outcome.error or f"status {result.status}"
         if decision.action == "retry":
@@ -170,6 +172,7 @@ class CallRunner:
             record = js.CallRecord(
                 call_id=call_id, namespace=p.namespace, function=p.function, status="running", attempts=1,
                 submitted_at=submitted, updated_at=now, worker=self.worker_id, callback="pending" if callback else "",
+                sink="pending" if p.route.async_rule.sink else "",
             )  # fmt: skip
             try:
                 return record, await self._put(record, 0, policy)
@@ -192,6 +195,7 @@ class CallRunner:
         base.submitted_at = base.submitted_at or submitted
         base.redrives = redrives
         base.callback = "pending" if callback else ""
+        base.sink = "pending" if p.route.async_rule.sink else ""
         before = policies.before_attempt(attempt, submitted, now, policy)
         if before.action == "dead":
             await self._finish_dead(p, reply, payload, headers, base, revision, before.reason, callback)
@@ -253,7 +257,7 @@ class CallRunner:
             "async_dead_letter",
             extra={"fields": {"call_id": record.call_id, "attempts": record.attempts, "error": reason}},
         )
-        self._callback(record, callback, p.policy)
+        self._callback(p, record, callback)
 
     async def _dead_letter(self, payload: bytes, headers: dict[str, str], record: js.CallRecord) -> None:
         letter = [
@@ -311,13 +315,18 @@ class CallRunner:
     def _nak(self, reply: str, delay_s: float) -> None:
         self._ack(reply, b"-NAK " + json.dumps({"delay": int(delay_s * 1e9)}).encode())
 
-    def _callback(self, record: js.CallRecord, url: str, policy: policies.AsyncPolicy) -> None:
-        if not url:
+    def _callback(self, p: Puller, record: js.CallRecord, url: str) -> None:
+        """The call's X-Callback-Url and the function's spec.async.sink get the final record (`callbacks`)."""
+        sink = p.route.async_rule.sink
+        if not url and not sink:
             return
         if self.callbacks is None:
             log.warning("async_callback_not_sent", extra={"fields": {"call_id": record.call_id}})
             return
-        self.callbacks.deliver(record, url, result_ttl_s=policy.result_ttl_s)
+        if url:
+            self.callbacks.deliver(record, url, result_ttl_s=p.policy.result_ttl_s)
+        if sink:
+            self.callbacks.deliver_event(record, sink, result_ttl_s=p.policy.result_ttl_s)
 
     async def close(self, timeout: float) -> None:
         """Wait for the calls in hand to be recorded and acked."""
