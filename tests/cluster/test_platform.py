@@ -8,6 +8,7 @@ OUTPUT rules route it), as a client inside the cluster would.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -150,6 +151,7 @@ def test_every_platform_pod_is_ready_runs_by_digest_and_one_operator_leads(platf
     pods = platform.get("pods")["items"]
     by_app = Counter(pod["metadata"]["labels"].get("app.kubernetes.io/name") for pod in pods)
     assert by_app["lf-operator"] == 2 and by_app["lf-nats"] == 3 and by_app["lf-ingestor"] >= 2, by_app
+    assert by_app["lf-dispatcher"] == 2, by_app
     for pod in pods:
         for container in pod["spec"]["containers"] + pod["spec"].get("initContainers", []):
             assert "@sha256:" in container["image"], (pod["metadata"]["name"], container["image"])
@@ -169,6 +171,82 @@ def test_inline_function_from_kubectl_apply_answers_through_the_ingestor(platfor
     manifest = platform.lf("deploy", "--dry-run", "-o", "yaml", str(REPO / "examples" / "hello"))
     platform.node.kubectl("apply", "-f", "-", input=manifest)
     _answer(platform, "hello", lambda r: r.status_code == 200 and r.text == "Hello, world!\n")
+
+
+def _dispatcher_pods(platform: Platform) -> list[dict[str, Any]]:
+    pods = platform.get("pods")["items"]
+    return [p for p in pods if p["metadata"]["labels"].get("app.kubernetes.io/name") == "lf-dispatcher"]
+
+
+def _runs(platform: Platform, function: str) -> float:
+    """Async attempts the dispatcher pods started for `function` (their /metrics, scraped from the node, which
+    NetworkPolicy always admits)."""
+    total = 0.0
+    prefix = f'litefunctions_async_runs_total{{function="{function}",namespace="default"}} '
+    for pod in _dispatcher_pods(platform):
+        text = httpx.get(f"http://{pod['status']['podIP']}:9090/metrics", timeout=5).text
+        total += sum(float(line.removeprefix(prefix)) for line in text.splitlines() if line.startswith(prefix))
+    return total
+
+
+def _in_dispatcher(platform: Platform, pod: str, code: str) -> subprocess.CompletedProcess[str]:
+    """Python in a dispatcher pod (its image has no shell: kubectl exec runs python3 itself)."""
+    argv = [str(platform.node.bin_dir / "kubectl"), f"--kubeconfig={platform.node.kubeconfig}", "exec", pod, "-n",
+            SYSTEM, "--", "python3", "-c", code]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_an_async_call_completes_through_the_dispatcher_pods(platform: Platform) -> None:
+    """Issue 15: the runtimes keep only the sync protocol; an async call of the deployed function is pulled,
+    invoked and recorded by the chart's dispatcher pods (their run counters move), and the namespace's callback
+    key, which the operator made when the Function appeared, reaches the dispatchers' mounted Secret."""
+    before = _runs(platform, "hello")
+    accepted = []
+    with httpx.Client(timeout=10) as client:
+        for _ in range(5):
+            response = client.post(f"{platform.url}/async-function/hello")
+            assert response.status_code == 202, response.text
+            accepted.append(response.headers["x-call-id"])
+
+        def done(call_id: str) -> dict[str, Any] | None:
+            view = client.get(f"{platform.url}/invocations/{call_id}").json()
+            return view if view.get("status") in ("succeeded", "failed", "dead") else None
+
+        for call_id in accepted:
+            view = wait_for(lambda c=call_id: done(c), 60, f"async call {call_id}", interval=0.5)
+            assert view["status"] == "succeeded" and view["result"]["body"] == "Hello, world!\n", view
+    assert _runs(platform, "hello") >= before + len(accepted)
+
+    keys = platform.get("secret", "lf-callback-keys")["data"]["default.json"]
+    assert platform.get("secret", "lf-callback-key", "default")["data"] == {"default.json": keys}
+    read = "import sys; sys.stdout.write(open('/var/run/lf/callback-keys/default.json').read())"
+    pod = _dispatcher_pods(platform)[0]["metadata"]["name"]
+    wait_for(lambda: _in_dispatcher(platform, pod, read).stdout == base64.b64decode(keys).decode(), 180,
+             "the kubelet to update the dispatcher's mounted lf-callback-keys", interval=2)  # fmt: skip
+
+
+def test_the_dispatcher_reaches_nats_but_not_the_clusters_private_addresses(platform: Platform) -> None:
+    """The chart's NetworkPolicy lf-dispatcher, enforced by kube-router: the dispatcher dials NATS and redis-server,
+    while a callback aimed at the cluster (the ingestor's Service, PostgreSQL) is refused by the second fence even
+    if it got past the SSRF guard."""
+    pod = _dispatcher_pods(platform)[0]["metadata"]["name"]
+    dial = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()"
+
+    def reach(host: str, port: int) -> subprocess.CompletedProcess[str]:
+        return _in_dispatcher(platform, pod, f"import sys; sys.argv[1:] = [{host!r}, '{port}']; {dial}")
+
+    for host, port in ((f"lf-nats.{SYSTEM}.svc", 4222), (f"lf-redis.{SYSTEM}.svc", 6379)):
+        done = reach(host, port)
+        assert done.returncode == 0, (host, done.stderr[-1000:])
+    for service, port in (("lf-ingestor", 80), ("lf-postgres", 5432)):
+        address = platform.get("service", service)["spec"]["clusterIP"]
+        with socket.create_connection(
+            (address, port), timeout=5
+        ):  # it listens: what stops the dispatcher is the policy
+            pass
+        done = reach(address, port)
+        assert done.returncode != 0, f"the dispatcher reached {service} at {address}:{port}"
+        assert "timed out" in done.stderr or "refused" in done.stderr, done.stderr[-1000:]
 
 
 @pytest.mark.parametrize(
