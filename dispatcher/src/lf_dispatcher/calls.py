@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import msgspec
 from lf_core.asynccalls import policy as policies
 from lf_core.asynccalls import streams as js
 from lf_core.bus import jetstream
@@ -52,6 +53,14 @@ BROKER_DELAY_S = 0.5
 _ACK = b"+ACK"
 _TERM = b"+TERM"
 _WPI = b"+WPI"
+
+
+class _PubAck(msgspec.Struct):
+    seq: int = 0
+    error: dict[str, Any] | None = None
+
+
+_decode_ack = msgspec.json.Decoder(_PubAck).decode
 
 
 class CallbackSink(Protocol):
@@ -288,12 +297,24 @@ class CallRunner:
             return False
 
     async def _put(self, record: js.CallRecord, revision: int, policy: policies.AsyncPolicy) -> int:
-        return int(
-            await self._retrying(
-                jetstream.kv_put, self.request, js.RESULTS_BUCKET, record.call_id, js.encode_record(record),
-                revision=revision, ttl_s=policy.result_ttl_s,
-            )
-        )  # fmt: skip
+        """`jetstream.kv_put` of the record (compare-and-set on `revision`, the result TTL), on the hot path: one
+        request and a typed decode of the PubAck, retried while the connection comes back.
+
+        Raises:
+            WrongSequence: another delivery moved the record on.
+        """
+        headers = (
+            ("Nats-Expected-Last-Subject-Sequence", str(revision)),
+            ("Nats-TTL", f"{max(1, int(policy.result_ttl_s))}s"),
+        )
+        subject = f"$KV.{js.RESULTS_BUCKET}.{record.call_id}"
+        reply = await self._retrying(self.request, subject, js.encode_record(record), headers, jetstream.API_TIMEOUT_S)
+        ack = _decode_ack(reply)
+        if ack.error is not None:
+            code, err_code = int(ack.error.get("code", 0)), int(ack.error.get("err_code", 0))
+            cls = jetstream.WrongSequence if err_code == jetstream.ERR_WRONG_LAST_SEQUENCE else jetstream.JetStreamError
+            raise cls(code, err_code, str(ack.error.get("description", "")))
+        return ack.seq
 
     async def _retrying(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Broker calls survive a broker restart: retried while the connection comes back (CAS errors are not)."""

@@ -9,6 +9,7 @@ are now counted where the work happens, per function, by each dispatcher (sum ov
 | `litefunctions_async_retries_total` | counter | attempts that failed and were NAKed with the policy's backoff |
 | `litefunctions_async_dead_total` | counter | calls dead-lettered |
 | `litefunctions_async_zombie_results_dropped_total` | counter | results dropped: another delivery moved the record on |
+| `litefunctions_async_pulls_total` | counter | pull requests sent (round trips beside each call's own) |
 | `litefunctions_async_busy_total` | counter | answered busy (or no replica): NAKed shortly, not an attempt |
 | `litefunctions_async_pending` | gauge | the consumer's pending count as of the last call pulled (its ack subject) |
 | `litefunctions_async_window` | gauge | calls this dispatcher may hold for the function now (its pull window) |
@@ -29,13 +30,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-COUNTERS = ("runs", "retries", "dead", "zombie_results_dropped", "busy")
+COUNTERS = ("runs", "retries", "dead", "zombie_results_dropped", "busy", "pulls")
 HELP = {
     "runs": "Async attempts started (the function invoked).",
     "retries": "Async attempts that failed and were NAKed with a backoff.",
     "dead": "Async calls dead-lettered.",
     "zombie_results_dropped": "Async results dropped because another delivery of the call had moved its record on.",
     "busy": "Async attempts answered busy or with no replica: NAKed shortly, not counted as attempts.",
+    "pulls": "Pull requests sent to the function's consumer.",
 }
 
 
@@ -48,6 +50,7 @@ class FunctionCounts:
         "function",
         "namespace",
         "pending",
+        "pulls",
         "retries",
         "runs",
         "window",
@@ -57,7 +60,7 @@ class FunctionCounts:
     def __init__(self, namespace: str, function: str) -> None:
         self.namespace = namespace
         self.function = function
-        self.runs = self.retries = self.dead = self.zombie_results_dropped = self.busy = 0
+        self.runs = self.retries = self.dead = self.zombie_results_dropped = self.busy = self.pulls = 0
         self.pending = 0
         self.window = 0
 

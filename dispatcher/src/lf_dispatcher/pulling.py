@@ -260,6 +260,7 @@ class Puller:
             self.conn.streams.pop(token, None)
             return
         self.pulls[token] = [float(batch), time.monotonic()]
+        self.counts.pulls += 1
         self.open += batch
         self.capacity.take(batch)
 

@@ -65,6 +65,22 @@ def test_kill_9_a_dispatcher_mid_call_another_finishes_it_once(platform: AsyncPl
         platform.start_dispatcher()  # the module's other tests keep two
 
 
+def test_sigterm_a_dispatcher_mid_call_it_finishes_the_call_then_exits(platform: AsyncPlatform) -> None:
+    fn = platform.add_function(timeout="5s")
+    call_id = fn.submit("sleep1").headers["x-call-id"]
+    draining = holder(platform, call_id)
+    draining.process.send_signal(signal.SIGTERM)
+    try:
+        assert draining.process.wait(15) == 0
+        done = fn.status(call_id)  # stored before it exited: no redelivery needed
+        assert done["status"] == "succeeded" and done["attempts"] == 1
+        assert int(record_of(platform, call_id).worker.rpartition(":")[2]) == draining.pid
+        assert len([a for a in fn.attempts() if a["call"] == call_id]) == 1
+    finally:
+        platform.dispatchers.remove(draining)
+        platform.start_dispatcher()
+
+
 def test_same_idempotency_key_three_times_runs_once(platform: AsyncPlatform) -> None:
     fn = platform.add_function()
     ids = []
