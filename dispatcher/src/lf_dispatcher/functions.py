@@ -104,7 +104,7 @@ class Functions:
                 puller.update(route)
             return
         puller = Puller(
-            route, conn=self.conn, runner=self.runner, capacity=self.capacity,
+            route, conn=self.conn, capacity=self.capacity,
             counts=self.metrics.of(route.namespace, route.name), ack_grace_s=self.ack_grace_s,
             default_concurrency=self.default_concurrency,
         )  # fmt: skip

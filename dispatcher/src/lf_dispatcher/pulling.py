@@ -26,7 +26,7 @@ import collections
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lf_core.asynccalls import policy as policies
 from lf_core.asynccalls import streams as js
@@ -37,9 +37,6 @@ from lf_core.contract.routes import FunctionRoute
 from lf_core.contract.subjects import invoke_subject
 
 from lf_dispatcher.metrics import FunctionCounts
-
-if TYPE_CHECKING:
-    from lf_dispatcher.calls import CallRunner
 
 log = logging.getLogger(__name__)
 
@@ -137,21 +134,19 @@ def consumer_config_of(route: FunctionRoute, ack_wait_s: float) -> dict[str, Any
 
 
 class Puller:
-    """The pull side of one function; its calls are run by `runner` (`lf_dispatcher.calls`)."""
+    """The pull side of one function; what it pulls is routed to `lf_dispatcher.calls` by `functions`."""
 
     def __init__(
         self,
         route: FunctionRoute,
         *,
         conn: NatsRequester,
-        runner: CallRunner,
         capacity: Capacity,
         counts: FunctionCounts,
         ack_grace_s: float,
         default_concurrency: int,
     ) -> None:
         self.conn = conn
-        self.runner = runner
         self.capacity = capacity
         self.counts = counts
         self.ack_grace_s = ack_grace_s
