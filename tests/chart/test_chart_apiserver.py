@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.chart.conftest import parse
+from tests.harness.waiting import wait_for
 from tools.helm import chart
 from tools.k8s import build
 from tools.k8s.cluster import Cluster
@@ -156,6 +157,12 @@ def test_the_callback_keys_the_operator_writes_survive_upgrade_and_uninstall(
         return subprocess.run([kubectl, f"--kubeconfig={operator}", *args], input=input, capture_output=True,
                               text=True, timeout=60, check=False)  # fmt: skip
 
+    def refused(name: str) -> bool:  # the admission policy works a moment after helm created it
+        probe = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": functions_ns}}
+        done = as_operator("create", "--dry-run=server", "-f", "-", input=json.dumps(probe))
+        return done.returncode != 0 and f"lf-operator-secrets-{namespace}" in done.stderr
+
+    wait_for(lambda: refused("anything-else"), 30, "the admission policy to be in force")
     keys = base64.b64encode(b'{"keys": []}\n').decode()
     secret = json.loads(as_operator("get", "secret", "lf-callback-keys", "-n", namespace, "-o", "json").stdout)
     secret["data"] = {f"{functions_ns}.json": keys}

@@ -198,6 +198,12 @@ def test_the_operator_can_write_no_other_secret(
     service-account-token named lf-callback-key would otherwise get some ServiceAccount's token, which the operator
     could then read."""
     kubectl("create", "serviceaccount", "admin-ish", "-n", namespace)
+    probe = secret_manifest("probe", namespace)
+    wait_for(  # the policy (applied with the RBAC) is in force a moment after it is created
+        lambda: f"lf-operator-secrets-{OPERATOR_NAMESPACE}" in as_operator(cluster, "create", "--dry-run=server",
+                                                                            "-f", "-", input=probe).stderr,
+        30, "the admission policy to be in force",
+    )  # fmt: skip
     refused = {
         "another name": secret_manifest("other", namespace, stringData={"a": "b"}),
         "the keys' name in a function namespace": secret_manifest(ck.KEYS_SECRET, namespace),

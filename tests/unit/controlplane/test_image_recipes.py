@@ -64,6 +64,7 @@ def test_helm_values_have_the_shape_the_chart_reads(tmp_path: Path) -> None:
     assert values["global"] == {"imageRegistry": "127.0.0.1:5000"}
     assert set(values["images"]) == {
         "ingestor",
+        "dispatcher",
         "operator",
         "runtimePython",
         "runtimeGo",
