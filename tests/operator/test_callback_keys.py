@@ -164,6 +164,19 @@ def test_a_bad_rotation_request_is_refused_naming_it(
     error = copy_annotations(kubectl, namespace)[ck.ROTATE_ERROR]
     assert ck.ROTATE_OVERLAP in error and "'soon'" in error
     assert published(kubectl, namespace) == keys
+    # What would outgrow the one Secret every namespace shares, or overflow a date, is refused too.
+    for request, overlap, named in (("huge", "1e300", "30 days"), ("x" * 100, "60", "not a request id")):
+        request_rotation(kubectl, namespace, request, overlap)
+        wait_for(lambda r=request: copy_annotations(kubectl, namespace).get(ck.ROTATED) == r, 30, "an answer")
+        assert named in copy_annotations(kubectl, namespace)[ck.ROTATE_ERROR]
+    assert published(kubectl, namespace) == keys
+    # Rotation after rotation keeps at most MAX_KEYS keys: the oldest go.
+    for n in range(ck.MAX_KEYS + 2):
+        request_rotation(kubectl, namespace, f"again-{n}", "3600")
+        wait_for(lambda n=n: copy_annotations(kubectl, namespace).get(ck.ROTATED) == f"again-{n}", 30, f"again-{n}")
+    kept = published(kubectl, namespace)
+    assert len(kept) == ck.MAX_KEYS and kept[-1].id == copy_annotations(kubectl, namespace)[ck.KEY_ID]
+    assert ck.ROTATE_ERROR not in copy_annotations(kubectl, namespace)
 
 
 def test_what_a_tenant_changes_in_its_copy_is_put_back(

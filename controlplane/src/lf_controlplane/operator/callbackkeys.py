@@ -28,6 +28,7 @@ import base64
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,12 @@ KEY_ID = "litefunctions.io/key-id"
 HANDLED = "rotated.litefunctions.io/"
 """On lf-callback-keys, `HANDLED + namespace`: the last rotation request carried out for that namespace."""
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "lf-operator", "app.kubernetes.io/part-of": "litefunctions"}
+MAX_OVERLAP_S = 30 * 86400.0
+"""The longest overlap a rotation may ask for (the old key keeps signing that long)."""
+MAX_KEYS = 4
+"""Keys a namespace keeps at most: rotating again drops the oldest beyond this, so a tenant asking for rotation
+after rotation cannot grow lf-callback-keys (one Secret, 1 MiB, for every namespace)."""
+_REQUEST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 RETRY_S = 30.0
 """A namespace whose key could not be made is tried again on a Function event after this long."""
 WATCH_RETRY_S = 5.0
@@ -105,9 +112,15 @@ def parse_overlap(raw: str | None) -> float:
         value = float(raw)
     except ValueError:
         raise CallbackKeyError(f"{ROTATE_OVERLAP}={raw!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise CallbackKeyError(f"{ROTATE_OVERLAP}={raw!r} must be 0 or more seconds")
+    if not math.isfinite(value) or not 0 <= value <= MAX_OVERLAP_S:
+        raise CallbackKeyError(f"{ROTATE_OVERLAP}={raw!r} must be between 0 and {MAX_OVERLAP_S:.0f} seconds (30 days)")
     return value
+
+
+def check_request(request: str) -> None:
+    """A rotation request id: it is recorded in lf-callback-keys, which every namespace shares, so it is short."""
+    if not _REQUEST.fullmatch(request):
+        raise CallbackKeyError(f"{ROTATE}: {request[:80]!r} is not a request id (1-63 of A-Z a-z 0-9 . _ -)")
 
 
 @dataclass
@@ -206,7 +219,7 @@ class CallbackKeys:
             data = master.files.get(name)
             keys = callbackkeys.decode(data, f"{KEYS_SECRET}/{name}") if data is not None else []
             _, kept = callbackkeys.rotated(keys, overlap_s=overlap_s, now=now)
-            master.files[name] = callbackkeys.encode(kept)
+            master.files[name] = callbackkeys.encode(kept[-MAX_KEYS:])
             master.annotations[HANDLED + namespace] = request
             return True
 
@@ -294,6 +307,7 @@ class CallbackKeys:
             return  # not a namespace of ours (no Function there yet): nothing to rotate or put back
         if kind != "DELETED" and request and request != annotations.get(ROTATED):
             try:
+                check_request(request)
                 overlap = parse_overlap(annotations.get(ROTATE_OVERLAP))
             except CallbackKeyError as exc:
                 log.warning("rotation of %s's callback key refused: %s", namespace, exc)
@@ -314,7 +328,7 @@ class CallbackKeys:
                     body: dict[str, Any] = secret.to_dict()
                     try:
                         await self.published_changed(kind, body)
-                    except (KubeError, CallbackKeyError) as exc:
+                    except Exception as exc:  # one namespace's trouble never stops the others' events
                         ns = (body.get("metadata") or {}).get("namespace")
                         log.warning("callback key of namespace %s: %s", ns, exc)
             except asyncio.CancelledError:
