@@ -18,6 +18,7 @@ from collections.abc import Callable
 import msgspec
 from lf_core.asynccalls import streams as js
 from lf_core.bus.requester import NatsRequester
+from lf_core.contract.names import InvalidName, check_name
 from lf_core.contract.routes import FunctionRoute, decode_route
 from lf_core.contract.subjects import ROUTES_BUCKET
 from nats.aio.client import Client as NatsClient
@@ -47,6 +48,12 @@ def parse_function_entry(key: str, value: bytes) -> FunctionRoute | None:
         return None
     if key != f"{FUNCTION_PREFIX}{route.namespace}.{route.name}":
         log.warning("route_entry_skipped", extra={"fields": {"key": key, "reason": "key and names differ"}})
+        return None
+    try:
+        check_name(route.namespace, "namespace")
+        check_name(route.name)
+    except InvalidName as exc:
+        log.warning("route_entry_skipped", extra={"fields": {"key": key, "reason": str(exc)}})
         return None
     return route
 

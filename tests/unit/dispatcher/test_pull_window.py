@@ -132,3 +132,10 @@ def test_settings_defaults_and_errors_name_the_variable() -> None:
     ]:
         with pytest.raises(SettingsError, match=name):
             Settings.from_env(env)
+
+
+def test_route_entries_with_names_that_are_not_dns_labels_are_skipped() -> None:
+    bad = FunctionRoute(
+        namespace="default", name="Not_A_Label", timeout_ms=1, max_request_bytes=1, max_response_bytes=1
+    )
+    assert parse_function_entry("fn.default.Not_A_Label", encode_route(bad)) is None
