@@ -5,6 +5,7 @@ credentials, 2 for a bad `LF_*` variable (the message names it)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -42,6 +43,11 @@ def main() -> None:
         log.error("bad_settings", extra={"fields": {"error": str(exc)}})
         sys.exit(EX_CONFIG)
     configure_logging(settings.log_level)
+    # A call allocates a few hundred short-lived objects (envelopes, records, futures, tasks): with the default
+    # gen-0 threshold (700) the collector ran every few calls and cost ~20% of the dispatcher's CPU while draining
+    # a backlog (80-128 -> 66-92 µs per call). The objects of the imports are frozen out of every collection.
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     uvloop.run(serve(settings))
 
 
