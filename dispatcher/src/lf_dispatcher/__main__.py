@@ -12,6 +12,7 @@ import signal
 import sys
 
 import uvloop
+from lf_core.bus.errors import AuthorizationError
 
 from lf_dispatcher.callbacks import CallbackSettingsError
 from lf_dispatcher.logs import configure_logging
@@ -19,6 +20,7 @@ from lf_dispatcher.service import Dispatcher
 from lf_dispatcher.settings import Settings, SettingsError
 from lf_dispatcher.triggers import serve_triggers
 
+EX_NATS = 1
 EX_CONFIG = 2
 log = logging.getLogger("lf_dispatcher")
 
@@ -48,7 +50,11 @@ def main() -> None:
     # a backlog (80-128 -> 66-92 µs per call). The objects of the imports are frozen out of every collection.
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-    uvloop.run(serve(settings))
+    try:
+        uvloop.run(serve(settings))
+    except AuthorizationError as exc:
+        log.error("nats_refused_the_credentials", extra={"fields": {"error": str(exc)}})
+        sys.exit(EX_NATS)
 
 
 if __name__ == "__main__":

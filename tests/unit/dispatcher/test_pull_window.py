@@ -139,3 +139,21 @@ def test_route_entries_with_names_that_are_not_dns_labels_are_skipped() -> None:
         namespace="default", name="Not_A_Label", timeout_ms=1, max_request_bytes=1, max_response_bytes=1
     )
     assert parse_function_entry("fn.default.Not_A_Label", encode_route(bad)) is None
+
+
+def test_a_bad_setting_exits_2_naming_it() -> None:
+    import subprocess
+    import sys
+
+    from tests.harness.processes import clean_environ
+
+    done = subprocess.run(
+        [sys.executable, "-m", "lf_dispatcher"],
+        env=clean_environ(LF_DISPATCHER_MAX_INFLIGHT="lots"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "LF_DISPATCHER_MAX_INFLIGHT" in done.stderr and "bad_settings" in done.stderr
