@@ -118,13 +118,13 @@ class CallRunner:
 
     async def process(self, p: Puller, reply: str, delivered: int, published: float, payload: bytes,
                       raw_headers: bytes | None) -> None:  # fmt: skip
-        headers = dict(parse_nats_headers(raw_headers)[2]) if raw_headers else {}
-        submitted = float(headers.get(js.SUBMITTED_HEADER) or published)
-        redrives = int(headers.get(js.REDRIVE_HEADER) or 0)
-        callback = headers.get(js.CALLBACK_HEADER, "")
-        try:
+        try:  # a message nothing can run (only a writer of LF_ASYNC other than ours makes one) is terminated
+            headers = dict(parse_nats_headers(raw_headers)[2]) if raw_headers else {}
+            submitted = float(headers.get(js.SUBMITTED_HEADER) or published)
+            redrives = int(headers.get(js.REDRIVE_HEADER) or 0)
+            callback = headers.get(js.CALLBACK_HEADER, "")
             envelope = decode_request(payload)
-        except EnvelopeError as exc:
+        except (EnvelopeError, ValueError) as exc:
             log.warning("async_bad_envelope", extra={"fields": {"function": p.consumer, "error": str(exc)}})
             self._ack(reply, _TERM)
             return

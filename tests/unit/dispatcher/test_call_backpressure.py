@@ -157,3 +157,10 @@ async def test_a_final_record_acks_without_running(status: str) -> None:
     await deliver(runner, puller, 1)
     assert broker.acks[-1][1] == b"+ACK"
     assert not [r for r in broker.requests if r.startswith("lf.invoke.")]
+
+
+async def test_a_message_with_a_malformed_header_is_terminated_not_retried_forever() -> None:
+    broker, runner, puller = setup([])
+    reply = "$JS.ACK.LF_ASYNC.default_hello.1.7.7.1700000000000000000.0"
+    await runner.process(puller, reply, 1, 1700000000.0, ENVELOPE, b"NATS/1.0\r\nLf-Redrive: many\r\n\r\n")
+    assert broker.acks == [(reply, b"+TERM")]
