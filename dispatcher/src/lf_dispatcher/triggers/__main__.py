@@ -7,7 +7,8 @@ import contextlib
 import signal
 import sys
 
-from lf_dispatcher.logs import configure_logging
+from lf_core import jsonlogs
+
 from lf_dispatcher.triggers.service import serve_triggers
 from lf_dispatcher.triggers.settings import TriggerSettingsError
 
@@ -22,7 +23,7 @@ async def _main() -> None:
 
 
 def main() -> int:
-    configure_logging("info")
+    jsonlogs.configure("info", ("lf_dispatcher", "lf_core"))
     try:
         asyncio.run(_main())
     except TriggerSettingsError as exc:
