@@ -16,17 +16,15 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from lf_core.asynccalls.streams import MAX_STREAM_REPLICAS
+from lf_core.envsettings import EnvReader
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-_DURATION = re.compile(r"(?P<num>\d+(\.\d+)?)(?P<unit>ms|s|m|h)?")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 class SettingsError(ValueError):
@@ -55,7 +53,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Raises SettingsError naming the variable."""
-        get = _Reader(env)
+        get = EnvReader(env, SettingsError)
         return cls(
             nats_url=_nats_url(get.text("LF_NATS_URL", DEFAULT_NATS_URL)),
             stream_replicas=get.integer("LF_STREAM_REPLICAS", 1, low=1, high=MAX_STREAM_REPLICAS),
@@ -77,46 +75,3 @@ def _nats_url(value: str) -> str:
         if parts.scheme != "nats" or not parts.hostname:
             raise SettingsError(f"LF_NATS_URL={value!r}: {server.strip()!r} is not a nats:// URL")
     return value
-
-
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def text(self, key: str, default: str) -> str:
-        return self._env.get(key, "").strip() or default
-
-    def integer(self, key: str, default: int, *, low: int, high: int) -> int:
-        raw = self.text(key, "")
-        if not raw:
-            return default
-        try:
-            value = int(raw.replace("_", ""))
-        except ValueError:
-            raise SettingsError(f"{key}={raw!r} is not an integer") from None
-        if not low <= value <= high:
-            raise SettingsError(f"{key}={raw!r} is out of range: must be between {low} and {high}")
-        return value
-
-    def seconds(self, key: str, default: float) -> float:
-        raw = self.text(key, "")
-        if not raw:
-            return default
-        match = _DURATION.fullmatch(raw)
-        if match is None:
-            raise SettingsError(f"{key}={raw!r} is not a duration (e.g. '500ms', '5s', '2m')")
-        return float(match["num"]) * _UNITS[match["unit"]]
-
-    def boolean(self, key: str, default: bool) -> bool:
-        raw = self.text(key, "").lower()
-        if not raw:
-            return default
-        if raw not in ("true", "false", "1", "0", "yes", "no"):
-            raise SettingsError(f"{key}={raw!r} is not a boolean (true or false)")
-        return raw in ("true", "1", "yes")
-
-    def choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
-        raw = self.text(key, default).lower()
-        if raw not in allowed:
-            raise SettingsError(f"{key}={raw!r} is not one of {', '.join(allowed)}")
-        return raw

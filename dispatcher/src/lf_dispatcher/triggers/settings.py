@@ -12,28 +12,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lf_core.asynccalls.streams import stream_replicas
-
-_DURATION = re.compile(r"(?P<num>\d+(\.\d+)?)(?P<unit>ms|s|m)?")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+from lf_core.envsettings import EnvReader
 
 
 class TriggerSettingsError(ValueError):
     """A variable is malformed; the message names it."""
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    match = _DURATION.fullmatch(raw)
-    if match is None or float(match["num"]) <= 0:
-        raise TriggerSettingsError(f"{name}={raw!r} is not a positive duration (e.g. '10s', '500ms')")
-    return float(match["num"]) * _UNITS[match["unit"]]
 
 
 @dataclass(frozen=True)
@@ -55,11 +42,12 @@ class TriggerSettings:
             replicas = stream_replicas(env)
         except ValueError as exc:
             raise TriggerSettingsError(str(exc)) from None
+        get = EnvReader(env, TriggerSettingsError)
         return cls(
-            nats_url=env.get("LF_NATS_URL", "").strip() or "nats://127.0.0.1:4222",
-            valkey_url=env.get("LF_VALKEY_URL", "").strip(),
-            lease_ttl_s=_seconds(env, "LF_TRIGGER_LEASE_TTL", 10.0),
-            publish_timeout_s=_seconds(env, "LF_TRIGGER_PUBLISH_TIMEOUT", 5.0),
-            ack_wait_s=_seconds(env, "LF_TRIGGER_ACK_WAIT", 30.0),
+            nats_url=get.text("LF_NATS_URL", "nats://127.0.0.1:4222"),
+            valkey_url=get.text("LF_VALKEY_URL", ""),
+            lease_ttl_s=get.seconds("LF_TRIGGER_LEASE_TTL", 10.0, positive=True),
+            publish_timeout_s=get.seconds("LF_TRIGGER_PUBLISH_TIMEOUT", 5.0, positive=True),
+            ack_wait_s=get.seconds("LF_TRIGGER_ACK_WAIT", 30.0, positive=True),
             stream_replicas=replicas,
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lf_core.contract.names import DEFAULT_NAMESPACE, InvalidName, check_name
+from lf_core.envsettings import EnvReader
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_HANDLER = "handler.handle"
@@ -86,9 +87,9 @@ class Settings:
             queue_depth=get.integer("LF_QUEUE_DEPTH", concurrency, low=0, high=1_000_000),
             max_response_bytes=get.integer("LF_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES, low=0),
             stuck_limit=get.integer("LF_STUCK_LIMIT", DEFAULT_STUCK_LIMIT, low=1, high=MAX_CONCURRENCY),
-            drain_timeout_s=get.seconds("LF_DRAIN_TIMEOUT", DEFAULT_DRAIN_TIMEOUT_S),
+            drain_timeout_s=get.plain_seconds("LF_DRAIN_TIMEOUT", DEFAULT_DRAIN_TIMEOUT_S),
             secrets_dir=Path(secrets) if secrets else None,
-            connect_timeout_s=get.seconds("LF_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT_S),
+            connect_timeout_s=get.plain_seconds("LF_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT_S),
             metrics_port=get.integer("LF_METRICS_PORT", 0, low=0, high=65535),
             metrics_host=get.text("LF_METRICS_HOST", "127.0.0.1"),
             health_port=get.integer("LF_HEALTH_PORT", 0, low=0, high=65535),
@@ -138,14 +139,12 @@ def parse_nats_url(value: str) -> str:
     return value
 
 
-class _Reader:
-    """Typed access to the variables, each failure naming its variable."""
+class _Reader(EnvReader):
+    """The shared reader (`lf_core.envsettings`: text, integers) plus function names, and seconds as the runtimes
+    take them (a plain number, an optional `s`: '30', '2.5s'), each failure naming its variable."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def text(self, key: str, default: str) -> str:
-        return self._env.get(key, "").strip() or default
+        super().__init__(env, SettingsError)
 
     def name(self, key: str, default: str | None, what: str) -> str:
         value = self.text(key, default or "")
@@ -156,20 +155,7 @@ class _Reader:
         except InvalidName as exc:
             raise SettingsError(f"{key}: {exc}") from None
 
-    def integer(self, key: str, default: int, *, low: int, high: int | None = None) -> int:
-        raw = self.text(key, "")
-        if not raw:
-            return default
-        try:
-            value = int(raw.replace("_", ""))
-        except ValueError:
-            raise SettingsError(f"{key}={raw!r} is not an integer") from None
-        if value < low or (high is not None and value > high):
-            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise SettingsError(f"{key}={raw!r} is out of range: must be {bounds}")
-        return value
-
-    def seconds(self, key: str, default: float) -> float:
+    def plain_seconds(self, key: str, default: float) -> float:
         raw = self.text(key, "")
         if not raw:
             return default
