@@ -5,6 +5,7 @@ answers 200; stopped with SIGTERM (its drain), killed only if that takes too lon
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -48,12 +49,16 @@ def start_ingestor(
             [sys.executable, "-m", "lf_dataplane"], env=environment, stdout=sink, stderr=subprocess.STDOUT
         )
     ingestor = Ingestor(process, port, log)
+    workers = int(env["LF_WORKERS"]) if env.get("LF_WORKERS", "").isdigit() else 1
     try:
         wait_for(
             lambda: process.poll() is not None or httpx.get(f"{ingestor.url}/readyz").status_code == 200,
             ready_timeout,
             "the ingestor's /readyz",
         )
+        # /readyz is answered by whichever worker takes the connection: with several, wait for each one's
+        # "ready" (routes loaded), or a call landing on a late worker is a 503 not_ready.
+        wait_for(lambda: process.poll() is not None or ready_workers(log) >= workers, ready_timeout, "every worker")
         assert process.poll() is None, ingestor.logs()
     except BaseException:
         ingestor.stop()
@@ -70,3 +75,15 @@ async def wait_routed(client: httpx.AsyncClient, url: str, *, routed: bool = Tru
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"{url} {'never became' if routed else 'is still'} routed")
+
+
+def ready_workers(log: Path) -> int:
+    """How many worker processes have logged `ready` (their route table loaded) in the ingestor's log."""
+    pids = set()
+    for line in log.read_text(errors="replace").splitlines():
+        if '"event":"ready"' in line:
+            try:
+                pids.add(json.loads(line)["pid"])
+            except (ValueError, KeyError):
+                continue
+    return len(pids)

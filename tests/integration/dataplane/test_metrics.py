@@ -74,7 +74,9 @@ async def test_counts_from_two_workers_sum_exactly_and_pass_promtool(
                 return await client.get(url + path, headers={"connection": "close"})
 
             responses = await asyncio.gather(*[call("/") for _ in range(60)], *[call("/created") for _ in range(25)])
-            assert sorted({r.status_code for r in responses}) == [200, 201]
+            assert sorted({r.status_code for r in responses}) == [200, 201], [
+                r.text for r in responses if r.status_code not in (200, 201)
+            ]
             for r in responses:
                 duration = float(r.headers["x-duration-seconds"])
                 overhead = float(r.headers["x-overhead-seconds"])
