@@ -48,9 +48,13 @@ test-unit: install ## Python unit tests (no sockets)
 	$(UV_RUN) pytest tests/unit
 
 .PHONY: test-integration
-test-integration: install ## Against a real nats-server, Zot and real processes
+test-integration: install ## Against a real nats-server, redis-server and real processes (images and Zot: test-images)
+	$(UV_RUN) pytest tests/integration -m integration --ignore=tests/integration/images --ignore=tests/integration/registry
+
+.PHONY: test-images
+test-images: install ## Every platform image built twice (same digests) and run from the outside; Zot
 	$(UV_RUN) python -m tools.registry build  # zot-minimal from ../shared/vendor/zot (cold 3-5 min, cached in ~/.cache/lf/zot)
-	$(UV_RUN) pytest tests/integration -m integration
+	$(UV_RUN) pytest tests/integration/images tests/integration/registry -m integration
 
 .PHONY: registry
 registry: install ## Zot on loopback with htpasswd auth, in the foreground (prints its address and REGISTRY_AUTH_FILE)
@@ -129,7 +133,7 @@ bench-micro: install ## Micro-benchmarks: native router and envelope against Pyt
 	$(UV_RUN) pytest bench/micro --benchmark-only -p no:cacheprovider
 
 # The tiers of `make test`, in order; .ci/run times each one (DEVELOPMENT.md, "CI ledger").
-TEST_TIERS := lint test-rust test-go test-unit test-integration test-conformance test-e2e test-operator test-chart test-cluster bench-gate
+TEST_TIERS := lint test-rust test-go test-unit test-integration test-images test-conformance test-e2e test-operator test-chart test-cluster bench-gate
 
 .PHONY: test
 test: $(TEST_TIERS) ## The whole suite and the bench gate (what CI runs)
