@@ -15,10 +15,11 @@ import uvloop
 from lf_core import jsonlogs
 from lf_core.bus.errors import AuthorizationError
 
-from lf_dispatcher.callbacks import CallbackSettingsError
+from lf_dispatcher.callbacks import CallbackSettings, CallbackSettingsError
 from lf_dispatcher.service import Dispatcher
 from lf_dispatcher.settings import Settings, SettingsError
 from lf_dispatcher.triggers import serve_triggers
+from lf_dispatcher.triggers.settings import TriggerSettings, TriggerSettingsError
 
 EX_NATS = 1
 EX_CONFIG = 2
@@ -40,9 +41,11 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    try:
+    try:  # every setting checked here, before anything starts: a bad one is exit 2, not a part left unstarted
         settings = Settings.from_env(os.environ)
-    except (SettingsError, CallbackSettingsError) as exc:
+        CallbackSettings.from_env(os.environ)
+        TriggerSettings.from_env(os.environ)
+    except (SettingsError, CallbackSettingsError, TriggerSettingsError) as exc:
         jsonlogs.configure("info", LOGGERS)
         log.error("bad_settings", extra={"fields": {"error": str(exc)}})
         sys.exit(EX_CONFIG)

@@ -141,7 +141,11 @@ def test_route_entries_with_names_that_are_not_dns_labels_are_skipped() -> None:
     assert parse_function_entry("fn.default.Not_A_Label", encode_route(bad)) is None
 
 
-def test_a_bad_setting_exits_2_naming_it() -> None:
+@pytest.mark.parametrize(
+    "variable",
+    ["LF_DISPATCHER_MAX_INFLIGHT", "LF_CALLBACK_TIMEOUT", "LF_TRIGGER_LEASE_TTL"],  # its own, callbacks, triggers
+)
+def test_a_bad_setting_exits_2_naming_it(variable: str) -> None:
     import subprocess
     import sys
 
@@ -149,11 +153,11 @@ def test_a_bad_setting_exits_2_naming_it() -> None:
 
     done = subprocess.run(
         [sys.executable, "-m", "lf_dispatcher"],
-        env=clean_environ(LF_DISPATCHER_MAX_INFLIGHT="lots"),
+        env=clean_environ(**{variable: "lots"}),
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
     assert done.returncode == 2, done.stderr
-    assert "LF_DISPATCHER_MAX_INFLIGHT" in done.stderr and "bad_settings" in done.stderr
+    assert variable in done.stderr and "bad_settings" in done.stderr
