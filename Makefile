@@ -133,7 +133,7 @@ bench-micro: install ## Micro-benchmarks: native router and envelope against Pyt
 	$(UV_RUN) pytest bench/micro --benchmark-only -p no:cacheprovider
 
 # The tiers of `make test`, in order; .ci/run times each one (DEVELOPMENT.md, "CI ledger").
-TEST_TIERS := lint test-rust test-go test-unit test-integration test-images test-conformance test-e2e test-operator test-chart test-cluster bench-gate
+TEST_TIERS := lint test-rust test-go test-unit test-images test-integration test-conformance test-e2e test-operator test-chart test-cluster bench-gate
 
 .PHONY: test
 test: $(TEST_TIERS) ## The whole suite and the bench gate (what CI runs)
