@@ -193,6 +193,19 @@ def ingestor_url(unpacked: dict[str, Path], nats_url: str, tmp_path_factory: pyt
     bundle = unpacked["ingestor"]
     log = tmp_path_factory.mktemp("ingestor") / "ingestor.log"
     env = image_env(bundle, LF_PORT=str(port), LF_HOST="127.0.0.1", LF_NATS_URL=nats_url, HOME="/tmp")
+    url = f"http://127.0.0.1:{port}"
+    process = start_entrypoint(bundle, env, log, f"{url}/readyz", "the ingestor (its image) /readyz")
+    try:
+        yield url
+    finally:
+        stop_process(process)
+
+
+def start_entrypoint(
+    bundle: Path, env: dict[str, str], log: Path, ready_url: str, what: str
+) -> subprocess.Popen[bytes]:
+    """The image's entry point (its config's args) under chroot with `env`, output in `log`, once `ready_url`
+    answers 200; stopped again, its log in the failure, if it exits first."""
     with log.open("wb") as sink:
         process = subprocess.Popen(
             chroot(bundle / "rootfs", *json.loads((bundle / "config.json").read_text())["process"]["args"]),
@@ -200,13 +213,13 @@ def ingestor_url(unpacked: dict[str, Path], nats_url: str, tmp_path_factory: pyt
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: process.poll() is not None or _ready(f"{url}/readyz"), 60, "the ingestor (its image) /readyz")
+        wait_for(lambda: process.poll() is not None or _ready(ready_url), 60, what)
         assert process.poll() is None, log.read_text()
-        yield url
-    finally:
+    except BaseException:
         stop_process(process)
+        raise
+    return process
 
 
 def _ready(url: str) -> bool:
@@ -282,17 +295,9 @@ def dispatcher_admin(
     log = tmp_path_factory.mktemp("dispatcher") / "dispatcher.log"
     env = image_env(bundle, LF_NATS_URL=nats_url, LF_ADMIN_HOST="127.0.0.1", LF_ADMIN_PORT=str(port), HOME="/tmp",
                     LF_CALLBACK_KEYS_DIR="/tmp/callback-keys", LF_DRAIN_TIMEOUT="5s")  # fmt: skip
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            chroot(bundle / "rootfs", *json.loads((bundle / "config.json").read_text())["process"]["args"]),
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
     url = f"http://127.0.0.1:{port}"
+    process = start_entrypoint(bundle, env, log, f"{url}/healthz", "the dispatcher (its image)")
     try:
-        wait_for(lambda: process.poll() is not None or _ready(f"{url}/healthz"), 60, "the dispatcher (its image)")
-        assert process.poll() is None, log.read_text()
         yield url
     finally:
         stop_process(process)
